@@ -1,0 +1,71 @@
+"""Atomic writes: write to a temporary name beside the target, rename on success.
+
+A reader never sees a half-written file, and a job that fails or is stopped leaves nothing
+behind (the temporary is removed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary file path in ``target``'s folder; rename it to ``target`` on success.
+
+    The temporary keeps ``target``'s suffix so that libraries that pick a format by suffix
+    still work. The parent folder is created when missing.
+
+    Raises
+    ------
+    FileExistsError
+        When ``target`` exists and ``overwrite`` is false (checked before anything is written).
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target}: exists (pass overwrite to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Like :func:`atomic_path` for a folder (a zarr store, a checkpoint folder).
+
+    The yielded temporary folder exists and is empty. On success an existing ``target`` is
+    replaced: it is moved aside first, so a crash between the two renames leaves either the
+    old or the new folder under a recognisable name, never a mixture.
+    """
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target}: exists (pass overwrite to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        yield tmp_path
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+            os.replace(tmp_path, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp_path, target)
+    except BaseException:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        raise

@@ -1,0 +1,24 @@
+"""The one exception type a user is meant to read."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class InputError(ValueError):
+    """Bad input found before anything was written.
+
+    The message names the file (when there is one), the field and what was expected, e.g.
+    ``labels.mrc: shape (64, 64, 64) differs from tomogram.mrc (64, 64, 32)``.
+    """
+
+    def __init__(self, message: str, path: str | PathLike | None = None, field: str | None = None):
+        self.path = None if path is None else str(path)
+        self.field = field
+        parts = []
+        if self.path:
+            parts.append(self.path)
+        if field:
+            parts.append(field)
+        prefix = ": ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
