@@ -1,15 +1,25 @@
 """The registry of stages: one place that the CLI, the demo and the batch runner read.
 
-A stage is registered once, with its config class and its job function. File-level stages
-(those that map input files to output files) are what the batch runner iterates over folders.
+A stage is registered once, with its config class and its job function given as import paths
+(``"package.module:name"``), so that listing the stages (``cryolearn --help``) imports neither
+torch nor any stage's code; a stage's modules load when it runs. File-level stages (those that
+map input files to output files) are what a batch runner iterates over folders.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from napari_cryolearn.engine.config import Config
+
+def resolve(target: str | Any) -> Any:
+    """``"pkg.module:attr"`` → the attribute (non-strings are returned as they are)."""
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 @dataclass(frozen=True)
@@ -19,30 +29,53 @@ class Stage:
     Attributes
     ----------
     name:
-        Short name, also the CLI's word for it ("sample", "prep.scale", ...).
+        Dotted name, also the CLI's words for it: ``"prep.scale"`` is ``cryolearn prep scale``.
     config:
-        Its :class:`Config` class.
+        Its :class:`~napari_cryolearn.engine.config.Config` class, or its import path.
     job:
-        ``job(config, stop=None) -> Generator[Progress, None, result]``.
+        ``job(config, stop=None) -> Generator[Progress, None, result]``, or its import path.
     summary:
         One line for ``--help`` and the batch widget.
     per_file:
         True when the job maps input files to output files (batch-able).
+    order:
+        Position in the pipeline; ``cryolearn demo`` runs stages in this order.
+    demo:
+        ``demo(outputs, workdir) -> Config | None`` (or its import path): the stage's config for
+        the demo, built from the paths earlier stages produced (``outputs``: name -> Path); it
+        adds what the stage will write to ``outputs``; ``None`` skips the stage.
+    cli_positionals:
+        Config fields taken as positional arguments on the command line, in order.
     """
 
     name: str
-    config: type[Config]
-    job: Callable
+    config: Any
+    job: Any
     summary: str
     per_file: bool = False
+    order: int = 100
+    demo: Any = None
+    cli_positionals: tuple[str, ...] = ()
+
+    def config_class(self) -> type:
+        """The config class (imports its module)."""
+        return resolve(self.config)
+
+    def job_function(self) -> Callable:
+        """The job function (imports its module)."""
+        return resolve(self.job)
+
+    def demo_function(self) -> Callable | None:
+        """The demo config builder, if any."""
+        return None if self.demo is None else resolve(self.demo)
 
 
 _STAGES: dict[str, Stage] = {}
 
 
 def register_stage(stage: Stage) -> Stage:
-    """Add ``stage`` (a name may be registered once)."""
-    if stage.name in _STAGES and _STAGES[stage.name] is not stage:
+    """Add ``stage``; registering the same name twice with a different stage is an error."""
+    if stage.name in _STAGES and _STAGES[stage.name] != stage:
         raise ValueError(f"stage {stage.name!r} is already registered")
     _STAGES[stage.name] = stage
     return stage
@@ -58,11 +91,11 @@ def get_stage(name: str) -> Stage:
 
 
 def stages() -> list[Stage]:
-    """All registered stages, by name."""
+    """All registered stages, in pipeline order."""
     load_builtin_stages()
-    return [_STAGES[k] for k in sorted(_STAGES)]
+    return sorted(_STAGES.values(), key=lambda s: (s.order, s.name))
 
 
 def load_builtin_stages() -> None:
-    """Import the modules that register the suite's own stages."""
+    """Import the module that registers the suite's own stages."""
     import napari_cryolearn.stages  # noqa: F401  (registers on import)

@@ -1,0 +1,195 @@
+"""The ``cryolearn`` command: every stage of the suite, headless, with a terminal progress bar.
+
+``cryolearn STAGE [ACTION] ...`` runs the same job, with the same config object, as the stage's
+napari widget. ``cryolearn demo OUTDIR`` runs every stage in pipeline order on the synthetic
+sample data. Ctrl-C once asks the running job to stop cleanly (it keeps what it finished, e.g.
+a resumable checkpoint); twice aborts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from napari_cryolearn import __version__
+from napari_cryolearn.cli_flags import add_config_arguments, configs_from_args
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import run_job
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.registry import Stage, stages
+from napari_cryolearn.engine.stop import StopFlag
+
+
+def drive(job_fn, config, *, desc: str, quiet: bool = False) -> Any:
+    """Run ``job_fn(config, stop)`` to the end with a tqdm progress bar on stderr.
+
+    The first Ctrl-C sets the job's stop flag; a second one raises ``KeyboardInterrupt``.
+    Returns the job's result.
+    """
+    from tqdm.auto import tqdm
+
+    stop = StopFlag()
+    bar = tqdm(total=None, desc=desc, disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def on_progress(event: Progress) -> None:
+        if event.total is not None and bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.step
+        if event.message:
+            bar.set_postfix_str(event.message[-60:], refresh=False)
+        bar.refresh()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        tqdm.write("stopping after the current step (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if _in_main_thread() else None
+    try:
+        return run_job(job_fn(config, stop=stop), on_progress)
+    finally:
+        bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _describe(result: Any) -> list[str]:
+    if isinstance(result, dict):
+        return [f"{k}: {v}" for k, v in result.items()]
+    if isinstance(result, (list, tuple)):
+        return [str(r) for r in result]
+    return [] if result is None else [str(result)]
+
+
+def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
+    config_cls = stage.config_class()
+    job_fn = stage.job_function()
+    for config in configs_from_args(args, config_cls):
+        result = drive(job_fn, config, desc=stage.name, quiet=args.quiet)
+        for line in _describe(result):
+            print(line)
+    return 0
+
+
+def run_demo(outdir: Path, quiet: bool = False) -> dict[str, Path]:
+    """Run every registered stage that has a demo, in pipeline order, inside ``outdir``.
+
+    Returns the paths the stages wrote, by name.
+    """
+    outdir = Path(outdir)
+    outputs: dict[str, Path] = {}
+    for stage in stages():
+        build = stage.demo_function()
+        if build is None:
+            continue
+        config = build(outputs, outdir)
+        if config is None:
+            continue
+        print(f"== {stage.name}: {stage.summary}", flush=True)
+        result = drive(stage.job_function(), config, desc=stage.name, quiet=quiet)
+        if isinstance(result, dict):
+            outputs.update({k: Path(v) for k, v in result.items() if isinstance(v, (str, Path))})
+        for line in _describe(result):
+            print(f"   {line}")
+    return outputs
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    outputs = run_demo(args.outdir, quiet=args.quiet)
+    openable = [str(p) for p in outputs.values() if p.suffix in {".mrc", ".mrcs", ".star"}]
+    print()
+    print("Done. Open the results in napari:")
+    print("  napari " + " ".join(openable))
+    print("or start napari with the plugin's widgets:  napari -w napari-cryolearn")
+    return 0
+
+
+def _stages_command(args: argparse.Namespace) -> int:
+    for stage in stages():
+        print(f"{stage.name:24s} {stage.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``cryolearn`` parser, with one subcommand per registered stage."""
+    parser = argparse.ArgumentParser(
+        prog="cryolearn",
+        description="napari-cryolearn on the command line: the same jobs as the napari widgets.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    demo = commands.add_parser("demo", help="generate the sample data and run every stage on it")
+    demo.add_argument("outdir", type=Path, help="folder for all outputs")
+    demo.set_defaults(handler=_demo_command)
+    listing = commands.add_parser("stages", help="list the stages")
+    listing.set_defaults(handler=_stages_command)
+
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for stage in stages():
+        head, _, tail = stage.name.partition(".")
+        if tail:
+            if head not in groups:
+                group = commands.add_parser(head, help=f"{head} stages")
+                groups[head] = group.add_subparsers(dest="action", metavar="ACTION")
+                groups[head].required = True
+            sub = groups[head].add_parser(tail, help=stage.summary, description=stage.summary)
+        else:
+            sub = commands.add_parser(head, help=stage.summary, description=stage.summary)
+        sub.set_defaults(handler=None, stage=stage)
+        sub.set_defaults(_stage_parser=sub)
+        _LAZY_PARSERS[id(sub)] = (sub, stage)
+    return parser
+
+
+_LAZY_PARSERS: dict[int, tuple[argparse.ArgumentParser, Stage]] = {}
+
+
+def _complete_stage_parsers(argv: Sequence[str]) -> None:
+    """Add the config flags to the one stage parser the command line names.
+
+    Building every stage's flags needs every config class; loading only the named one keeps
+    ``cryolearn --help`` and each stage's start fast.
+    """
+    words = [a for a in argv if not a.startswith("-")]
+    for sub, stage in _LAZY_PARSERS.values():
+        head, _, tail = stage.name.partition(".")
+        wanted = [head, tail] if tail else [head]
+        if words[: len(wanted)] == wanted:
+            add_config_arguments(sub, stage.config_class(), positionals=stage.cli_positionals)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cryolearn`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _LAZY_PARSERS.clear()
+    parser = build_parser()
+    _complete_stage_parsers(argv)
+    args = parser.parse_args(argv)
+    try:
+        if args.handler is not None:
+            return args.handler(args)
+        return _run_stage(args.stage, args)
+    except InputError as err:
+        print(f"cryolearn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cryolearn: aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Command-line flags from a config class, and a config from parsed flags.
+
+Every field of a stage's :class:`~napari_cryolearn.engine.config.Config` becomes a flag named
+after it (``lower_percentile`` → ``--lower-percentile``); fields listed as positionals become
+positional arguments. ``--config FILE.yaml`` loads a whole config (ours, or a CryoSiam YAML
+when the config class knows how to read one), and flags given next to it override its values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from napari_cryolearn.engine.config import Config, read_yaml
+from napari_cryolearn.engine.errors import InputError
+
+#: Top-level keys that mark a YAML file as a CryoSiam config rather than ours.
+CRYOSIAM_KEYS = {"data_folder", "labels_folder", "patches_folder", "parameters", "hyper_parameters", "log_dir"}
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+        return args
+    return annotation
+
+
+def _flag_spec(annotation: Any) -> dict[str, Any] | None:
+    """argparse keyword arguments for a field's type, or None for types flags cannot express."""
+    ann = _unwrap_optional(annotation)
+    if isinstance(ann, list):  # a union such as int | tuple[int, int, int]
+        scalars = [a for a in ann if a in (int, float, str)]
+        sequences = [a for a in ann if typing.get_origin(a) in (tuple, list)]
+        if scalars and sequences:
+            return {"nargs": "+", "type": scalars[0], "_sequence_or_scalar": True}
+        if scalars:
+            return {"type": scalars[0]}
+        return None
+    origin = typing.get_origin(ann)
+    if ann is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if ann in (int, float, str):
+        return {"type": ann}
+    if ann is Path or (isinstance(ann, type) and issubclass(ann, Path)):
+        return {"type": Path}
+    if origin is Literal:
+        choices = typing.get_args(ann)
+        return {"choices": choices, "type": type(choices[0])}
+    if origin in (tuple, list):
+        args = [a for a in typing.get_args(ann) if a is not Ellipsis]
+        item = _unwrap_optional(args[0]) if args else str
+        if item not in (int, float, str, Path):
+            return None
+        return {"nargs": "+", "type": item}
+    return None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Config], positionals=()) -> None:
+    """Add ``--config`` and one flag (or positional) per field of ``config_cls``."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="YAML",
+        help="read the settings from a YAML file (ours, or a CryoSiam config); flags override it",
+    )
+    for name, field in config_cls.model_fields.items():
+        spec = _flag_spec(field.annotation)
+        if spec is None:
+            continue
+        spec.pop("_sequence_or_scalar", None)
+        help_text = field.description or ""
+        if not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            help_text = f"{help_text} (default: {default})".strip()
+        if name in positionals:
+            parser.add_argument(name, nargs="?", default=None, type=spec.get("type"), help=help_text)
+        else:
+            parser.add_argument(
+                "--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS, help=help_text, **spec
+            )
+
+
+def _given(args: argparse.Namespace, config_cls: type[Config]) -> dict[str, Any]:
+    given = {}
+    for name, field in config_cls.model_fields.items():
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if value is None or value == []:
+            continue
+        spec = _flag_spec(field.annotation) or {}
+        if spec.get("_sequence_or_scalar") and isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        given[name] = value
+    return given
+
+
+def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> list[Config]:
+    """Build the config(s) a command asked for.
+
+    A CryoSiam YAML may describe several files (a folder); it then gives one config per file.
+    """
+    overrides = _given(args, config_cls)
+    path = getattr(args, "config", None)
+    if path is None:
+        return [config_cls.from_dict(overrides)]
+    data = read_yaml(path)
+    if CRYOSIAM_KEYS & set(data) and hasattr(config_cls, "from_cryosiam"):
+        configs = config_cls.from_cryosiam(data)
+        if not configs:
+            raise InputError("the CryoSiam config selects no files", path=path)
+        return [config_cls.from_dict({**c.to_dict(), **overrides}, source=path) for c in configs]
+    return [config_cls.from_dict({**data, **overrides}, source=path)]

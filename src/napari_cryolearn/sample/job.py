@@ -1,0 +1,114 @@
+"""The sample-data job: write the synthetic tomogram, its labels, coordinates and micrographs."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from napari_cryolearn.engine.atomic import atomic_path
+from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.io import write_mrc, write_star
+from napari_cryolearn.io.sidecar import write_sidecar
+
+#: File names inside the output folder, by role.
+SAMPLE_FILES = {
+    "tomogram": "tomogram.mrc",
+    "labels": "labels.mrc",
+    "proteins": "proteins.star",
+    "particles": "particles.star",
+    "micrographs": "micrographs.mrcs",
+    "micrograph_kinds": "micrographs.csv",
+}
+
+
+class SampleConfig(Config):
+    """What ``cryolearn sample`` writes.
+
+    ``shape`` is (Z, Y, X) in voxels, ``voxel_size`` in Angstrom; ``n_micrographs`` 2D images of
+    ``micrograph_size``² pixels. Set ``n_micrographs`` to 0 to skip them.
+    """
+
+    output: Path
+    shape: tuple[int, int, int] = (96, 128, 128)
+    voxel_size: float = Field(10.0, gt=0)
+    seed: int = 0
+    n_micrographs: int = Field(32, ge=0)
+    micrograph_size: int = Field(64, ge=16)
+
+
+def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[Progress, None, dict[str, Path]]:
+    """Generate the sample data and write it into ``config.output``.
+
+    Yields progress per file; returns ``{role: path}`` for the files written (see
+    :data:`SAMPLE_FILES`). Every file is written atomically; a stop between files leaves the
+    files already complete.
+    """
+    from napari_cryolearn.sample import make_micrographs, make_synthetic_tomogram
+
+    out = Path(config.output)
+    total = 5 if config.n_micrographs else 4
+    yield Progress(0, total, "generating the synthetic tomogram", stage="sample")
+    tomo = make_synthetic_tomogram(shape=tuple(config.shape), voxel_size=config.voxel_size, seed=config.seed)
+    vs = (config.voxel_size,) * 3
+    written: dict[str, Path] = {}
+
+    written["tomogram"] = write_mrc(out / SAMPLE_FILES["tomogram"], tomo.volume, voxel_size=vs)
+    yield Progress(1, total, f"wrote {written['tomogram']}", stage="sample")
+    if stop is not None and stop.is_set():
+        return written
+
+    written["labels"] = write_mrc(out / SAMPLE_FILES["labels"], tomo.labels, voxel_size=vs)
+    write_sidecar(
+        written["labels"],
+        {"label_names": tomo.label_names, "source": "napari-cryolearn synthetic sample", "seed": config.seed},
+    )
+    yield Progress(2, total, f"wrote {written['labels']}", stage="sample")
+    if stop is not None and stop.is_set():
+        return written
+
+    normals = np.asarray(tomo.protein_normals, dtype=float).reshape(-1, 3)
+    proteins = pd.DataFrame(
+        {
+            "rlnClassNumber": np.full(len(tomo.protein_coords), 2, dtype=int),
+            "cryolearnNormalZ": normals[:, 0],
+            "cryolearnNormalY": normals[:, 1],
+            "cryolearnNormalX": normals[:, 2],
+        }
+    )
+    written["proteins"] = write_star(
+        out / SAMPLE_FILES["proteins"], tomo.protein_coords, features=proteins, pixel_size=config.voxel_size
+    )
+    particles = pd.DataFrame({"rlnClassNumber": np.full(len(tomo.particle_coords), 3, dtype=int)})
+    written["particles"] = write_star(
+        out / SAMPLE_FILES["particles"], tomo.particle_coords, features=particles, pixel_size=config.voxel_size
+    )
+    yield Progress(3, total, f"wrote {written['proteins']} and {written['particles']}", stage="sample")
+    if stop is not None and stop.is_set():
+        return written
+
+    if config.n_micrographs:
+        stack = make_micrographs(
+            n=config.n_micrographs, size=config.micrograph_size, pixel_size=config.voxel_size, seed=config.seed
+        )
+        written["micrographs"] = write_mrc(
+            out / SAMPLE_FILES["micrographs"], stack.images, voxel_size=(1.0, stack.pixel_size, stack.pixel_size)
+        )
+        kinds = pd.DataFrame({"index": np.arange(len(stack.kinds)), "kind": [stack.kind_names[k] for k in stack.kinds]})
+        with atomic_path(out / SAMPLE_FILES["micrograph_kinds"]) as tmp:
+            kinds.to_csv(tmp, index=False)
+        written["micrograph_kinds"] = out / SAMPLE_FILES["micrograph_kinds"]
+        yield Progress(4, total, f"wrote {written['micrographs']}", stage="sample")
+
+    yield Progress(total, total, f"sample data in {out}", stage="sample")
+    return written
+
+
+def sample_demo(outputs: dict[str, Path], workdir: Path) -> SampleConfig:
+    """The demo's first step: the default sample data in ``workdir/sample``."""
+    return SampleConfig(output=Path(workdir) / "sample")

@@ -1,0 +1,1 @@
+"""Everything that imports Qt or napari: reader/writer hooks, sample data, widgets."""

@@ -1,0 +1,120 @@
+"""napari reader and writer hooks for MRC and STAR files (declared in napari.yaml).
+
+MRC volumes open memory-mapped with the voxel size (Angstrom) as the layer's ``scale``; integer
+volumes whose name or sidecar marks them as labels open as Labels. STAR coordinates open as a
+Points layer in napari's (z, y, x) order, in pixels of the tomogram, scaled by the pixel size
+when the file gives one; the other columns become the points' ``features``. Writers take the
+voxel size back from the layer's scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from napari_cryolearn.io import MRC_SUFFIXES, read_mrc, read_star, write_mrc, write_star
+from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, write_sidecar
+from napari_cryolearn.ui.layers import as_array, points_kwargs
+
+STAR_SUFFIXES = (".star",)
+
+
+def _suffix(path: str) -> str:
+    return Path(path).suffix.lower()
+
+
+def get_reader(path: str | list[str]):
+    """Return a reader for MRC or STAR paths, or None for anything else."""
+    paths = [path] if isinstance(path, str) else list(path)
+    if paths and all(_suffix(p) in MRC_SUFFIXES + STAR_SUFFIXES for p in paths):
+        return read_layers
+    return None
+
+
+def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
+    """Layer data for each path (MRC → Image/Labels, STAR → Points)."""
+    paths = [path] if isinstance(path, str) else list(path)
+    layers = []
+    for p in paths:
+        if _suffix(p) in STAR_SUFFIXES:
+            layers.append(star_layer_data(p))
+        else:
+            layers.append(mrc_layer_data(p))
+    return layers
+
+
+def mrc_layer_data(path: str | Path) -> tuple[Any, dict, str]:
+    """An MRC file as ``(data, kwargs, "image" | "labels")``, memory-mapped, scale in Angstrom."""
+    volume = read_mrc(path, mmap=True)
+    meta = read_sidecar(path)
+    label_names = label_names_from(meta)
+    is_labels = volume.is_labels or (bool(label_names) and np.issubdtype(volume.data.dtype, np.integer))
+    scale = tuple(volume.voxel_size)[-volume.data.ndim :]
+    metadata = {
+        "voxel_size": tuple(volume.voxel_size),
+        "origin": tuple(volume.origin),
+        "source_path": str(path),
+    }
+    if label_names:
+        metadata["label_names"] = label_names
+    kwargs = {"name": Path(path).stem, "scale": tuple(scale), "metadata": metadata}
+    return volume.data, kwargs, ("labels" if is_labels else "image")
+
+
+def star_layer_data(path: str | Path) -> tuple[Any, dict, str]:
+    """A STAR file's coordinates as a Points layer in pixels (z, y, x), with its columns as features."""
+    points = read_star(path)
+    scale = (points.pixel_size,) * 3 if points.pixel_size else (1.0, 1.0, 1.0)
+    kwargs = points_kwargs(Path(path).stem, scale, features=points.features.reset_index(drop=True))
+    kwargs["metadata"] = {"pixel_size": points.pixel_size, "source_path": str(path), "star_table": points.table}
+    return points.coords, kwargs, "points"
+
+
+def _voxel_size(attributes: dict, ndim: int) -> tuple[float, float, float]:
+    scale = [float(s) for s in (attributes.get("scale") or [1.0] * ndim)][-3:]
+    while len(scale) < 3:
+        scale.insert(0, 1.0)
+    return tuple(scale)
+
+
+def _check_suffix(path: str, allowed: tuple[str, ...], what: str) -> None:
+    if _suffix(path) not in allowed:
+        raise ValueError(f"{path}: {what} are written as {', '.join(allowed)}")
+
+
+def write_image(path: str, data: Any, attributes: dict) -> list[str]:
+    """Write an Image layer to MRC with its scale as the voxel size."""
+    _check_suffix(path, MRC_SUFFIXES, "images")
+    array = as_array(data)
+    origin = tuple((attributes.get("metadata") or {}).get("origin", (0.0, 0.0, 0.0)))
+    write_mrc(path, array, voxel_size=_voxel_size(attributes, array.ndim), origin=origin)
+    return [path]
+
+
+def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
+    """Write a Labels layer to MRC with its scale as the voxel size; class names go to a sidecar."""
+    written = write_image(path, data, attributes)
+    names = (attributes.get("metadata") or {}).get("label_names")
+    if names:
+        write_sidecar(path, {"label_names": {str(k): v for k, v in dict(names).items()}})
+    return written
+
+
+def write_points(path: str, data: Any, attributes: dict) -> list[str]:
+    """Write a Points layer to STAR: coordinates in pixels, the layer's features as columns."""
+    _check_suffix(path, STAR_SUFFIXES, "points")
+    coords = np.asarray(data, dtype=float)
+    if coords.ndim != 2 or coords.shape[1] not in (2, 3):
+        raise ValueError(f"{path}: points must be (N, 2) or (N, 3), got {coords.shape}")
+    if coords.shape[1] == 2:
+        coords = np.column_stack([np.zeros(len(coords)), coords])
+    features = attributes.get("features")
+    features = pd.DataFrame(features) if features is not None and len(features) == len(coords) else None
+    meta = attributes.get("metadata") or {}
+    scale = _voxel_size(attributes, 3)
+    pixel_size = meta.get("pixel_size") or (scale[-1] if scale[-1] != 1.0 else None)
+    write_star(path, coords, features=features, pixel_size=pixel_size)
+    return [path]

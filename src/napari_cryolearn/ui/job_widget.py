@@ -1,0 +1,100 @@
+"""Base of every stage's dock widget: a form, Run and Stop buttons, a status line.
+
+A subclass lists its form widgets, builds the job from them (:meth:`JobWidget.make_job`, in the
+GUI thread, where bad input raises before anything runs) and turns the job's result into layers
+(:meth:`JobWidget.on_result`). The job itself runs in a worker thread (:mod:`.worker`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import Container, Label, PushButton, Widget
+from napari.utils.notifications import show_error
+
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.ui.worker import JobFactory, RunningJob, start_job
+
+
+class JobWidget(Container):
+    """A dock widget that runs one job.
+
+    Parameters
+    ----------
+    viewer:
+        The napari viewer results are added to.
+    fields:
+        The form's widgets (magicgui), shown above the buttons.
+    title:
+        Name of the job in progress bars and notifications.
+    run_text:
+        The Run button's label.
+    """
+
+    def __init__(self, viewer, fields: list[Widget], *, title: str, run_text: str = "Run"):
+        self.viewer = viewer
+        self.title = title
+        self.run_button = PushButton(text=run_text)
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.status = Label(value="")
+        buttons = Container(widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False)
+        super().__init__(widgets=[*fields, buttons, self.status])
+        self.running: RunningJob | None = None
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+
+    def make_job(self) -> JobFactory:
+        """Validate the form and return ``factory(stop) -> job generator``; raise InputError on bad input."""
+        raise NotImplementedError
+
+    def on_result(self, result: Any) -> None:
+        """Add the job's result to the viewer (GUI thread)."""
+
+    def on_progress(self, event: Progress) -> None:
+        """Called for every progress event (GUI thread); subclasses may plot metrics."""
+
+    def run(self) -> RunningJob | None:
+        """Start the job; returns the running job, or None when the form was invalid."""
+        if self.running is not None and self.running.is_running:
+            return self.running
+        try:
+            factory = self.make_job()
+        except (InputError, ValueError) as err:
+            self.status.value = f"error: {err}"
+            show_error(f"{self.title}: {err}")
+            return None
+        self.status.value = "running…"
+        self.run_button.enabled = False
+        self.stop_button.enabled = True
+        self.running = start_job(
+            factory,
+            title=self.title,
+            on_result=self._result,
+            on_progress=self._progress,
+            on_error=self._error,
+            on_finished=self._finished,
+        )
+        return self.running
+
+    def stop(self) -> None:
+        """Ask the running job to stop after its current step."""
+        if self.running is not None:
+            self.running.stop()
+            self.status.value = "stopping…"
+
+    def _progress(self, event: Progress) -> None:
+        if event.message:
+            self.status.value = event.message
+        self.on_progress(event)
+
+    def _result(self, result: Any) -> None:
+        self.status.value = "stopped" if self.running and self.running.stop_flag.is_set() else "done"
+        self.on_result(result)
+
+    def _error(self, exc: Exception) -> None:
+        self.status.value = f"error: {exc}"
+
+    def _finished(self) -> None:
+        self.run_button.enabled = True
+        self.stop_button.enabled = False

@@ -1,0 +1,41 @@
+"""napari sample data: the synthetic tomogram with its labels and picks, and the micrographs."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from napari_cryolearn.sample import make_micrographs, make_synthetic_tomogram
+from napari_cryolearn.ui.layers import points_kwargs
+
+
+def tomogram_layers(shape=(96, 128, 128), voxel_size: float = 10.0, seed: int = 0) -> list:
+    """Layer data for a synthetic tomogram: Image, Labels, membrane proteins and particles as Points."""
+    tomo = make_synthetic_tomogram(shape=tuple(shape), voxel_size=voxel_size, seed=seed)
+    scale = (tomo.voxel_size,) * 3
+    meta = {"voxel_size": scale, "origin": (0.0, 0.0, 0.0), "seed": seed}
+    normals = pd.DataFrame(tomo.protein_normals, columns=["normal_z", "normal_y", "normal_x"])
+    return [
+        (tomo.volume, {"name": "synthetic tomogram", "scale": scale, "metadata": meta}, "image"),
+        (
+            tomo.labels,
+            {"name": "synthetic labels", "scale": scale, "metadata": {**meta, "label_names": tomo.label_names},
+             "opacity": 0.5},
+            "labels",
+        ),
+        (tomo.protein_coords, points_kwargs("membrane proteins", scale, features=normals), "points"),
+        (tomo.particle_coords, {**points_kwargs("particles", scale), "face_color": "cyan"}, "points"),
+    ]
+
+
+def make_sample_tomogram() -> list:
+    """The default synthetic tomogram (96×128×128 voxels of 10 Å, seed 0)."""
+    return tomogram_layers()
+
+
+def make_sample_micrographs() -> list:
+    """A stack of 2D synthetic micrographs of a few kinds (for self-supervised learning)."""
+    stack = make_micrographs()
+    kinds = [stack.kind_names[k] for k in stack.kinds]
+    meta = {"kinds": kinds, "pixel_size": stack.pixel_size}
+    scale = (1.0, stack.pixel_size, stack.pixel_size)
+    return [(stack.images, {"name": "synthetic micrographs", "scale": scale, "metadata": meta}, "image")]

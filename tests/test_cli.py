@@ -1,0 +1,71 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_cryolearn import __version__
+from napari_cryolearn.cli import main
+from napari_cryolearn.io import read_mrc, read_star
+
+SMALL = ["--shape", "48", "64", "64", "--n-micrographs", "6", "--micrograph-size", "32"]
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "sample" in out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert __version__ in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    exe = Path(sys.executable).parent / "cryolearn"
+    result = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
+    assert __version__ in result.stdout
+
+
+def test_sample_writes_files_with_voxel_size(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["-q", "sample", str(out), *SMALL, "--voxel-size", "12.5", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    tomo = read_mrc(out / "tomogram.mrc")
+    labels = read_mrc(out / "labels.mrc")
+    assert str(out / "tomogram.mrc") in printed
+    assert tomo.data.shape == labels.data.shape == (48, 64, 64)
+    assert tomo.voxel_size == pytest.approx((12.5, 12.5, 12.5))
+    assert tomo.data.dtype == np.float32 and np.issubdtype(labels.data.dtype, np.integer)
+    assert labels.is_labels and not tomo.is_labels
+    proteins = read_star(out / "proteins.star")
+    assert len(proteins.coords) > 0
+    idx = np.round(proteins.coords).astype(int)
+    assert (labels.data[idx[:, 0], idx[:, 1], idx[:, 2]] == 2).mean() > 0.9
+    assert read_mrc(out / "micrographs.mrcs").data.shape == (6, 32, 32)
+    assert (out / "labels.mrc.json").exists()
+
+
+def test_sample_from_yaml_with_flag_override(tmp_path):
+    cfg = tmp_path / "sample.yaml"
+    cfg.write_text(f"output: {tmp_path / 'from_yaml'}\nshape: [32, 48, 48]\nseed: 1\nn_micrographs: 0\n")
+    assert main(["-q", "sample", "--config", str(cfg), "--shape", "40", "48", "48"]) == 0
+    assert read_mrc(tmp_path / "from_yaml" / "tomogram.mrc").data.shape == (40, 48, 48)
+    assert not (tmp_path / "from_yaml" / "micrographs.mrcs").exists()
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["-q", "sample", str(out), "--voxel-size", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert "voxel_size" in err
+    assert not out.exists()
+
+
+def test_demo_runs_every_stage(tmp_path, capsys):
+    assert main(["-q", "demo", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "== sample" in out and "napari " in out
+    assert (tmp_path / "demo" / "sample" / "tomogram.mrc").exists()

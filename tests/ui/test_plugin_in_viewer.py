@@ -1,0 +1,97 @@
+"""The plugin inside a real napari viewer: manifest widgets, readers, writers, sample data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from npe2 import PluginManager
+
+from napari_cryolearn.io import read_mrc, read_star, write_mrc, write_star
+
+PLUGIN = "napari-cryolearn"
+
+
+def _manifest():
+    pm = PluginManager.instance()
+    pm.discover()
+    return pm.get_manifest(PLUGIN)
+
+
+def test_every_manifest_widget_opens(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widgets = _manifest().contributions.widgets
+    assert widgets
+    for contribution in widgets:
+        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, contribution.display_name)
+        assert widget is not None and dock is not None
+
+
+def test_synthetic_widget_generates_layers(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Synthetic tomogram")
+    widget.size_z.value, widget.size_y.value, widget.size_x.value = 32, 48, 48
+    widget.voxel_size.value = 8.0
+    running = widget.run()
+    qtbot.waitUntil(lambda: running.done, timeout=30000)
+    image = viewer.layers["synthetic tomogram"]
+    labels = viewer.layers["synthetic labels"]
+    assert image.data.shape == (32, 48, 48)
+    assert tuple(labels.scale) == (8.0, 8.0, 8.0)
+    assert set(np.unique(labels.data)) >= {0, 1}
+    assert widget.status.value == "done"
+
+
+def test_open_mrc_and_star_with_scale(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    vol = np.random.default_rng(0).normal(size=(8, 10, 12)).astype(np.float32)
+    write_mrc(tmp_path / "tomo.mrc", vol, voxel_size=(12.0, 10.0, 8.0))
+    lab = np.zeros((8, 10, 12), np.uint8)
+    lab[2:4] = 1
+    write_mrc(tmp_path / "tomo_labels.mrc", lab, voxel_size=(12.0, 10.0, 8.0))
+    coords = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    write_star(tmp_path / "picks.star", coords, features=pd.DataFrame({"rlnClassNumber": [1, 2]}), pixel_size=10.0)
+
+    [image] = viewer.open(str(tmp_path / "tomo.mrc"), plugin=PLUGIN)
+    [labels] = viewer.open(str(tmp_path / "tomo_labels.mrc"), plugin=PLUGIN)
+    [points] = viewer.open(str(tmp_path / "picks.star"), plugin=PLUGIN)
+    assert image._type_string == "image" and labels._type_string == "labels"
+    assert tuple(image.scale) == (12.0, 10.0, 8.0)
+    np.testing.assert_array_equal(image.data, vol)
+    np.testing.assert_allclose(points.data, coords)
+    assert tuple(points.scale) == (10.0, 10.0, 10.0)
+    assert list(points.features["rlnClassNumber"]) == [1, 2]
+
+
+def test_save_layers_through_writers(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    vol = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    image = viewer.add_image(vol, scale=(15.0, 10.0, 5.0), name="vol")
+    labels = viewer.add_labels((vol > 50).astype(np.uint8), scale=(15.0, 10.0, 5.0), name="lab",
+                               metadata={"label_names": {0: "background", 1: "membrane"}})
+    points = viewer.add_points(np.array([[1.0, 2.0, 3.0]]), scale=(10.0, 10.0, 10.0),
+                               features=pd.DataFrame({"score": [0.5]}))
+    image.save(str(tmp_path / "vol.mrc"), plugin=PLUGIN)
+    labels.save(str(tmp_path / "lab.mrc"), plugin=PLUGIN)
+    points.save(str(tmp_path / "pts.star"), plugin=PLUGIN)
+    back = read_mrc(tmp_path / "vol.mrc")
+    np.testing.assert_array_equal(back.data, vol)
+    assert back.voxel_size == pytest.approx((15.0, 10.0, 5.0))
+    assert read_mrc(tmp_path / "lab.mrc").data.sum() == (vol > 50).sum()
+    [reopened] = viewer.open(str(tmp_path / "lab.mrc"), plugin=PLUGIN)
+    assert reopened._type_string == "labels"
+    assert reopened.metadata["label_names"] == {0: "background", 1: "membrane"}
+    star = read_star(tmp_path / "pts.star")
+    np.testing.assert_allclose(star.coords, [[1.0, 2.0, 3.0]])
+    assert star.pixel_size == pytest.approx(10.0)
+    assert list(star.features["score"]) == [0.5]
+
+
+def test_sample_data_opens(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "tomogram")
+    names = [layer.name for layer in viewer.layers]
+    assert {"synthetic tomogram", "synthetic labels", "membrane proteins"} <= set(names)
+    labels = viewer.layers["synthetic labels"]
+    proteins = viewer.layers["membrane proteins"]
+    idx = np.round(proteins.data).astype(int)
+    assert (labels.data[idx[:, 0], idx[:, 1], idx[:, 2]] == 2).mean() > 0.9
+    assert tuple(proteins.scale) == tuple(labels.scale)

@@ -1,0 +1,60 @@
+"""The thread_worker helper: progress, result layers, error notifications, stop."""
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.ui.worker import start_job
+
+
+def _steps(n, stop, delay=0.0):
+    for i in range(n):
+        if stop.is_set():
+            return {"stopped_at": i}
+        time.sleep(delay)
+        yield Progress(i + 1, n, f"step {i + 1}")
+    return {"stopped_at": None, "image": np.full((4, 5), 7.0)}
+
+
+def test_progress_and_result_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    job = start_job(
+        lambda stop: _steps(5, stop),
+        title="count",
+        on_result=lambda r: viewer.add_image(r["image"], name="result"),
+    )
+    qtbot.waitUntil(lambda: job.done, timeout=10000)
+    assert [e.step for e in job.progress_events] == [1, 2, 3, 4, 5]
+    assert job.pbar.n == 5 and job.pbar.total == 5
+    assert job.error is None
+    assert np.all(viewer.layers["result"].data == 7.0)
+
+
+def test_error_becomes_notification_with_message(make_napari_viewer, qtbot, monkeypatch):
+    make_napari_viewer()
+    shown = []
+    monkeypatch.setattr("napari_cryolearn.ui.worker.show_error", shown.append)
+
+    def failing(stop):
+        yield Progress(1, 2, "about to fail")
+        raise InputError("shape (3, 3) differs from (4, 4)", path="labels.mrc")
+
+    job = start_job(failing, title="check")
+    qtbot.waitUntil(lambda: job.done, timeout=10000)
+    assert isinstance(job.error, InputError)
+    assert shown == ["check failed: labels.mrc: shape (3, 3) differs from (4, 4)"]
+
+
+def test_stop_ends_the_job_cleanly(make_napari_viewer, qtbot):
+    make_napari_viewer()
+    results = []
+    job = start_job(lambda stop: _steps(1000, stop, delay=0.005), title="long", on_result=results.append)
+    qtbot.waitUntil(lambda: len(job.progress_events) >= 3, timeout=10000)
+    job.stop()
+    qtbot.waitUntil(lambda: job.done, timeout=10000)
+    assert results and results[0]["stopped_at"] is not None
+    assert 3 <= results[0]["stopped_at"] < 1000
+    assert job.error is None
