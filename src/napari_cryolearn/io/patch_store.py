@@ -1,0 +1,445 @@
+"""The patch store: all training patches of one tomogram in one chunked zarr group.
+
+Layout of ``<name>.zarr/`` (zarr v3, one chunk per patch, so reading patch ``i`` of an array is
+one chunk read)::
+
+    image      (N, pz, py, px)     float32
+    labels     (N, pz, py, px)     uint8 | uint16 | uint32   (optional)
+    distances  (N, C, pz, py, px)  float32                   (optional)
+    origins    (N, 3)              int64, (z, y, x) voxel index of each patch's first voxel
+    attrs      format, format_version, voxel_size (z, y, x) Å, volume_shape, patch_size,
+               overlap, grid, remove_only_background, sources, label_names, name
+
+A store is written into a temporary folder and renamed when complete
+(:func:`napari_cryolearn.engine.atomic.atomic_dir`): a reader never sees half a store.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Generator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
+
+from napari_cryolearn.engine.atomic import atomic_dir
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, keep_nonbackground, patch_grid
+from napari_cryolearn.prep.patches import reassemble as _reassemble
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "PatchStore",
+    "PatchStoreWriter",
+    "labels_dtype_for",
+    "open_patch_store",
+    "release_pages",
+    "write_patch_store",
+]
+
+FORMAT = "napari-cryolearn patch store"
+FORMAT_VERSION = 1
+KEYS = ("image", "labels", "distances")
+
+#: Bytes read from a memory-mapped volume before its resident pages are dropped.
+RELEASE_EVERY = 64 * 2**20
+
+
+def _compressors(compressor: str | None):
+    if compressor is None or compressor == "none":
+        return None
+    if compressor == "blosc-lz4":
+        return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+    if compressor == "zstd":
+        return [ZstdCodec(level=1)]
+    raise ValueError(f"compressor must be 'blosc-lz4', 'zstd' or None, got {compressor!r}")
+
+
+def labels_dtype_for(max_label: int) -> np.dtype:
+    """Smallest unsigned dtype holding labels up to ``max_label``."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if max_label <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise ValueError(f"label {max_label} does not fit in uint32")
+
+
+def release_pages(array: np.ndarray) -> bool:
+    """Drop the resident pages of the memory map behind ``array`` from this process.
+
+    Pages of a long-lived read-only memory map count in the process's RSS until they are
+    unmapped; after this call they are read again from the page cache (or disk) on next use.
+    Returns False when ``array`` is not backed by a memory map (nothing to do).
+    """
+    base: Any = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+        if isinstance(base, (bytes, bytearray)):
+            return False
+    if base is None:
+        return False
+    try:
+        base.madvise(mmap.MADV_DONTNEED)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
+
+
+class PatchStoreWriter:
+    """Write a patch store patch by patch (bounded memory), atomically.
+
+    Use as a context manager; the store appears at ``path`` only when the block ends without an
+    exception and every patch was written::
+
+        with PatchStoreWriter(path, origins, (64, 64, 64), voxel_size=(10, 10, 10),
+                              volume_shape=(200, 512, 512), labels_dtype=np.uint8) as w:
+            for i, o in enumerate(origins):
+                w.write(i, image=..., labels=...)
+
+    Parameters
+    ----------
+    path:
+        Target folder (conventionally ``<name>.zarr``).
+    origins:
+        (N, 3) patch origins (z, y, x), voxels.
+    patch_size:
+        (pz, py, px) or one int.
+    voxel_size:
+        (z, y, x) Å.
+    volume_shape:
+        (Z, Y, X) of the source volume.
+    image:
+        Whether the store has an ``image`` array (float32).
+    labels_dtype:
+        dtype of ``labels``, or ``None`` for no labels.
+    distance_channels:
+        C of ``distances``, or ``None`` for no distances.
+    attrs:
+        Extra attributes (overlap, grid, sources, label_names, name, ...).
+    compressor:
+        ``"blosc-lz4"`` (default: fast, shuffled), ``"zstd"`` or ``None``.
+    overwrite:
+        Replace an existing store (else ``FileExistsError`` before anything is written).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        origins: np.ndarray,
+        patch_size: int | Sequence[int],
+        *,
+        voxel_size: Sequence[float],
+        volume_shape: Sequence[int],
+        image: bool = True,
+        labels_dtype: np.dtype | type | None = None,
+        distance_channels: int | None = None,
+        attrs: dict[str, Any] | None = None,
+        compressor: str | None = "blosc-lz4",
+        overwrite: bool = True,
+    ):
+        self.path = Path(path)
+        self.origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)
+        self.patch_size = as_patch_size(patch_size, 3)
+        self.voxel_size = tuple(float(v) for v in voxel_size)
+        self.volume_shape = tuple(int(s) for s in volume_shape)
+        self._spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        if image:
+            self._spec["image"] = (self.patch_size, np.dtype(np.float32))
+        if labels_dtype is not None:
+            self._spec["labels"] = (self.patch_size, np.dtype(labels_dtype))
+        if distance_channels is not None:
+            self._spec["distances"] = ((int(distance_channels), *self.patch_size), np.dtype(np.float32))
+        if not self._spec:
+            raise ValueError("a patch store needs at least one of image, labels, distances")
+        self.attrs = dict(attrs or {})
+        self._compressors = _compressors(compressor)
+        self.overwrite = overwrite
+        self._stack: ExitStack | None = None
+        self._arrays: dict[str, Any] = {}
+        self._written = np.zeros(len(self.origins), dtype=bool)
+
+    def __enter__(self) -> PatchStoreWriter:
+        stack = ExitStack()
+        tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite))
+        try:
+            group = zarr.open_group(tmp, mode="w", zarr_format=3)
+            n = len(self.origins)
+            for key, (shape, dtype) in self._spec.items():
+                self._arrays[key] = group.create_array(
+                    key,
+                    shape=(n, *shape),
+                    chunks=(1, *shape),
+                    dtype=dtype,
+                    compressors=self._compressors,
+                    fill_value=0,
+                )
+            group.create_array("origins", data=self.origins, chunks=(max(n, 1), 3), compressors=None)
+            group.attrs.update(
+                {
+                    **self.attrs,
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "voxel_size": list(self.voxel_size),
+                    "volume_shape": list(self.volume_shape),
+                    "patch_size": list(self.patch_size),
+                    "n_patches": n,
+                }
+            )
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def write(
+        self,
+        i: int,
+        image: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        distances: np.ndarray | None = None,
+    ) -> None:
+        """Store patch ``i`` (each given array must have the patch's shape)."""
+        if self._stack is None:
+            raise RuntimeError("PatchStoreWriter.write outside its with-block")
+        for key, value in (("image", image), ("labels", labels), ("distances", distances)):
+            if value is None:
+                continue
+            if key not in self._arrays:
+                raise ValueError(f"this store has no {key!r} array")
+            shape, dtype = self._spec[key]
+            value = np.asarray(value)
+            if value.shape != shape:
+                raise ValueError(f"{key} patch {i}: shape {value.shape}, expected {shape}")
+            self._arrays[key][i] = value.astype(dtype, copy=False)
+        self._written[i] = True
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack = self._stack, None
+        assert stack is not None
+        if exc_type is None and not self._written.all():
+            missing = int((~self._written).sum())
+            err = RuntimeError(f"{self.path}: {missing} of {len(self._written)} patches were not written")
+            stack.__exit__(RuntimeError, err, None)
+            raise err
+        return bool(stack.__exit__(exc_type, exc, tb))
+
+
+def _read_patch(volume: np.ndarray, origin: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    lead = (slice(None),) * (volume.ndim - 3)
+    box = tuple(slice(int(o), int(o) + int(p)) for o, p in zip(origin, sizes))
+    return np.array(volume[lead + box])
+
+
+def write_patch_store(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    labels: np.ndarray | None = None,
+    distances: np.ndarray | None = None,
+    *,
+    patch_size: int | Sequence[int] = 128,
+    overlap: float | int = 0.5,
+    remove_only_background: bool = False,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    grid: str = "cover",
+    origins: np.ndarray | None = None,
+    labels_dtype: np.dtype | type | None = None,
+    attrs: dict[str, Any] | None = None,
+    compressor: str | None = "blosc-lz4",
+    overwrite: bool = True,
+) -> Generator[tuple[int, int], None, Path]:
+    """Cut ``image`` (and ``labels``, ``distances``) into patches and store them; a generator.
+
+    Patches are read one at a time as copies, so ``image`` and friends may be memory-mapped
+    volumes of any size; the resident pages of their memory maps are dropped every
+    ``RELEASE_EVERY`` bytes read, so memory stays bounded by a few patches.
+
+    Parameters
+    ----------
+    path:
+        Target store folder (``<name>.zarr``).
+    image:
+        (Z, Y, X) tomogram (stored as float32).
+    labels:
+        (Z, Y, X) integer labels, or ``None``.
+    distances:
+        (C, Z, Y, X) distance maps, or ``None``.
+    patch_size, overlap:
+        As in :func:`napari_cryolearn.prep.patches.patch_grid`.
+    remove_only_background:
+        Leave out patches whose labels are all 0 (needs ``labels``).
+    voxel_size:
+        (z, y, x) Å, kept in the attributes.
+    grid:
+        ``"cover"`` (:func:`patch_grid`, every voxel patched) or ``"cryosiam"``
+        (:func:`cryosiam_grid`).
+    origins:
+        Explicit (N, 3) origins instead of a grid.
+    labels_dtype:
+        Stored labels dtype (default: from ``labels.dtype``'s size: uint8, uint16 or uint32).
+    attrs:
+        Extra attributes (sources, label_names, name).
+
+    Yields
+    ------
+    ``(done, total)`` after each patch.
+
+    Returns
+    -------
+    The store's path (through ``StopIteration.value``). Closing the generator early removes
+    the partial store.
+    """
+    sizes = as_patch_size(patch_size, 3)
+    shape = tuple(int(s) for s in image.shape)
+    if labels is not None and tuple(labels.shape) != shape:
+        raise ValueError(f"labels shape {tuple(labels.shape)} differs from image shape {shape}")
+    if distances is not None and tuple(distances.shape[1:]) != shape:
+        raise ValueError(f"distances shape {tuple(distances.shape)} does not match image shape {shape}")
+    if origins is None:
+        if grid == "cover":
+            origins = patch_grid(shape, sizes, overlap)
+        elif grid == "cryosiam":
+            origins = cryosiam_grid(shape, sizes, overlap)
+        else:
+            raise ValueError(f"grid must be 'cover' or 'cryosiam', got {grid!r}")
+    origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)
+    if remove_only_background:
+        if labels is None:
+            raise ValueError("remove_only_background needs labels")
+        keep = keep_nonbackground(labels, origins, sizes)
+        release_pages(labels)
+        origins = origins[keep]
+    if labels is not None and labels_dtype is None:
+        size = np.dtype(labels.dtype).itemsize
+        labels_dtype = np.uint8 if size == 1 else np.uint16 if size == 2 else np.uint32
+    meta = {
+        "overlap": overlap,
+        "grid": grid,
+        "remove_only_background": bool(remove_only_background),
+        **(attrs or {}),
+    }
+    writer = PatchStoreWriter(
+        path,
+        origins,
+        sizes,
+        voxel_size=voxel_size,
+        volume_shape=shape,
+        labels_dtype=labels_dtype if labels is not None else None,
+        distance_channels=None if distances is None else int(distances.shape[0]),
+        attrs=meta,
+        compressor=compressor,
+        overwrite=overwrite,
+    )
+    sources = [a for a in (image, labels, distances) if a is not None]
+    patch_bytes = sum(int(np.prod(a.shape[:-3])) * int(np.prod(sizes)) * a.dtype.itemsize for a in sources)
+    read = 0
+    with writer:
+        for i, origin in enumerate(origins):
+            writer.write(
+                i,
+                image=_read_patch(image, origin, sizes),
+                labels=None if labels is None else _read_patch(labels, origin, sizes),
+                distances=None if distances is None else _read_patch(distances, origin, sizes),
+            )
+            read += patch_bytes
+            if read >= RELEASE_EVERY:
+                for a in sources:
+                    release_pages(a)
+                read = 0
+            yield i + 1, len(origins)
+    for a in sources:
+        release_pages(a)
+    return Path(path)
+
+
+class PatchStore:
+    """A patch store opened for reading (see the module docstring for the layout).
+
+    ``store[i]`` is ``{"image": (pz, py, px) float32, "labels": ..., "distances": (C, ...),
+    "origin": (3,) int64}`` with the keys the store has; each array is one chunk read.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise InputError("patch store not found (expected a <name>.zarr folder)", path=self.path)
+        try:
+            self._group = zarr.open_group(self.path, mode="r")
+        except Exception as err:  # zarr raises several types for a folder that is not a group
+            raise InputError(f"not a zarr group ({err})", path=self.path) from None
+        self.attrs: dict[str, Any] = dict(self._group.attrs)
+        if self.attrs.get("format") != FORMAT:
+            raise InputError(
+                f"not a napari-cryolearn patch store (format {self.attrs.get('format')!r})",
+                path=self.path,
+                field="format",
+            )
+        if int(self.attrs.get("format_version", 0)) > FORMAT_VERSION:
+            raise InputError(
+                f"format_version {self.attrs.get('format_version')} is newer than this reader ({FORMAT_VERSION})",
+                path=self.path,
+                field="format_version",
+            )
+        names = set(self._group.array_keys())
+        self.keys: tuple[str, ...] = tuple(k for k in KEYS if k in names)
+        self._arrays = {k: self._group[k] for k in self.keys}
+        self.origins: np.ndarray = np.asarray(self._group["origins"][...], dtype=np.int64).reshape(-1, 3)
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        """(z, y, x) voxel size of the source volume, Å."""
+        return tuple(float(v) for v in self.attrs["voxel_size"])  # type: ignore[return-value]
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        """(Z, Y, X) of the source volume."""
+        return tuple(int(v) for v in self.attrs["volume_shape"])  # type: ignore[return-value]
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        """(pz, py, px), voxels."""
+        return tuple(int(v) for v in self.attrs["patch_size"])  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"patch {i} out of range for a store of {n} patches")
+        i = int(i) % n
+        item = {k: np.asarray(self._arrays[k][i]) for k in self.keys}
+        item["origin"] = self.origins[i].copy()
+        return item
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def read(self, key: str, i: int) -> np.ndarray:
+        """One array of patch ``i``."""
+        if key not in self._arrays:
+            raise KeyError(f"store {self.path} has no {key!r}; it has {self.keys}")
+        return np.asarray(self._arrays[key][int(i)])
+
+    def reassemble(self, key: str = "image", mode: str = "first", fill: float = 0) -> np.ndarray:
+        """The volume ``key`` rebuilt from the patches (``(C, Z, Y, X)`` for distances).
+
+        Exact where patches cover the volume; voxels in no patch get ``fill``. Builds the whole
+        volume in memory: for stores of volumes that fit.
+        """
+        if key not in self._arrays:
+            raise KeyError(f"store {self.path} has no {key!r}; it has {self.keys}")
+        return _reassemble(self._arrays[key][...], self.origins, self.volume_shape, mode=mode, fill=fill)
+
+    def __repr__(self) -> str:
+        return f"PatchStore({str(self.path)!r}, n={len(self)}, keys={self.keys}, patch_size={self.patch_size})"
+
+
+def open_patch_store(path: str | os.PathLike) -> PatchStore:
+    """Open a patch store for reading; ``InputError`` when ``path`` is not one."""
+    return PatchStore(path)

@@ -1,0 +1,351 @@
+"""The distance-map job: a label MRC in, per-class signed distance maps out.
+
+Outputs
+-------
+``format="npy"`` (ours): one float32 ``.npy`` file of shape (C, Z, Y, X), written channel by
+channel through a memory map, plus a JSON sidecar ``<output>.json`` with the voxel size, the
+unit and the parameters. ``format="cryosiam-npz"``: CryoSiam's ``<name>.npz`` with key ``data``
+(C, Z, Y, X) float32, compressed (made from a temporary ``.npy`` beside it, streamed into the
+archive).
+
+Memory: an exact Euclidean distance transform needs the whole volume for each class, so the
+job holds the label volume (memory-mapped), one boolean mask and one float32 channel at a time.
+With ``clip`` the distances are computed in slabs along z with a halo of ``clip`` (exact, see
+:func:`napari_cryolearn.prep.distances.signed_distance_map_slabs`), which bounds memory by the
+slab size instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import edt
+import numpy as np
+from pydantic import model_validator
+
+from napari_cryolearn.engine.atomic import atomic_path
+from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import JobStopped, check_stop
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.io.mrc import read_mrc
+from napari_cryolearn.io.patch_store import release_pages
+from napari_cryolearn.io.sidecar import write_sidecar
+from napari_cryolearn.prep.distances import signed_distance_map_slabs
+
+__all__ = ["DistanceMapConfig", "cryosiam_files", "distance_map_job", "read_distance_maps", "scan_labels"]
+
+STAGE = "distance-maps"
+_SLAB_BYTES = 64 * 2**20
+
+
+class DistanceMapConfig(Config):
+    """Parameters of the distance-map stage.
+
+    Attributes
+    ----------
+    input:
+        Label MRC (integer classes 0..n_classes-1, 0 = background).
+    output:
+        ``.npy`` (format ``npy``) or ``.npz`` (format ``cryosiam-npz``).
+    n_classes:
+        Channels; ``None`` → the largest label + 1.
+    voxel_size_aware:
+        Measure distances in Å with the file's (z, y, x) voxel size (else in voxels, as CryoSiam).
+    black_border:
+        The image border counts as outside (CryoSiam: yes).
+    clip:
+        Clip distances to [-clip, clip] (voxels, or Å when ``voxel_size_aware``).
+    normalize:
+        Divide by ``clip`` after clipping (values in [-1, 1]); needs ``clip``.
+    format:
+        ``"npy"`` or ``"cryosiam-npz"``.
+    overwrite:
+        Replace an existing output.
+    """
+
+    input: Path
+    output: Path
+    n_classes: int | None = None
+    voxel_size_aware: bool = False
+    black_border: bool = True
+    clip: float | None = None
+    normalize: bool = False
+    format: Literal["npy", "cryosiam-npz"] = "npy"
+    overwrite: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> DistanceMapConfig:
+        if self.n_classes is not None and self.n_classes < 1:
+            raise ValueError("n_classes must be at least 1")
+        if self.clip is not None and not self.clip > 0:
+            raise ValueError("clip must be positive")
+        if self.normalize and self.clip is None:
+            raise ValueError("normalize needs clip (the maps are divided by clip)")
+        return self
+
+    @classmethod
+    def from_cryosiam(cls, cfg: dict[str, Any], source: str | os.PathLike | None = None) -> list[DistanceMapConfig]:
+        """One config per label file of a CryoSiam training YAML (as a dict).
+
+        ``labels_folder`` files ending in ``file_extension`` (only those named in ``train_files``
+        or ``val_files`` when given) → ``temp_dir/distances/<name>.npz``, ``n_classes =
+        parameters.network.out_channels``, format ``cryosiam-npz`` (voxel units, no clipping,
+        black border: CryoSiam's targets).
+        """
+        labels_folder = _require(cfg, "labels_folder", source)
+        temp_dir = _require(cfg, "temp_dir", source)
+        out_channels = ((cfg.get("parameters") or {}).get("network") or {}).get("out_channels")
+        configs = []
+        for path in cryosiam_files(cfg, labels_folder, "labels_folder", source):
+            name = _strip_extension(path.name, cfg.get("file_extension"))
+            configs.append(
+                cls(
+                    input=path,
+                    output=Path(temp_dir) / "distances" / f"{name}.npz",
+                    n_classes=None if out_channels is None else int(out_channels),
+                    format="cryosiam-npz",
+                )
+            )
+        return configs
+
+
+def _require(cfg: dict[str, Any], key: str, source) -> str:
+    value = cfg.get(key)
+    if not value:
+        raise InputError("missing in the CryoSiam config", path=source, field=key)
+    return str(value)
+
+
+def _strip_extension(filename: str, extension: str | None) -> str:
+    if extension and filename.endswith(extension):
+        return filename[: -len(extension)]
+    return Path(filename).stem
+
+
+def cryosiam_files(
+    cfg: dict[str, Any], folder: str | os.PathLike, field: str, source: str | os.PathLike | None = None
+) -> list[Path]:
+    """Files of ``folder`` that a CryoSiam config selects, sorted by name.
+
+    Those ending in ``file_extension`` (all files when unset); when ``train_files`` or
+    ``val_files`` are given, only files whose name (with or without extension) is listed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("folder not found", path=folder, field=field)
+    ext = cfg.get("file_extension") or ""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(ext) and not p.name.startswith("."))
+    listed = [str(n) for n in (cfg.get("train_files") or []) + (cfg.get("val_files") or [])]
+    if listed:
+        wanted = set(listed)
+        files = [p for p in files if p.name in wanted or _strip_extension(p.name, ext) in wanted]
+    if not files:
+        raise InputError(f"no files ending in {ext!r} selected in {folder}", path=source, field=field)
+    return files
+
+
+def scan_labels(data: np.ndarray, path: str | os.PathLike, field: str = "labels") -> int:
+    """Check a label volume slab by slab and return its largest label.
+
+    Integer (and bool) dtypes are accepted; float volumes (CryoSiam writes float32 label MRCs)
+    when every value is a whole number. Negative labels are refused.
+
+    Raises
+    ------
+    InputError
+        Not 3D, not whole numbers, or negative; naming ``path`` and ``field``.
+    """
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D label volume, got shape {data.shape}", path=path, field=field)
+    kind = data.dtype.kind
+    if kind not in "iubf":
+        raise InputError(f"labels must be integers, got dtype {data.dtype}", path=path, field=field)
+    plane = max(1, int(np.prod(data.shape[1:])) * data.dtype.itemsize)
+    step = max(1, _SLAB_BYTES // plane)
+    hi = 0
+    for z0 in range(0, data.shape[0], step):
+        block = np.asarray(data[z0 : z0 + step])
+        if kind == "f" and not (np.all(np.isfinite(block)) and np.array_equal(block, np.floor(block))):
+            raise InputError(
+                f"labels must be integers; dtype {data.dtype} holds values that are not whole numbers",
+                path=path,
+                field=field,
+            )
+        if block.size:
+            lo = block.min()
+            if lo < 0:
+                raise InputError(f"labels must be ≥ 0, found {lo}", path=path, field=field)
+            hi = max(hi, int(block.max()))
+    release_pages(data)
+    return hi
+
+
+def read_distance_maps(path: str | os.PathLike, mmap: bool = True) -> np.ndarray:
+    """Distance maps (C, Z, Y, X) float32 from ``.npy`` (memory-mapped when ``mmap``) or
+    CryoSiam's ``.npz`` (key ``data``; loaded whole: npz members cannot be memory-mapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("distance maps not found", path=path)
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as npz:
+                if "data" not in npz:
+                    raise InputError(f"expected an array named 'data', found {list(npz.keys())}", path=path, field="data")
+                arr = np.asarray(npz["data"])
+        else:
+            arr = np.load(path, mmap_mode="r" if mmap else None)
+    except InputError:
+        raise
+    except (OSError, ValueError) as err:
+        raise InputError(f"not a .npy/.npz array file ({err})", path=path) from None
+    if arr.ndim != 4:
+        raise InputError(f"expected (C, Z, Y, X) distance maps, got shape {arr.shape}", path=path, field="distances")
+    return arr
+
+
+def _validate(config: DistanceMapConfig):
+    vol = read_mrc(config.input, mmap=True)
+    max_label = scan_labels(vol.data, config.input, field="input")
+    n_classes = config.n_classes if config.n_classes is not None else max_label + 1
+    if max_label >= n_classes:
+        raise InputError(
+            f"labels go up to {max_label} but n_classes is {n_classes} (classes 0..{n_classes - 1})",
+            path=config.input,
+            field="n_classes",
+        )
+    suffix = ".npy" if config.format == "npy" else ".npz"
+    if config.output.suffix != suffix:
+        raise InputError(f"format {config.format!r} writes a {suffix} file", path=config.output, field="output")
+    if config.output.exists() and not config.overwrite:
+        raise InputError("exists (set overwrite to replace it)", path=config.output, field="output")
+    if config.output.resolve() == Path(config.input).resolve():
+        raise InputError("output would replace the input", path=config.output, field="output")
+    return vol, n_classes
+
+
+def _fill_channel(
+    out: np.ndarray,
+    labels: np.ndarray,
+    cls: int,
+    config: DistanceMapConfig,
+    voxel_size: Sequence[float] | None,
+    stop: StopFlag | None,
+) -> Generator[str, None, None]:
+    """Write the signed map of class ``cls`` into ``out`` (Z, Y, X), yielding after each piece."""
+    nz = labels.shape[0]
+    plane_bytes = int(np.prod(labels.shape[1:])) * 4
+    slab = max(1, min(nz, _SLAB_BYTES // max(plane_bytes, 1)))
+    if config.clip is not None:
+        blocks = signed_distance_map_slabs(
+            lambda a, b: np.asarray(labels[a:b]) == cls,
+            labels.shape,
+            config.clip,
+            voxel_size=voxel_size,
+            black_border=config.black_border,
+            normalize=config.normalize,
+            slab=max(slab, 16),
+        )
+        for z0, z1, block in blocks:
+            out[z0:z1] = block
+            release_pages(labels)
+            if check_stop(stop):
+                raise JobStopped
+            yield f"class {cls}: planes {z0}-{z1 - 1}"
+        return
+    aniso = tuple(voxel_size) if voxel_size is not None else (1.0, 1.0, 1.0)
+    mask = np.empty(labels.shape, dtype=bool)
+    for z0 in range(0, nz, slab):
+        np.equal(labels[z0 : z0 + slab], cls, out=mask[z0 : z0 + slab])
+    release_pages(labels)
+    positive = edt.edt(mask, anisotropy=aniso, black_border=config.black_border, parallel=-1)
+    out[...] = positive
+    del positive
+    if check_stop(stop):
+        raise JobStopped
+    yield f"class {cls}: inside"
+    np.logical_not(mask, out=mask)
+    negative = edt.edt(mask, anisotropy=aniso, black_border=config.black_border, parallel=-1)
+    del mask
+    for z0 in range(0, nz, slab):
+        out[z0 : z0 + slab] -= negative[z0 : z0 + slab]
+    del negative
+    if check_stop(stop):
+        raise JobStopped
+    yield f"class {cls}: outside"
+
+
+def distance_map_job(
+    config: DistanceMapConfig, stop: StopFlag | None = None
+) -> Generator[Progress, None, Path | None]:
+    """Compute per-class signed distance maps of ``config.input`` and write ``config.output``.
+
+    Yields :class:`Progress` (stage ``"distance-maps"``) per class piece; returns the output
+    path, or ``None`` when stopped (nothing is left behind). Inputs are validated before
+    anything is written (:class:`InputError` naming the file and field).
+    """
+    vol, n_classes = _validate(config)
+    labels = vol.data
+    voxel_size = vol.voxel_size if config.voxel_size_aware else None
+    shape = (n_classes, *labels.shape)
+    per_class = (
+        -(-labels.shape[0] // max(16, max(1, _SLAB_BYTES // (int(np.prod(labels.shape[1:])) * 4))))
+        if config.clip is not None
+        else 2
+    )
+    total = n_classes * per_class + 1
+    step = 0
+    yield Progress(step, total, f"distance maps of {Path(config.input).name}", stage=STAGE)
+    meta = {
+        "kind": "signed distance maps",
+        "source": str(config.input),
+        "shape": list(shape),
+        "axes": "czyx",
+        "voxel_size": list(vol.voxel_size),
+        "origin": list(vol.origin),
+        "unit": "angstrom" if config.voxel_size_aware else "voxel",
+        "n_classes": n_classes,
+        "black_border": config.black_border,
+        "clip": config.clip,
+        "normalize": config.normalize,
+    }
+    npy_target = config.output if config.format == "npy" else config.output.with_name(f".{config.output.name}.npy")
+    try:
+        with atomic_path(npy_target) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            try:
+                for cls in range(n_classes):
+                    for message in _fill_channel(out[cls], labels, cls, config, voxel_size, stop):
+                        out.flush()
+                        release_pages(out)
+                        step += 1
+                        yield Progress(step, total, message, stage=STAGE)
+                out.flush()
+            finally:
+                release_pages(out)
+                del out
+            if config.format == "cryosiam-npz":
+                data = np.load(tmp, mmap_mode="r")
+                try:
+                    with atomic_path(config.output) as npz_tmp:
+                        with open(npz_tmp, "wb") as fh:
+                            np.savez_compressed(fh, data=data)
+                finally:
+                    del data
+                raise _Converted
+    except _Converted:
+        pass
+    except JobStopped:
+        return None
+    if config.format == "npy":
+        write_sidecar(config.output, meta)
+    yield Progress(total, total, f"wrote {config.output.name}", stage=STAGE)
+    return config.output
+
+
+class _Converted(Exception):
+    """The temporary .npy was converted to .npz: discard it (leave atomic_path by exception)."""

@@ -1,0 +1,307 @@
+"""The patches job: a tomogram (with labels and distance maps) in, training patches out.
+
+Outputs: a patch store ``<name>.zarr`` (``format="zarr"``, see
+:mod:`napari_cryolearn.io.patch_store`) or CryoSiam's patch folder layout (``format="cryosiam"``,
+see :mod:`napari_cryolearn.io.cryosiam_patches`). Volumes are read memory-mapped, one patch at a
+time, and the mapped pages are dropped as the job goes, so memory stays bounded by a few patches
+whatever the tomogram's size (CryoSiam ``.npz`` distance maps are the exception: they are
+loaded whole).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import field_validator, model_validator
+
+from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import check_stop
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.io.cryosiam_patches import SUBFOLDERS, patch_name, write_cryosiam_patch
+from napari_cryolearn.io.mrc import read_mrc
+from napari_cryolearn.io.patch_store import RELEASE_EVERY, labels_dtype_for, release_pages, write_patch_store
+from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
+from napari_cryolearn.prep.distance_job import _require, _strip_extension, cryosiam_files, read_distance_maps, scan_labels
+from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, grid_steps, keep_nonbackground, patch_grid
+
+__all__ = ["PatchesConfig", "patches_job"]
+
+STAGE = "patches"
+
+
+class PatchesConfig(Config):
+    """Parameters of the patches stage.
+
+    Attributes
+    ----------
+    image:
+        Tomogram MRC.
+    labels:
+        Label MRC of the same shape (integers; float files holding whole numbers are accepted).
+    distances:
+        Distance maps (C, Z, Y, X): our ``.npy`` or CryoSiam's ``.npz``.
+    output:
+        ``format="zarr"``: the store folder (``<name>.zarr``). ``format="cryosiam"``: the patches
+        folder that receives ``image/``, ``labels/``, ``distances/``.
+    patch_size:
+        (pz, py, px) voxels, or one int.
+    overlap:
+        Fraction of a patch shared with its neighbour (float in [0, 1)) or voxels (int).
+    remove_only_background:
+        Leave out patches whose labels are all 0 (needs ``labels``).
+    grid:
+        ``"cover"``: every voxel in some patch (last patch flush with the far edge);
+        ``"cryosiam"``: CryoSiam's grid (the far remainder is not patched).
+    format:
+        ``"zarr"`` or ``"cryosiam"``.
+    name:
+        Tomogram name in CryoSiam file names and the store's attributes; default: the image's
+        file name without extension.
+    overwrite:
+        Replace existing outputs.
+    """
+
+    image: Path
+    labels: Path | None = None
+    distances: Path | None = None
+    output: Path
+    patch_size: tuple[int, int, int] = (128, 128, 128)
+    overlap: int | float = 0.5
+    remove_only_background: bool = False
+    grid: Literal["cover", "cryosiam"] = "cover"
+    format: Literal["zarr", "cryosiam"] = "zarr"
+    name: str | None = None
+    overwrite: bool = True
+
+    @field_validator("patch_size", mode="before")
+    @classmethod
+    def _patch_size(cls, value: Any) -> Any:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return (int(value),) * 3
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> PatchesConfig:
+        if any(p < 1 for p in self.patch_size):
+            raise ValueError("patch_size must be positive")
+        grid_steps(self.patch_size, self.overlap)
+        if self.remove_only_background and self.labels is None:
+            raise ValueError("remove_only_background needs labels")
+        return self
+
+    @classmethod
+    def from_cryosiam(
+        cls,
+        cfg: dict[str, Any],
+        source: str | os.PathLike | None = None,
+        format: Literal["zarr", "cryosiam"] = "cryosiam",
+        distances: bool | None = None,
+    ) -> list[PatchesConfig]:
+        """One config per tomogram of a CryoSiam training YAML (as a dict).
+
+        ``data_folder`` files ending in ``file_extension`` (only those in ``train_files`` ∪
+        ``val_files`` when given); labels ``labels_folder/<same file name>``; distances
+        ``temp_dir/distances/<name>.npz`` when ``distances`` is True, or when it is None and
+        ``temp_dir`` is set; ``parameters.data.{patch_size, patch_overlap,
+        remove_only_background}``; ``grid="cryosiam"``; output ``patches_folder`` (format
+        ``cryosiam``) or ``patches_folder/<name>.zarr`` (format ``zarr``).
+        """
+        data_folder = _require(cfg, "data_folder", source)
+        patches_folder = Path(_require(cfg, "patches_folder", source))
+        labels_folder = cfg.get("labels_folder")
+        temp_dir = cfg.get("temp_dir")
+        if distances is None:
+            distances = bool(temp_dir)
+        if distances and not temp_dir:
+            raise InputError("distances need temp_dir", path=source, field="temp_dir")
+        data = (cfg.get("parameters") or {}).get("data") or {}
+        extra: dict[str, Any] = {}
+        if data.get("patch_size") is not None:
+            extra["patch_size"] = data["patch_size"]
+        if data.get("patch_overlap") is not None:
+            extra["patch_overlap"] = data["patch_overlap"]
+        configs = []
+        for path in cryosiam_files(cfg, data_folder, "data_folder", source):
+            name = _strip_extension(path.name, cfg.get("file_extension"))
+            fields: dict[str, Any] = {
+                "image": path,
+                "labels": Path(labels_folder) / path.name if labels_folder else None,
+                "distances": Path(temp_dir) / "distances" / f"{name}.npz" if distances else None,
+                "output": patches_folder if format == "cryosiam" else patches_folder / f"{name}.zarr",
+                "remove_only_background": bool(data.get("remove_only_background", False)) and bool(labels_folder),
+                "grid": "cryosiam",
+                "format": format,
+                "name": name,
+            }
+            if "patch_size" in extra:
+                fields["patch_size"] = extra["patch_size"]
+            if "patch_overlap" in extra:
+                fields["overlap"] = extra["patch_overlap"]
+            configs.append(cls.from_dict(fields, source=source))
+        return configs
+
+
+def _validate(config: PatchesConfig) -> dict[str, Any]:
+    image = read_mrc(config.image, mmap=True)
+    if image.data.ndim != 3:
+        raise InputError(f"expected a 3D tomogram, got shape {image.data.shape}", path=config.image, field="image")
+    shape = tuple(int(s) for s in image.data.shape)
+    if any(p > s for p, s in zip(config.patch_size, shape)):
+        raise InputError(
+            f"patch size {config.patch_size} is larger than the volume {shape}", path=config.image, field="patch_size"
+        )
+    labels = None
+    max_label = 0
+    label_names: dict[int, str] = {}
+    if config.labels is not None:
+        lab = read_mrc(config.labels, mmap=True)
+        if tuple(lab.data.shape) != shape:
+            raise InputError(
+                f"shape {tuple(lab.data.shape)} differs from the tomogram {config.image} {shape}",
+                path=config.labels,
+                field="labels",
+            )
+        max_label = scan_labels(lab.data, config.labels, field="labels")
+        labels = lab.data
+        label_names = label_names_from(read_sidecar(config.labels))
+    distances = None
+    if config.distances is not None:
+        distances = read_distance_maps(config.distances)
+        if tuple(distances.shape[1:]) != shape:
+            raise InputError(
+                f"shape {tuple(distances.shape)} does not match the tomogram {config.image} {shape}"
+                f" (expected (C, {shape[0]}, {shape[1]}, {shape[2]}))",
+                path=config.distances,
+                field="distances",
+            )
+    origins = (patch_grid if config.grid == "cover" else cryosiam_grid)(shape, config.patch_size, config.overlap)
+    if config.remove_only_background:
+        assert labels is not None
+        keep = keep_nonbackground(labels, origins, config.patch_size)
+        release_pages(labels)
+        if not keep.any():
+            raise InputError(
+                "every patch is background (all labels 0): nothing to write",
+                path=config.labels,
+                field="remove_only_background",
+            )
+        origins = origins[keep]
+    name = config.name or _strip_extension(Path(config.image).name, None)
+    if config.format == "cryosiam" and not config.overwrite:
+        for origin in origins:
+            for key, given in (("image", True), ("labels", labels is not None), ("distances", distances is not None)):
+                sub, suffix = SUBFOLDERS[key]
+                target = config.output / sub / f"{patch_name(name, origin)}{suffix}"
+                if given and target.exists():
+                    raise InputError("exists (set overwrite to replace it)", path=target, field="output")
+    if config.format == "zarr" and config.output.exists() and not config.overwrite:
+        raise InputError("exists (set overwrite to replace it)", path=config.output, field="output")
+    return {
+        "image": image,
+        "labels": labels,
+        "max_label": max_label,
+        "label_names": label_names,
+        "distances": distances,
+        "origins": origins,
+        "name": name,
+        "shape": shape,
+    }
+
+
+def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generator[Progress, None, Path | None]:
+    """Cut ``config.image`` (and labels, distances) into patches and write them.
+
+    Yields :class:`Progress` (stage ``"patches"``) after each patch; returns the output path
+    (store folder or patches folder), or ``None`` when stopped (nothing written is left).
+    Inputs are validated before anything is written (:class:`InputError` naming the file and
+    field).
+    """
+    v = _validate(config)
+    origins = v["origins"]
+    total = len(origins)
+    yield Progress(0, total, f"{total} patches of {v['name']}", stage=STAGE)
+    sources = {
+        "image": str(config.image),
+        "labels": None if config.labels is None else str(config.labels),
+        "distances": None if config.distances is None else str(config.distances),
+    }
+    if config.format == "zarr":
+        writer = write_patch_store(
+            config.output,
+            v["image"].data,
+            v["labels"],
+            v["distances"],
+            patch_size=config.patch_size,
+            overlap=config.overlap,
+            voxel_size=v["image"].voxel_size,
+            grid=config.grid,
+            origins=origins,
+            labels_dtype=labels_dtype_for(v["max_label"]) if v["labels"] is not None else None,
+            attrs={
+                "name": v["name"],
+                "sources": sources,
+                "remove_only_background": config.remove_only_background,
+                "label_names": {str(k): n for k, n in v["label_names"].items()},
+                "origin": list(v["image"].origin),
+            },
+            overwrite=config.overwrite,
+        )
+        try:
+            for done, n in writer:
+                if check_stop(stop):
+                    writer.close()
+                    return None
+                yield Progress(done, n, f"patch {done}/{n}", stage=STAGE)
+        finally:
+            writer.close()
+        return config.output
+    return (yield from _write_cryosiam(config, v, stop))
+
+
+def _write_cryosiam(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | None):
+    sizes = as_patch_size(config.patch_size)
+    image, labels, distances = v["image"].data, v["labels"], v["distances"]
+    arrays = [a for a in (image, labels, distances) if a is not None]
+    written: list[Path] = []
+    folders = [config.output, *(config.output / sub for sub, _ in SUBFOLDERS.values())]
+    new_folders = [f for f in folders if not f.exists()]
+    read = 0
+    patch_bytes = sum(a.dtype.itemsize * int(np.prod(a.shape[:-3])) for a in arrays) * int(np.prod(sizes))
+    done = False
+    try:
+        for i, origin in enumerate(v["origins"]):
+            box = tuple(slice(int(o), int(o) + p) for o, p in zip(origin, sizes))
+            written += write_cryosiam_patch(
+                config.output,
+                v["name"],
+                origin,
+                image=np.array(image[box]),
+                labels=None if labels is None else np.array(labels[box]),
+                distances=None if distances is None else np.array(distances[(slice(None), *box)]),
+                voxel_size=v["image"].voxel_size,
+            )
+            read += patch_bytes
+            if read >= RELEASE_EVERY:
+                for a in arrays:
+                    release_pages(a)
+                read = 0
+            if check_stop(stop):
+                return None
+            yield Progress(i + 1, len(v["origins"]), f"patch {i + 1}/{len(v['origins'])}", stage=STAGE)
+        done = True
+    finally:
+        for a in arrays:
+            release_pages(a)
+        if not done:
+            for path in written:
+                path.unlink(missing_ok=True)
+            for folder in reversed(new_folders):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+    return config.output

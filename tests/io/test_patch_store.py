@@ -1,0 +1,163 @@
+"""The patch store and CryoSiam patch folders (napari_cryolearn.io.patch_store / cryosiam_patches)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import run_job
+from napari_cryolearn.io.cryosiam_patches import (
+    export_cryosiam_patches,
+    import_cryosiam_patches,
+    list_cryosiam_patches,
+    parse_patch_name,
+    patch_name,
+)
+from napari_cryolearn.io.mrc import read_mrc, write_mrc
+from napari_cryolearn.io.patch_store import open_patch_store, release_pages, write_patch_store
+from napari_cryolearn.prep.patches import patch_grid
+
+
+@pytest.fixture
+def volumes(rng):
+    image = rng.normal(size=(24, 30, 36)).astype(np.float32)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[2:6, 3:9, 4:10] = 1
+    labels[20:23, 25:29, 30:35] = 2
+    distances = rng.normal(size=(3, *image.shape)).astype(np.float32)
+    return image, labels, distances
+
+
+def crop(volume, origin, size):
+    box = tuple(slice(int(o), int(o) + s) for o, s in zip(origin, size))
+    return volume[(Ellipsis, *box)]
+
+
+def test_round_trip_and_random_reads(tmp_path, volumes):
+    image, labels, distances = volumes
+    path = run_job(
+        write_patch_store(tmp_path / "t.zarr", image, labels, distances, patch_size=(8, 12, 16), overlap=0.5, voxel_size=(7.0, 8.0, 9.0))
+    )
+    store = open_patch_store(path)
+    np.testing.assert_array_equal(store.origins, patch_grid(image.shape, (8, 12, 16), 0.5))
+    assert store.voxel_size == (7.0, 8.0, 9.0)
+    assert store.volume_shape == (24, 30, 36) and store.patch_size == (8, 12, 16)
+    assert store.keys == ("image", "labels", "distances")
+    assert len(store) == len(store.origins)
+    for i in (0, 7, len(store) - 1, -1):
+        item = store[i]
+        np.testing.assert_array_equal(item["image"], crop(image, item["origin"], (8, 12, 16)))
+        np.testing.assert_array_equal(item["labels"], crop(labels, item["origin"], (8, 12, 16)))
+        np.testing.assert_array_equal(item["distances"], crop(distances, item["origin"], (8, 12, 16)))
+        assert item["labels"].dtype == np.uint8 and item["distances"].shape == (3, 8, 12, 16)
+    np.testing.assert_array_equal(store.reassemble("image"), image)
+    np.testing.assert_array_equal(store.reassemble("labels"), labels)
+    np.testing.assert_array_equal(store.reassemble("distances"), distances)
+    with pytest.raises(IndexError):
+        store[len(store)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.zarr"]  # no temporaries left
+
+
+def test_remove_only_background(tmp_path, volumes):
+    image, labels, _ = volumes
+    all_origins = patch_grid(image.shape, 8, 0.0)
+    store = open_patch_store(
+        run_job(write_patch_store(tmp_path / "t.zarr", image, labels, patch_size=8, overlap=0.0, remove_only_background=True))
+    )
+    expected = [o for o in all_origins.tolist() if crop(labels, o, (8, 8, 8)).any()]
+    assert store.origins.tolist() == expected and 0 < len(expected) < len(all_origins)
+    assert all(store[i]["labels"].any() for i in range(len(store)))
+    assert store.attrs["remove_only_background"] is True
+
+
+def test_closing_the_writer_early_leaves_nothing(tmp_path, volumes):
+    image, labels, _ = volumes
+    gen = write_patch_store(tmp_path / "t.zarr", image, labels, patch_size=8)
+    next(gen)
+    next(gen)
+    gen.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_false_keeps_the_old_store(tmp_path, volumes):
+    image, _, _ = volumes
+    run_job(write_patch_store(tmp_path / "t.zarr", image, patch_size=12))
+    with pytest.raises(FileExistsError):
+        run_job(write_patch_store(tmp_path / "t.zarr", image * 0, patch_size=12, overwrite=False))
+    np.testing.assert_array_equal(open_patch_store(tmp_path / "t.zarr").reassemble(), image)
+
+
+def test_open_refuses_other_folders(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        open_patch_store(tmp_path / "missing.zarr")
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(InputError, match="empty.zarr"):
+        open_patch_store(tmp_path / "empty.zarr")
+
+
+def test_release_pages_on_a_memmap(tmp_path):
+    arr = np.arange(1000, dtype=np.float32)
+    np.save(tmp_path / "a.npy", arr)
+    mm = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert mm[10:20].sum() == sum(range(10, 20))
+    assert release_pages(mm[5:])
+    np.testing.assert_array_equal(mm, arr)  # still readable after the pages were dropped
+    assert not release_pages(arr)
+
+
+def test_patch_names():
+    assert patch_name("TS_01", (0, 64, 128)) == "TS_01_z0_y64_x128"
+    assert parse_patch_name("TS_01_z0_y64_x128") == ("TS_01", (0, 64, 128))
+    assert parse_patch_name("a_z1_y2_x3_z4_y5_x6") == ("a_z1_y2_x3", (4, 5, 6))
+    assert parse_patch_name("TS_01") is None
+
+
+def test_cryosiam_folder_export_import_round_trip(tmp_path, volumes):
+    image, labels, distances = volumes
+    store = open_patch_store(
+        run_job(write_patch_store(tmp_path / "TS_1.zarr", image, labels, distances, patch_size=12, voxel_size=(5.0, 6.0, 7.0)))
+    )
+    other = run_job(write_patch_store(tmp_path / "other.zarr", image[:12, :12, :12], patch_size=12))
+    folder = tmp_path / "patches"
+    written = export_cryosiam_patches(store, folder)
+    export_cryosiam_patches(other, folder)
+    assert len(written) == 3 * len(store)
+    o = store.origins[3]
+    stem = f"TS_1_z{o[0]}_y{o[1]}_x{o[2]}"
+    mrc = read_mrc(folder / "image" / f"{stem}.mrc")
+    assert mrc.data.dtype == np.float32 and mrc.voxel_size == (5.0, 6.0, 7.0)
+    np.testing.assert_array_equal(mrc.data, crop(image, o, (12, 12, 12)))
+    lab = read_mrc(folder / "labels" / f"{stem}.mrc")
+    assert lab.data.dtype == np.float32  # as CryoSiam writes them
+    with np.load(folder / "distances" / f"{stem}.npz") as npz:
+        np.testing.assert_array_equal(npz["data"], crop(distances, o, (12, 12, 12)))
+    assert sorted(list_cryosiam_patches(folder)) == ["TS_1", "other"]
+
+    stores = import_cryosiam_patches(folder, tmp_path / "imported")
+    assert sorted(stores) == ["TS_1", "other"]
+    back = open_patch_store(stores["TS_1"])
+    assert sorted(back.origins.tolist()) == sorted(store.origins.tolist())
+    assert back.voxel_size == (5.0, 6.0, 7.0)
+    assert back.volume_shape == image.shape  # max origin + patch size: the cover grid reaches the edges
+    assert back.keys == ("image", "labels", "distances") and back.read("labels", 0).dtype == np.uint8
+    np.testing.assert_array_equal(back.reassemble("image"), image)
+    np.testing.assert_array_equal(back.reassemble("labels"), labels)
+    np.testing.assert_array_equal(back.reassemble("distances"), distances)
+    assert open_patch_store(stores["other"]).keys == ("image",)
+
+
+def test_import_cryosiam_files_with_float_labels_and_unit_voxels(tmp_path, rng):
+    folder = tmp_path / "patches"
+    for origin in [(0, 0, 0), (0, 0, 8)]:
+        stem = patch_name("tomo", origin)
+        write_mrc(folder / "image" / f"{stem}.mrc", rng.normal(size=(8, 8, 8)).astype(np.float32))
+        write_mrc(folder / "labels" / f"{stem}.mrc", np.full((8, 8, 8), 300.0, np.float32))
+    (folder / "image" / "notes.txt").write_text("not a patch")
+    store = open_patch_store(import_cryosiam_patches(folder, tmp_path / "out", volume_shape=(10, 10, 20))["tomo"])
+    assert store.volume_shape == (10, 10, 20) and store.voxel_size == (1.0, 1.0, 1.0)
+    assert store.read("labels", 1).dtype == np.uint16 and store.read("labels", 1).max() == 300
+    write_mrc(folder / "labels" / f"{patch_name('tomo', (0, 0, 8))}.mrc", np.full((8, 8, 8), 0.5, np.float32))
+    with pytest.raises(InputError, match="whole numbers"):
+        import_cryosiam_patches(folder, tmp_path / "out2")
+    assert not (tmp_path / "out2" / "tomo.zarr").exists()
