@@ -1,0 +1,287 @@
+"""The Lightning trainer factory and the callbacks every training stage shares.
+
+- :func:`resolve_accelerator`: ``"auto" | "cpu" | "cuda" | "mps"`` → a Lightning accelerator,
+  with an :class:`InputError` when the requested device does not exist.
+- :func:`make_trainer`: a ``lightning.Trainer`` with our defaults: devices / nodes → DDP,
+  mixed precision on CUDA, CSV and TensorBoard loggers under ``log_dir``, atomic checkpoint
+  writes, no console progress bar (progress goes through :class:`ProgressRelay`).
+- :class:`ProgressRelay`: turns training into :class:`Progress` events (rank zero only).
+- :class:`StopOnFlag`: a set :class:`StopFlag` → finish the current batch, save a resumable
+  checkpoint, stop.
+- :func:`fit_in_thread`: runs a blocking ``trainer.fit`` in a thread and makes a job
+  generator of it: each event waits until the consumer asks for the next one, so a consumer
+  that sets the stop flag when it sees an event stops training at that very point.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback
+
+from napari_cryolearn.engine.atomic import atomic_path
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+
+R = TypeVar("R")
+
+
+def resolve_accelerator(device: str) -> str:
+    """``"auto"`` → cuda, else mps, else cpu; an explicit device must exist (``InputError``)."""
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if device == "auto":
+        return "cuda" if cuda else ("mps" if mps else "cpu")
+    if device == "cuda" and not cuda:
+        built = "with" if torch.backends.cuda.is_built() else "without"
+        raise InputError(f"CUDA requested but no CUDA device is available (torch {torch.__version__} built {built} "
+                         "CUDA); use 'cpu' or 'auto'", field="device")
+    if device == "mps" and not mps:
+        raise InputError("MPS requested but not available on this machine; use 'cpu' or 'auto'", field="device")
+    if device not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unknown device {device!r}; expected auto, cpu, cuda or mps", field="device")
+    return device
+
+
+def torch_device(device: str) -> torch.device:
+    """A ``torch.device`` for ``"auto" | "cpu" | "cuda" | "mps"`` (checked as above)."""
+    return torch.device(resolve_accelerator(device))
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``"auto"`` → ``"16-mixed"`` on CUDA, ``"32-true"`` elsewhere; others pass through."""
+    if precision == "auto":
+        return "16-mixed" if accelerator == "cuda" else "32-true"
+    return precision
+
+
+def resolve_strategy(strategy: str, devices: int, num_nodes: int) -> str:
+    """``"auto"`` with more than one process in all → ``"ddp"``; otherwise as given."""
+    if strategy == "auto" and devices * num_nodes > 1:
+        return "ddp"
+    return strategy
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file and renames it: never a half-written .ckpt."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def _scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+class ProgressRelay(Callback):
+    """Sends :class:`Progress` events to ``emit``: every ``every_n_batches`` and per epoch.
+
+    ``step``/``total`` count training batches over the whole run. Per-batch events carry
+    ``train_loss`` (the batch's loss); per-epoch events carry everything the module logged
+    (``trainer.callback_metrics``) and ``epoch`` (1-based). Only global rank zero emits.
+    """
+
+    def __init__(self, emit: Callable[[Progress], Any], stage: str, every_n_batches: int = 10) -> None:
+        self.emit = emit
+        self.stage = stage
+        self.every = max(1, int(every_n_batches))
+
+    def _total(self, trainer: L.Trainer) -> int | None:
+        n = trainer.num_training_batches
+        if n is None or n == float("inf"):
+            return None
+        return int(n) * int(trainer.max_epochs or 1)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.is_global_zero or (batch_idx + 1) % self.every:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        metrics = {"epoch": trainer.current_epoch + 1, "batch": batch_idx + 1}
+        if loss is not None:
+            metrics["train_loss"] = float(loss)
+        self.emit(Progress(
+            step=trainer.global_step, total=self._total(trainer),
+            message=f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, batch {batch_idx + 1}"
+                    f"/{trainer.num_training_batches}",
+            stage=self.stage, metrics=metrics,
+        ))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = _scalar_metrics(trainer.callback_metrics)
+        metrics["epoch"] = trainer.current_epoch + 1
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("train_loss", "val_loss", "val_dice"))
+        self.emit(Progress(
+            step=trainer.global_step, total=self._total(trainer),
+            message=f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done" + (f": {shown}" if shown else ""),
+            stage=self.stage, metrics=metrics,
+        ))
+
+
+class StopOnFlag(Callback):
+    """When ``stop`` is set: ``trainer.should_stop = True`` after the current batch (or at the
+    end of the epoch) and a resumable checkpoint is written to ``checkpoint_path``.
+
+    Under DDP the flag is only visible in the process that owns it; the decision is shared
+    with every rank (any rank stopping stops all).
+    """
+
+    def __init__(self, stop: StopFlag, checkpoint_path: str | os.PathLike | None = None) -> None:
+        self.stop = stop
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.stopped = False
+
+    def _check(self, trainer: L.Trainer) -> None:
+        if self.stopped:
+            return
+        decision = trainer.strategy.reduce_boolean_decision(self.stop.is_set(), all=False)
+        if not decision:
+            return
+        self.stopped = True
+        trainer.should_stop = True
+        if self.checkpoint_path is not None:
+            trainer.save_checkpoint(self.checkpoint_path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # at the end of an epoch the epoch hook decides, so the checkpoint counts the epoch as done
+        if batch_idx + 1 < trainer.num_training_batches:
+            self._check(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._check(trainer)
+
+
+def make_trainer(
+    log_dir: str | os.PathLike,
+    max_epochs: int,
+    *,
+    device: str = "auto",
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    precision: str = "auto",
+    callbacks: Sequence[Callback] = (),
+    loggers: bool = True,
+    **kwargs: Any,
+) -> L.Trainer:
+    """A ``lightning.Trainer`` with the suite's defaults.
+
+    Parameters
+    ----------
+    log_dir:
+        Run folder: TensorBoard logs in ``log_dir/lightning_logs/``, CSV in ``log_dir/csv_logs/``.
+    device:
+        ``"auto" | "cpu" | "cuda" | "mps"`` (:func:`resolve_accelerator`).
+    devices, num_nodes:
+        Processes per node and nodes; more than one in all selects DDP (one process per
+        device; on CPU, ``devices`` CPU processes with the gloo backend).
+    strategy:
+        ``"auto"`` or any Lightning strategy name (``"ddp"``, ``"ddp_spawn"``, ...).
+    precision:
+        ``"auto"`` (mixed 16-bit on CUDA, else 32-bit) or a Lightning precision string.
+    kwargs:
+        Passed on to ``lightning.Trainer`` (they override the defaults here).
+    """
+    accelerator = resolve_accelerator(device)
+    log_dir = Path(log_dir)
+    logs: list = []
+    if loggers:
+        from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+        logs.append(CSVLogger(save_dir=str(log_dir), name="csv_logs"))
+        try:
+            logs.append(TensorBoardLogger(save_dir=str(log_dir), name="lightning_logs"))
+        except ModuleNotFoundError:  # tensorboard is optional
+            pass
+    options: dict[str, Any] = dict(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=resolve_strategy(strategy, devices, num_nodes),
+        precision=resolve_precision(precision, accelerator),
+        max_epochs=max_epochs,
+        callbacks=list(callbacks),
+        logger=logs or False,
+        default_root_dir=str(log_dir),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
+        log_every_n_steps=1,
+    )
+    options.update(kwargs)
+    return L.Trainer(**options)
+
+
+_DONE = object()
+
+
+def fit_in_thread(
+    run: Callable[[Callable[[Progress], None]], R],
+    stop: StopFlag,
+) -> Generator[Progress, None, R]:
+    """Run ``run(emit)`` (which calls ``trainer.fit``) in a thread; yield what it emits.
+
+    ``emit(event)`` blocks the training thread until the generator is resumed, so training
+    never runs ahead of its consumer. Closing the generator sets ``stop`` (the
+    :class:`StopOnFlag` callback then saves a checkpoint and ends training) and waits for the
+    thread. An exception in the thread is raised here. Returns what ``run`` returned.
+    """
+    q: queue.Queue = queue.Queue()
+    result: dict[str, Any] = {}
+
+    def emit(event: Progress) -> None:
+        done = threading.Event()
+        q.put((event, done))
+        done.wait()
+
+    def target() -> None:
+        try:
+            result["value"] = run(emit)
+        except BaseException as err:  # noqa: BLE001  (re-raised in the consumer)
+            result["error"] = err
+        finally:
+            q.put(_DONE)
+
+    thread = threading.Thread(target=target, name="cryolearn-fit", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                break
+            event, done = item
+            try:
+                yield event
+            finally:
+                done.set()
+    except BaseException:
+        stop.set()
+        while True:  # let the thread finish, releasing every event it still sends
+            item = q.get()
+            if item is _DONE:
+                break
+            item[1].set()
+        thread.join()
+        raise
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")

@@ -1,0 +1,251 @@
+"""On-the-fly augmentation of training patches with MONAI dictionary transforms.
+
+A sample is a dict with ``image`` (1, Z, Y, X) float32, ``labels`` (Z, Y, X) int64 and
+optionally ``distances`` (C, Z, Y, X) float32. Spatial transforms move all three together;
+labels use nearest-neighbour interpolation, and voxels that a rotation, zoom or padding
+brings in from outside the patch become ``ignore_index`` (not background): labels are
+shifted by one during the spatial steps so that the zero fill means "unknown".
+
+Rotation ranges are radians around z, y and x (the default rotates within the yx plane
+only, which keeps the missing wedge along z where it is in real tomograms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.networks.layers import GaussianFilter
+from monai.transforms import (
+    CenterSpatialCropd,
+    Compose,
+    MapTransform,
+    OneOf,
+    RandFlipd,
+    RandomizableTransform,
+    RandRotate90d,
+    RandRotated,
+    RandScaleIntensityd,
+    RandSpatialCropd,
+    RandZoomd,
+    SpatialPadd,
+)
+
+from napari_cryolearn.segmentation.config import TransformsConfig
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Isotropic Gaussian blur of a (C, Z, Y, X) tensor; ``sigma`` in voxels."""
+    if sigma <= 0:
+        return image
+    filt = GaussianFilter(spatial_dims=3, sigma=float(sigma))
+    return filt(image.float().unsqueeze(0))[0]
+
+
+class RandLowPassd(RandomizableTransform, MapTransform):
+    """Gaussian low-pass with ``sigma`` drawn uniformly from ``sigma_range`` (voxels)."""
+
+    def __init__(self, keys: Sequence[Hashable], sigma_range: Sequence[float], prob: float = 1.0) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.sigma_range = tuple(float(s) for s in sigma_range)
+        self.sigma = 0.0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.sigma = self.R.uniform(*self.sigma_range)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        self.randomize()
+        if self._do_transform:
+            for k in self.key_iterator(d):
+                d[k] = gaussian_blur(_as_tensor(d[k]), self.sigma)
+        return d
+
+
+class RandBandPassd(RandomizableTransform, MapTransform):
+    """Difference of Gaussians ``G(σ1)·x − G(σ2)·x`` (a high-/band-pass), σ1 < σ2 in voxels.
+
+    With σ1 small this is CryoSiam's high-pass sharpening: it removes the slow background.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[Hashable],
+        sigma1_range: Sequence[float],
+        sigma2_range: Sequence[float],
+        prob: float = 1.0,
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.sigma1_range = tuple(float(s) for s in sigma1_range)
+        self.sigma2_range = tuple(float(s) for s in sigma2_range)
+        self.sigmas = (0.0, 0.0)
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.sigmas = (self.R.uniform(*self.sigma1_range), self.R.uniform(*self.sigma2_range))
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        self.randomize()
+        if self._do_transform:
+            s1, s2 = self.sigmas
+            for k in self.key_iterator(d):
+                x = _as_tensor(d[k]).float()
+                d[k] = gaussian_blur(x, s1) - gaussian_blur(x, s2)
+        return d
+
+
+class RandNoised(RandomizableTransform, MapTransform):
+    """Additive Gaussian noise with standard deviation drawn from ``sigma_range``."""
+
+    def __init__(self, keys: Sequence[Hashable], sigma_range: Sequence[float], prob: float = 1.0) -> None:
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.sigma_range = tuple(float(s) for s in sigma_range)
+        self.sigma = 0.0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.sigma = self.R.uniform(*self.sigma_range)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        self.randomize()
+        if self._do_transform:
+            for k in self.key_iterator(d):
+                x = _as_tensor(d[k]).float()
+                noise = self.R.standard_normal(tuple(x.shape)).astype(np.float32)
+                d[k] = x + self.sigma * torch.from_numpy(noise)
+        return d
+
+
+class _Identityd(MapTransform):
+    def __call__(self, data: Mapping) -> dict:
+        return dict(data)
+
+
+class LabelsToSpatiald(MapTransform):
+    """labels (Z, Y, X) int → (1, Z, Y, X) float ``labels + 1`` (0 then means 'outside')."""
+
+    def __init__(self, key: str = "labels") -> None:
+        super().__init__([key])
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for k in self.key_iterator(d):
+            d[k] = _as_tensor(d[k]).float().unsqueeze(0) + 1.0
+        return d
+
+
+class LabelsFromSpatiald(MapTransform):
+    """Inverse of :class:`LabelsToSpatiald`; voxels that came from outside → ``ignore_index``."""
+
+    def __init__(self, ignore_index: int, key: str = "labels") -> None:
+        super().__init__([key])
+        self.ignore_index = ignore_index
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for k in self.key_iterator(d):
+            lab = torch.round(_as_tensor(d[k]).as_tensor() if hasattr(d[k], "as_tensor") else _as_tensor(d[k]))
+            lab = lab[0].long() - 1
+            lab[lab < 0] = self.ignore_index
+            d[k] = lab
+        return d
+
+
+class _PlainTensorsd(MapTransform):
+    """MONAI MetaTensors → plain float32 tensors (the collate and the loss want plain ones)."""
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for k in self.key_iterator(d):
+            v = d[k]
+            v = v.as_tensor() if hasattr(v, "as_tensor") else _as_tensor(v)
+            d[k] = v.float().contiguous()
+        return d
+
+
+def _crop_steps(keys: list[str], patch_size: Sequence[int] | None, random: bool) -> list:
+    if patch_size is None:
+        return []
+    size = [int(s) for s in patch_size]
+    crop = RandSpatialCropd(keys, roi_size=size, random_size=False) if random else CenterSpatialCropd(keys, size)
+    return [SpatialPadd(keys, spatial_size=size, mode="constant"), crop]
+
+
+def build_train_transform(
+    cfg: TransformsConfig,
+    ignore_index: int,
+    with_distances: bool = False,
+    patch_size: Sequence[int] | None = None,
+) -> Compose:
+    """The training augmentation pipeline described by ``cfg``.
+
+    Order: (pad and random crop to ``patch_size``) → one of {low-pass, band-pass, noise,
+    nothing} on the image → zoom → rotation → 90° turns in yx → flips per axis → intensity
+    scaling. Returns a MONAI ``Compose``; seed it with ``set_random_state``.
+    """
+    spatial = ["image", "labels"] + (["distances"] if with_distances else [])
+    modes = ["bilinear", "nearest"] + (["bilinear"] if with_distances else [])
+    zoom_modes = ["trilinear", "nearest"] + (["trilinear"] if with_distances else [])
+    steps: list = [LabelsToSpatiald()]
+    steps += _crop_steps(spatial, patch_size, random=True)
+
+    filters: list = []
+    if cfg.low_pass_sigma_range:
+        filters.append(RandLowPassd(["image"], cfg.low_pass_sigma_range))
+    if cfg.high_pass_sigma_range and cfg.high_pass_sigma2_range:
+        filters.append(RandBandPassd(["image"], cfg.high_pass_sigma_range, cfg.high_pass_sigma2_range))
+    if cfg.noise_sigma_range:
+        filters.append(RandNoised(["image"], cfg.noise_sigma_range))
+    if filters and cfg.filter_prob > 0:
+        if cfg.combine_transforms:
+            filters = [Compose(list(filters))]
+        options = [*filters, _Identityd(["image"])]
+        # nothing with probability 1 - filter_prob, the filters sharing the rest
+        p = cfg.filter_prob / len(filters)
+        steps.append(OneOf(options, weights=[p] * len(filters) + [1.0 - cfg.filter_prob]))
+
+    if cfg.zoom and cfg.zoom_prob > 0:
+        steps.append(
+            RandZoomd(
+                spatial, prob=cfg.zoom_prob, min_zoom=cfg.zoom[0], max_zoom=cfg.zoom[1],
+                mode=zoom_modes, padding_mode="constant", keep_size=True,
+            )
+        )
+    if cfg.rotate and any(cfg.rotate) and cfg.rotate_prob > 0:
+        steps.append(
+            RandRotated(
+                spatial, range_x=cfg.rotate[0], range_y=cfg.rotate[1], range_z=cfg.rotate[2],
+                prob=cfg.rotate_prob, mode=modes, padding_mode="zeros", keep_size=True,
+            )
+        )
+    if cfg.rotate90:
+        steps.append(RandRotate90d(spatial, prob=0.75, max_k=3, spatial_axes=(1, 2)))
+    if cfg.flip and cfg.flip_prob > 0:
+        steps += [RandFlipd(spatial, prob=cfg.flip_prob, spatial_axis=a) for a in (0, 1, 2)]
+    if cfg.scale_intensity_factors:
+        steps.append(RandScaleIntensityd(["image"], factors=cfg.scale_intensity_factors, prob=cfg.scale_intensity_prob))
+    steps += [LabelsFromSpatiald(ignore_index), _PlainTensorsd(["image"] + (["distances"] if with_distances else []))]
+    return Compose(steps, lazy=False)
+
+
+def build_eval_transform(
+    ignore_index: int, with_distances: bool = False, patch_size: Sequence[int] | None = None
+) -> Compose:
+    """Validation pipeline: only pad and centre-crop to ``patch_size`` (when given)."""
+    spatial = ["image", "labels"] + (["distances"] if with_distances else [])
+    steps: list = [LabelsToSpatiald()]
+    steps += _crop_steps(spatial, patch_size, random=False)
+    steps += [LabelsFromSpatiald(ignore_index), _PlainTensorsd(["image"] + (["distances"] if with_distances else []))]
+    return Compose(steps, lazy=False)

@@ -1,0 +1,247 @@
+"""Typed configs of segmentation training and prediction, and the reader of CryoSiam's YAML."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.errors import InputError
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+
+#: Label value of unannotated voxels: excluded from every loss term and from Dice.
+DEFAULT_IGNORE_INDEX = 255
+
+
+class BackboneConfig(Config):
+    """Architecture of :class:`~napari_cryolearn.segmentation.network.DenseBackbone`.
+
+    Names follow CryoSiam's DenseSimSiam pretraining config (``parameters.network``). The
+    defaults are a small network that trains on a CPU.
+    """
+
+    block_type: Literal["basic", "bottleneck"] = "basic"
+    in_channels: int = Field(1, ge=1)
+    num_layers: tuple[int, int, int, int] = (1, 1, 1, 1)
+    num_filters: tuple[int, int, int, int] = (8, 16, 32, 64)
+    fpn_channels: int = Field(16, ge=1)
+    dense_dim: int = Field(16, ge=1)
+    no_max_pool: bool = True
+    add_later_conv: bool = False
+
+
+class NetworkConfig(Config):
+    """Heads, losses and fine-tuning switches (CryoSiam ``parameters.network``).
+
+    ``out_channels`` counts classes including background (class 0). Label voxels equal to
+    ``ignore_index`` are unannotated: no loss, no Dice. ``unfreeze_backbone`` /
+    ``unfreeze_decoder`` only matter when a pretrained model is given (otherwise everything
+    trains).
+    """
+
+    backbone: BackboneConfig = BackboneConfig()
+    out_channels: int = Field(2, ge=1, le=255)
+    class_names: list[str] | None = None
+    filters: tuple[int, int] = (16, 16)
+    kernel_size: int = Field(3, ge=1)
+    padding: int = Field(1, ge=0)
+    distance_prediction: bool = False
+    use_dice_loss: bool = True
+    dice_type: Literal["generalized", "dice"] = "generalized"
+    distance_weight: float = Field(1.0, ge=0)
+    ignore_index: int = DEFAULT_IGNORE_INDEX
+    unfreeze_backbone: bool = True
+    unfreeze_decoder: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> NetworkConfig:
+        if self.class_names is not None and len(self.class_names) != self.out_channels:
+            raise ValueError(f"class_names has {len(self.class_names)} names, out_channels is {self.out_channels}")
+        if 0 <= self.ignore_index < self.out_channels:
+            raise ValueError(f"ignore_index {self.ignore_index} is a class (out_channels {self.out_channels})")
+        return self
+
+    def names(self) -> list[str]:
+        """One name per class (``class_names`` or ``class_0``, ``class_1``, ...)."""
+        return list(self.class_names) if self.class_names else [f"class_{i}" for i in range(self.out_channels)]
+
+
+class TransformsConfig(Config):
+    """On-the-fly augmentation (CryoSiam ``parameters.transforms``); ``None`` turns one off.
+
+    Sigmas are in voxels, rotation ranges in radians (± per axis z, y, x), zoom a factor
+    range. One of {low-pass, band-pass, noise, nothing} is applied to the image (all three in
+    a row when ``combine_transforms``).
+    """
+
+    flip: bool = True
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    rotate90: bool = False
+    rotate: tuple[float, float, float] | None = (math.pi, math.pi, math.pi)
+    rotate_prob: float = Field(0.5, ge=0, le=1)
+    zoom: tuple[float, float] | None = (0.8, 1.2)
+    zoom_prob: float = Field(0.5, ge=0, le=1)
+    low_pass_sigma_range: tuple[float, float] | None = (0.5, 2.0)
+    high_pass_sigma_range: tuple[float, float] | None = (0.1, 0.5)
+    high_pass_sigma2_range: tuple[float, float] | None = (4.0, 5.0)
+    noise_sigma_range: tuple[float, float] | None = (0.1, 0.5)
+    combine_transforms: bool = False
+    filter_prob: float = Field(0.5, ge=0, le=1)
+    scale_intensity_factors: float | None = None
+    scale_intensity_prob: float = Field(0.5, ge=0, le=1)
+
+
+class IntensityConfig(Config):
+    """Intensity mapping applied to every patch and prediction window (CryoSiam ``data``).
+
+    When ``min``/``max`` are set: ``clip((x - min) / (max - min), 0, 1)``; then
+    ``(x - mean) / std`` when those are set. All ``None`` (default): inputs are used as they
+    are (the prep stages already scaled them).
+    """
+
+    min: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    std: float | None = None
+
+    def apply(self, x):
+        """Map a numpy array or torch tensor (float) as described above."""
+        if self.min is not None and self.max is not None:
+            x = (x - self.min) / (self.max - self.min)
+            x = x.clip(0, 1)
+        if self.mean is not None:
+            x = x - self.mean
+        if self.std is not None:
+            x = x / self.std
+        return x
+
+
+class SegmentationTrainConfig(Config):
+    """Everything a segmentation training run needs; saved as ``log_dir/config.yaml``.
+
+    Inputs are patch stores (``prep`` stage output). Validation: ``val_stores`` when given;
+    else, with several stores, a ``validation_ratio`` of the stores (at least one); with one
+    store, a ``validation_ratio`` of its patches. Checkpoints go to ``log_dir/model/``:
+    ``model_best.ckpt`` (highest mean foreground validation Dice) and ``last.ckpt``.
+    """
+
+    patch_stores: list[Path] = []
+    val_stores: list[Path] | None = None
+    validation_ratio: float = Field(0.1, ge=0, lt=1)
+    log_dir: Path
+    pretrained_model: Path | None = None
+    continue_training: bool = False
+    network: NetworkConfig = NetworkConfig()
+    transforms: TransformsConfig = TransformsConfig()
+    intensity: IntensityConfig = IntensityConfig()
+    patch_size: tuple[int, int, int] | None = None
+    batch_size: int = Field(2, ge=1)
+    max_epochs: int = Field(10, ge=1)
+    val_interval: int = Field(1, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    scheduler: Literal["onecycle", "none"] = "onecycle"
+    device: Device = "auto"
+    gpu_devices: int = Field(1, ge=1)
+    nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
+    num_workers: int = Field(0, ge=0)
+    seed: int = 0
+    progress_every_n_batches: int = Field(10, ge=1)
+
+    @classmethod
+    def from_cryosiam(
+        cls, data: dict[str, Any], source: str | os.PathLike | None = None
+    ) -> SegmentationTrainConfig:
+        """Build a config from a CryoSiam ``semantic_train`` YAML mapping.
+
+        Read: ``patches_folder`` (one patch store), ``val_files`` (taken as patch stores),
+        ``validation_ratio``, ``log_dir``, ``pretrained_model``, ``continue_training``,
+        ``parameters.{nodes, gpu_devices}``, ``parameters.data.{patch_size, min, max, mean,
+        std}``, ``parameters.network.*``, ``parameters.transforms.*`` and
+        ``hyper_parameters.{batch_size, optimizer, lr, momentum, weight_decay, max_epochs,
+        val_interval}``. Not used: ``elastic`` and ``use_noisy_input`` (CryoSiam deforms the
+        image without its labels), ``cache_rate``, ``patch_overlap``, the preprocessing keys.
+        """
+        params = data.get("parameters") or {}
+        net = params.get("network") or {}
+        tr = params.get("transforms") or {}
+        dat = params.get("data") or {}
+        hp = data.get("hyper_parameters") or {}
+        if net.get("spatial_dims", 3) != 3:
+            raise InputError("only spatial_dims 3 is supported", path=source, field="parameters.network.spatial_dims")
+        if not data.get("patches_folder"):
+            raise InputError("missing (the patch store to train on)", path=source, field="patches_folder")
+        backbone = {}
+        if "in_channels" in net:
+            backbone["in_channels"] = net["in_channels"]
+        if "dense_dim" in net:
+            backbone["dense_dim"] = net["dense_dim"]
+        network = {k: net[k] for k in (
+            "out_channels", "filters", "kernel_size", "padding", "distance_prediction", "use_dice_loss",
+            "unfreeze_decoder", "unfreeze_backbone") if k in net}
+        network["backbone"] = backbone
+        transforms = {k: tr[k] for k in (
+            "low_pass_sigma_range", "high_pass_sigma_range", "high_pass_sigma2_range", "noise_sigma_range",
+            "combine_transforms", "scale_intensity_factors", "zoom", "rotate", "flip") if k in tr}
+        if transforms.get("flip") is None and "flip" in transforms:
+            transforms["flip"] = False
+        out: dict[str, Any] = {
+            "patch_stores": [data["patches_folder"]],
+            "log_dir": data.get("log_dir") or ".",
+            "network": network,
+            "transforms": transforms,
+            "intensity": {k: dat.get(k) for k in ("min", "max", "mean", "std")},
+        }
+        for key in ("pretrained_model", "validation_ratio"):
+            if data.get(key) is not None:
+                out[key] = data[key]
+        if data.get("continue_training") is not None:
+            out["continue_training"] = bool(data["continue_training"])
+        if data.get("val_files"):
+            out["val_stores"] = list(data["val_files"])
+        if dat.get("patch_size"):
+            out["patch_size"] = dat["patch_size"]
+        if params.get("nodes"):
+            out["nodes"] = params["nodes"]
+        if params.get("gpu_devices"):
+            out["gpu_devices"] = params["gpu_devices"]
+        for key in ("batch_size", "optimizer", "lr", "momentum", "weight_decay", "max_epochs", "val_interval"):
+            if hp.get(key) is not None:
+                out[key] = hp[key]
+        return cls.from_dict(out, source=source)
+
+
+class SegmentationPredictConfig(Config):
+    """Prediction of one tomogram with a trained checkpoint.
+
+    ``output`` receives the label volume (uint8 MRC, the input's voxel size and origin).
+    ``probabilities`` / ``distances`` (optional): a ``.npy`` path gets one (C, Z, Y, X)
+    float32 array; an ``.mrc`` path gets one file per class, ``<stem>_<class name>.mrc``.
+    Distances are in voxels, clipped to ±5 as in training. ``window`` defaults to the
+    training patch size; ``overlap`` is the fraction shared by neighbouring windows;
+    ``margin`` voxels at each window face inside the volume get no weight.
+    """
+
+    model: Path
+    input: Path
+    output: Path
+    probabilities: Path | None = None
+    distances: Path | None = None
+    window: tuple[int, int, int] | None = None
+    overlap: float = Field(0.5, ge=0, lt=1)
+    blend: Literal["gaussian", "constant"] = "gaussian"
+    margin: int = Field(0, ge=0)
+    batch_size: int = Field(2, ge=1)
+    tta_flips: bool = False
+    threshold: float | None = Field(None, ge=0, le=1)
+    device: Device = "auto"
+    overwrite: bool = True

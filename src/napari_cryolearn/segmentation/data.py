@@ -1,0 +1,294 @@
+"""Training data: patch stores or in-memory arrays → augmented, seeded samples.
+
+A *source* is anything with ``len(src)`` and ``src[i] -> dict(image=(pz, py, px) float,
+labels=(pz, py, px) int, distances=(C, pz, py, px) float or None, ...)``: a patch store
+(:func:`napari_cryolearn.io.patch_store.open_patch_store`) or an :class:`ArrayPatchSource`.
+
+Every sample's augmentation is seeded from (seed, epoch, index), so a resumed run sees the
+same samples as an uninterrupted one, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.segmentation.config import IntensityConfig
+
+Item = tuple[int, int]  # (source index, patch index)
+
+
+def open_stores(paths: Sequence[str | os.PathLike], field: str = "patch_stores") -> list[Any]:
+    """Open patch stores; a missing or empty one raises :class:`InputError` naming it."""
+    from napari_cryolearn.io.patch_store import open_patch_store
+
+    stores = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise InputError("patch store not found", path=p, field=field)
+        try:
+            store = open_patch_store(p)
+        except InputError:
+            raise
+        except Exception as err:  # noqa: BLE001  (a broken store is the user's input)
+            raise InputError(f"not a readable patch store ({err})", path=p, field=field) from None
+        if len(store) == 0:
+            raise InputError("patch store holds no patches", path=p, field=field)
+        stores.append(store)
+    return stores
+
+
+def check_sources(
+    sources: Sequence[Any],
+    names: Sequence[str],
+    num_classes: int,
+    ignore_index: int,
+    need_distances: bool,
+    in_channels: int = 1,
+) -> None:
+    """Read every patch's labels once and check them against the network.
+
+    Raises :class:`InputError` (naming the store and patch) when a label is ≥ ``num_classes``
+    (and is not ``ignore_index``), when shapes disagree, when distances are needed but
+    missing or have the wrong number of channels, or when no patch has any annotation.
+    """
+    annotated = 0
+    for src, name in zip(sources, names):
+        for i in range(len(src)):
+            s = src[i]
+            lab = np.asarray(s["labels"])
+            img = np.asarray(s["image"])
+            if img.shape != lab.shape:
+                raise InputError(f"patch {i}: image shape {img.shape} differs from labels {lab.shape}",
+                                 path=name, field="labels")
+            if img.ndim != 3 and in_channels == 1:
+                raise InputError(f"patch {i}: expected a 3D image (z, y, x), got shape {img.shape}",
+                                 path=name, field="image")
+            vals = np.unique(lab)
+            bad = vals[(vals != ignore_index) & ((vals >= num_classes) | (vals < 0))]
+            if bad.size:
+                raise InputError(
+                    f"patch {i}: label {int(bad[0])} but out_channels is {num_classes} "
+                    f"(expected 0..{num_classes - 1}, or {ignore_index} for unannotated voxels)",
+                    path=name, field="labels",
+                )
+            annotated += int((lab != ignore_index).any())
+            if need_distances:
+                dist = s.get("distances")
+                if dist is None:
+                    raise InputError(f"patch {i}: no distance map, but distance_prediction is on",
+                                     path=name, field="distances")
+                dist = np.asarray(dist)
+                if dist.shape != (num_classes, *lab.shape):
+                    raise InputError(
+                        f"patch {i}: distances shape {dist.shape}, expected {(num_classes, *lab.shape)}",
+                        path=name, field="distances",
+                    )
+    if annotated == 0:
+        raise InputError("no patch has any annotated voxel", path=names[0] if names else None, field="labels")
+
+
+def split_items(
+    sizes: Sequence[int],
+    val_sizes: Sequence[int] | None = None,
+    ratio: float = 0.1,
+    seed: int = 0,
+) -> tuple[list[Item], list[Item]]:
+    """Split patches into training and validation items.
+
+    ``sizes``: patches per training source. ``val_sizes``: patches per explicit validation
+    source (numbered after the training sources). Without those: several sources → a
+    ``ratio`` of whole sources (at least one, never all); one source → a ``ratio`` of its
+    patches (at least one when ratio > 0 and there are two or more patches).
+    """
+    rng = np.random.default_rng(seed)
+    if val_sizes is not None:
+        train = [(s, i) for s, n in enumerate(sizes) for i in range(n)]
+        off = len(sizes)
+        val = [(off + s, i) for s, n in enumerate(val_sizes) for i in range(n)]
+        return train, val
+    if ratio <= 0:
+        return [(s, i) for s, n in enumerate(sizes) for i in range(n)], []
+    if len(sizes) > 1:
+        n_val = min(max(1, round(ratio * len(sizes))), len(sizes) - 1)
+        val_src = set(rng.permutation(len(sizes))[:n_val].tolist())
+        train = [(s, i) for s, n in enumerate(sizes) if s not in val_src for i in range(n)]
+        val = [(s, i) for s, n in enumerate(sizes) if s in val_src for i in range(n)]
+        return train, val
+    n = sizes[0]
+    if n < 2:
+        return [(0, i) for i in range(n)], []
+    n_val = min(max(1, round(ratio * n)), n - 1)
+    perm = rng.permutation(n)
+    val_idx = set(perm[:n_val].tolist())
+    return [(0, i) for i in range(n) if i not in val_idx], [(0, i) for i in sorted(val_idx)]
+
+
+class ArrayPatchSource:
+    """Patches cut from in-memory volumes (for the annotate → train loop).
+
+    Parameters
+    ----------
+    images, labels:
+        Volumes (Z, Y, X), pairwise of equal shape; labels hold ``ignore_index`` where nothing
+        was annotated.
+    patch_size:
+        Patch shape (z, y, x); a volume smaller than it gives one smaller patch.
+    overlap:
+        Fraction shared by neighbouring patches; the grid always reaches the far edge.
+    distances:
+        Optional (C, Z, Y, X) signed distance maps, one per volume.
+    ignore_index:
+        Patches with no annotated voxel are skipped.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        patch_size: Sequence[int],
+        overlap: float = 0.5,
+        distances: Sequence[np.ndarray] | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        if len(images) != len(labels):
+            raise InputError(f"{len(images)} images but {len(labels)} label volumes", field="labels")
+        self.images = [np.asarray(v) for v in images]
+        self.labels = [np.asarray(v) for v in labels]
+        self.distances = None if distances is None else [np.asarray(d) for d in distances]
+        self.patches: list[tuple[int, tuple[slice, ...]]] = []
+        for v, (img, lab) in enumerate(zip(self.images, self.labels)):
+            if img.shape != lab.shape or img.ndim != 3:
+                raise InputError(f"volume {v}: image {img.shape} and labels {lab.shape} must be equal 3D shapes",
+                                 field="labels")
+            starts = [grid_starts(s, p, overlap) for s, p in zip(img.shape, patch_size)]
+            for z in starts[0]:
+                for y in starts[1]:
+                    for x in starts[2]:
+                        sl = tuple(slice(a, a + min(p, s)) for a, p, s in zip((z, y, x), patch_size, img.shape))
+                        if (lab[sl] != ignore_index).any():
+                            self.patches.append((v, sl))
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def __getitem__(self, i: int) -> dict:
+        v, sl = self.patches[i]
+        dist = None if self.distances is None else self.distances[v][(slice(None), *sl)]
+        return {"image": self.images[v][sl], "labels": self.labels[v][sl], "distances": dist,
+                "origin": tuple(s.start for s in sl)}
+
+
+def grid_starts(size: int, window: int, overlap: float) -> list[int]:
+    """Window starts along one axis: step ``round(window·(1−overlap))``, last one flush with the end."""
+    if size <= window:
+        return [0]
+    step = max(1, int(round(window * (1.0 - overlap))))
+    starts = list(range(0, size - window, step))
+    starts.append(size - window)
+    return sorted(set(starts))
+
+
+class SegmentationDataset(Dataset):
+    """Samples ``items`` of ``sources`` through ``transform``.
+
+    Indexing with an int or with ``(index, epoch)`` (what :class:`EpochSampler` yields);
+    the transform is re-seeded from ``(seed, epoch, index)`` each time. Returns a dict of
+    tensors: image (1, Z, Y, X), labels (Z, Y, X) int64, distances (C, Z, Y, X) if used.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Any],
+        items: Sequence[Item],
+        transform,
+        intensity: IntensityConfig | None = None,
+        seed: int = 0,
+        with_distances: bool = False,
+    ) -> None:
+        self.sources = list(sources)
+        self.items = list(items)
+        self.transform = transform
+        self.intensity = intensity or IntensityConfig()
+        self.seed = seed
+        self.with_distances = with_distances
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        src, i = self.items[index]
+        s = self.sources[src][i]
+        image = self.intensity.apply(np.asarray(s["image"], dtype=np.float32))
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
+            "labels": torch.from_numpy(np.asarray(s["labels"]).astype(np.int64)),
+        }
+        if self.with_distances:
+            sample["distances"] = torch.from_numpy(np.asarray(s["distances"], dtype=np.float32))
+        if hasattr(self.transform, "set_random_state"):
+            self.transform.set_random_state(seed=_mix(self.seed, epoch, index))
+        return self.transform(sample)
+
+
+def _mix(seed: int, epoch: int, index: int) -> int:
+    return int((seed * 1_000_003 + epoch * 7_919 + index * 104_729 + 12_345) % (2**32 - 1))
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, epoch)``; shuffled per epoch from ``seed``; sharded across DDP ranks.
+
+    Lightning calls :meth:`set_epoch` before each epoch. Under DDP every rank takes every
+    ``world``-th index of the same permutation (padded to equal length), so ranks see
+    different samples and the same number of batches.
+    """
+
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.n = n
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            order = np.random.default_rng(_mix(self.seed, self.epoch, 0)).permutation(self.n).tolist()
+        else:
+            order = list(range(self.n))
+        rank, world = self._rank_world()
+        if world > 1:
+            per = math.ceil(self.n / world)
+            order = (order * world)[: per * world]
+            order = order[rank::world]
+        return order
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(i, self.epoch) for i in self._indices()])
+
+    def __len__(self) -> int:
+        rank, world = self._rank_world()
+        return math.ceil(self.n / world) if world > 1 else self.n
+
+
+def collate(batch: list[dict]) -> dict:
+    """Stack a list of samples into a batch dict (keys present in all samples)."""
+    keys = [k for k in batch[0] if all(b.get(k) is not None for b in batch)]
+    return {k: torch.stack([b[k] for b in batch]) for k in keys}

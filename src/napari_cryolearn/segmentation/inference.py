@@ -1,0 +1,255 @@
+"""Sliding-window prediction over a whole tomogram, streamed slab by slab along z.
+
+Windows of ``window`` voxels cover the volume on a grid (neighbours share ``overlap``; the
+last window of each axis ends flush with the volume, so no padding is needed unless the
+volume is smaller than a window). Windows are read from the (memory-mapped) input one at a
+time, converted to float32, run through the network in batches, and their class
+probabilities are blended with a Gaussian (or constant) weight into a float32 buffer that
+spans one window in z: once every window touching a z slice has been added, the slice is
+final: it is turned into labels and handed to the outputs, and the buffer moves on. Memory
+is therefore ``C × window_z × Y × X`` float32 (plus the outputs), whatever the depth of
+the tomogram; the input is never loaded whole.
+
+``margin`` voxels at each window face that lies inside the volume get zero weight: with a
+margin at least the network's receptive-field radius, the result equals a prediction on
+the whole volume at once (for a translation-equivariant network).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_cryolearn.segmentation.data import grid_starts
+from napari_cryolearn.segmentation.losses import distance_from_output
+
+
+@dataclass
+class Prediction:
+    """Outputs of :func:`sliding_window_predict`.
+
+    labels: (Z, Y, X) uint8 class map. probabilities: (C, Z, Y, X) float32 or ``None``.
+    distances: (C, Z, Y, X) float32 signed distance in voxels (±5 at most) or ``None``.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+    distances: np.ndarray | None = None
+
+
+def gaussian_weights(window: Sequence[int], sigma_scale: float = 0.125) -> list[np.ndarray]:
+    """Per-axis Gaussian profiles (peak 1, sigma ``sigma_scale·size``), floored at 1e-3."""
+    out = []
+    for w in window:
+        x = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
+        g = np.exp(-0.5 * (x / max(sigma_scale * w, 1e-6)) ** 2)
+        out.append(np.maximum(g / g.max(), 1e-3).astype(np.float32))
+    return out
+
+
+def _window_weight(
+    profiles: list[np.ndarray], starts: Sequence[int], sizes: Sequence[int], shape: Sequence[int], margin: int
+) -> np.ndarray:
+    axes = []
+    for prof, s, w, n in zip(profiles, starts, sizes, shape):
+        p = prof[:w].copy()
+        if margin:
+            if s > 0:
+                p[:margin] = 0
+            if s + w < n:
+                p[w - margin:] = 0
+        axes.append(p)
+    return axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+
+
+def _run(model: nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]], sigmoid: bool):
+    probs = None
+    dist = None
+    for f in flips:
+        xin = torch.flip(x, f) if f else x
+        out = model(xin)
+        logits, raw = (out if isinstance(out, (tuple, list)) else (out, None))
+        p = torch.sigmoid(logits) if sigmoid else torch.softmax(logits.float(), 1)
+        if f:
+            p = torch.flip(p, f)
+        probs = p if probs is None else probs + p
+        if raw is not None:
+            d = distance_from_output(raw.float())
+            if f:
+                d = torch.flip(d, f)
+            dist = d if dist is None else dist + d
+    n = len(flips)
+    return probs / n, (None if dist is None else dist / n)
+
+
+def sliding_window_predict(*args, on_progress: Callable[[int, int], None] | None = None,
+                           stop: Callable[[], bool] | None = None, **kwargs) -> Prediction | None:
+    """Predict a (Z, Y, X) volume window by window; arguments as :func:`iter_sliding_window`.
+
+    on_progress:
+        Called with (windows done, windows in all) after each batch.
+    stop:
+        Polled after each batch; when it returns True, prediction ends and ``None`` is returned.
+    """
+    steps = iter_sliding_window(*args, **kwargs)
+    try:
+        while True:
+            done, total = next(steps)
+            if on_progress is not None:
+                on_progress(done, total)
+    except StopIteration as end:
+        return end.value
+    finally:
+        steps.close()
+
+
+def iter_sliding_window(
+    model: nn.Module,
+    volume: np.ndarray,
+    window: Sequence[int],
+    *,
+    num_classes: int,
+    overlap: float = 0.5,
+    blend: str = "gaussian",
+    sigma_scale: float = 0.125,
+    margin: int = 0,
+    batch_size: int = 2,
+    tta_flips: bool = False,
+    threshold: float | None = None,
+    device: torch.device | str = "cpu",
+    preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+    probabilities_out: np.ndarray | None | bool = None,
+    distances_out: np.ndarray | None | bool = None,
+    labels_out: np.ndarray | None = None,
+) -> Generator[tuple[int, int], None, Prediction]:
+    """Predict a (Z, Y, X) volume window by window; a generator of (windows done, total)
+    after each batch that returns a :class:`Prediction`.
+
+    Parameters
+    ----------
+    model:
+        Maps (N, 1, wz, wy, wx) to logits (N, C, ...) or ``(logits, distance_raw)``; put it in
+        eval mode and on ``device`` first.
+    volume:
+        (Z, Y, X) array of any dtype, typically a read-only ``np.memmap``.
+    window:
+        Window size (wz, wy, wx) in voxels (a multiple of the network's size divisor).
+    num_classes:
+        C, the network's output channels (1: sigmoid, else softmax).
+    overlap:
+        Fraction of a window shared with its neighbour along each axis.
+    blend:
+        ``"gaussian"`` (centre weighted, sigma ``sigma_scale`` × window) or ``"constant"``.
+    margin:
+        Voxels at each inner window face that get no weight (see module docstring).
+    batch_size:
+        Windows per forward pass.
+    tta_flips:
+        Also predict the window flipped along z, y and x and average (4 passes).
+    threshold:
+        Softmax probability below which a voxel is labelled 0 (sigmoid cut with one class).
+    preprocess:
+        Applied to each float32 window before the network (intensity scaling).
+    probabilities_out, distances_out:
+        ``True`` to return in-memory (C, Z, Y, X) float32 arrays, or a writable array of that
+        shape (e.g. a memory map) to fill; ``None`` for none. Distances need a model with a
+        distance head.
+    labels_out:
+        A writable (Z, Y, X) array to fill instead of a new uint8 array.
+    """
+    if volume.ndim != 3:
+        raise ValueError(f"expected a (Z, Y, X) volume, got shape {volume.shape}")
+    shape = tuple(int(s) for s in volume.shape)
+    window = tuple(int(w) for w in window)
+    sizes = tuple(min(w, s) for w, s in zip(window, shape))  # part of each window inside the volume
+    for w, s in zip(window, sizes):
+        step = max(1, int(round(w * (1.0 - overlap))))
+        if s == w and w > step and 2 * margin > w - step:
+            raise ValueError(f"margin {margin} leaves gaps: it must be at most (window - step) / 2 = {(w - step) // 2}")
+    zs, ys, xs = (grid_starts(s, w, overlap) for s, w in zip(shape, window))
+    profiles = gaussian_weights(window, sigma_scale) if blend == "gaussian" else [
+        np.ones(w, np.float32) for w in window]
+    sigmoid = num_classes == 1
+    n_prob = max(num_classes, 1)
+    flips: list[tuple[int, ...]] = [()] + ([(2,), (3,), (4,)] if tta_flips else [])
+    device = torch.device(device)
+
+    Z, Y, X = shape
+    wz = sizes[0]
+    acc = np.zeros((n_prob, wz, Y, X), np.float32)
+    wacc = np.zeros((wz, Y, X), np.float32)
+    dacc = None
+    labels = labels_out if labels_out is not None else np.zeros(shape, np.uint8)
+    probs_arr = np.zeros((n_prob, *shape), np.float32) if probabilities_out is True else probabilities_out
+    dist_arr = np.zeros((n_prob, *shape), np.float32) if distances_out is True else distances_out
+    with_distances = dist_arr is not None and dist_arr is not False
+    total = len(zs) * len(ys) * len(xs)
+    done = 0
+
+    def flush(z0: int, z1: int, base: int) -> None:
+        a, b = z0 - base, z1 - base
+        w = np.maximum(wacc[a:b], 1e-12)
+        p = acc[:, a:b] / w
+        if sigmoid:
+            cut = 0.5 if threshold is None else threshold
+            labels[z0:z1] = (p[0] > cut).astype(labels.dtype)
+        else:
+            lab = p.argmax(0)
+            if threshold is not None:
+                lab[p.max(0) < threshold] = 0
+            labels[z0:z1] = lab.astype(labels.dtype)
+        if probs_arr is not None and probs_arr is not False:
+            probs_arr[:, z0:z1] = p
+        if dacc is not None and dist_arr is not None and dist_arr is not False:
+            dist_arr[:, z0:z1] = dacc[:, a:b] / w
+
+    for zi, z in enumerate(zs):
+        # buffer covers [z, z + wz)
+        boxes = [(z, y, x) for y, x in product(ys, xs)]
+        for b0 in range(0, len(boxes), batch_size):
+            chunk = boxes[b0:b0 + batch_size]
+            batch = np.zeros((len(chunk), 1, *window), np.float32)
+            for i, (bz, by, bx) in enumerate(chunk):
+                win = np.asarray(volume[bz:bz + sizes[0], by:by + sizes[1], bx:bx + sizes[2]], dtype=np.float32)
+                if preprocess is not None:
+                    win = preprocess(win)
+                batch[i, 0, :sizes[0], :sizes[1], :sizes[2]] = win
+            with torch.no_grad():
+                probs, dist = _run(model, torch.from_numpy(batch).to(device), flips, sigmoid)
+            probs = probs.float().cpu().numpy()
+            if with_distances and dist is not None and dacc is None:
+                dacc = np.zeros((dist.shape[1], wz, Y, X), np.float32)
+            dist = None if (dist is None or dacc is None) else dist.float().cpu().numpy()
+            for i, (bz, by, bx) in enumerate(chunk):
+                wgt = _window_weight(profiles, (bz, by, bx), sizes, shape, margin)
+                sl = (slice(bz - z, bz - z + sizes[0]), slice(by, by + sizes[1]), slice(bx, bx + sizes[2]))
+                crop = (slice(None), slice(0, sizes[0]), slice(0, sizes[1]), slice(0, sizes[2]))
+                acc[(slice(None), *sl)] += probs[i][crop] * wgt
+                wacc[sl] += wgt
+                if dist is not None:
+                    dacc[(slice(None), *sl)] += dist[i][crop] * wgt
+            done += len(chunk)
+            yield done, total
+        z_next = zs[zi + 1] if zi + 1 < len(zs) else Z
+        flush(z, min(z_next, z + wz) if zi + 1 < len(zs) else Z, z)
+        shift = z_next - z
+        if zi + 1 < len(zs):
+            keep = wz - shift
+            acc[:, :keep] = acc[:, shift:].copy()
+            acc[:, keep:] = 0
+            wacc[:keep] = wacc[shift:].copy()
+            wacc[keep:] = 0
+            if dacc is not None:
+                dacc[:, :keep] = dacc[:, shift:].copy()
+                dacc[:, keep:] = 0
+
+    return Prediction(
+        labels=labels,
+        probabilities=probs_arr if isinstance(probs_arr, np.ndarray) else None,
+        distances=dist_arr if isinstance(dist_arr, np.ndarray) else None,
+    )

@@ -1,0 +1,180 @@
+"""Segmentation prediction job: one tomogram (MRC) and a checkpoint → label MRC (+ extras).
+
+The tomogram is read memory-mapped; labels are written straight into a memory-mapped MRC
+(uint8, the input's voxel size and origin) as slabs become final; every output is written
+under a temporary name and renamed at the end, so a stopped or failed job leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_cryolearn.engine.atomic import atomic_path
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.lightning import torch_device
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.segmentation.checkpoints import load_weights, network_config_from_checkpoint, read_checkpoint
+from napari_cryolearn.segmentation.config import IntensityConfig, NetworkConfig, SegmentationPredictConfig
+from napari_cryolearn.segmentation.inference import iter_sliding_window
+from napari_cryolearn.segmentation.network import SegmentationNet, build_network
+
+STAGE = "segment.predict"
+DEFAULT_WINDOW = (64, 64, 64)
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for prediction and what it was trained with."""
+
+    net: SegmentationNet
+    network: NetworkConfig
+    intensity: IntensityConfig
+    patch_shape: tuple[int, int, int] | None
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
+    """Build the network a checkpoint describes (ours or CryoSiam semantic), load it, eval mode."""
+    ckpt = read_checkpoint(path)
+    net_cfg = network_config_from_checkpoint(ckpt, path)
+    net = build_network(net_cfg)
+    load_weights(net, path, require_heads=True, ckpt=ckpt)
+    net.eval().to(device)
+    hp = ckpt.get("hyper_parameters") or {}
+    cfg = hp.get("config") or {}
+    intensity = IntensityConfig()
+    patch = hp.get("patch_shape")
+    if isinstance(cfg, dict):
+        if isinstance(cfg.get("intensity"), dict):
+            intensity = IntensityConfig.from_dict(cfg["intensity"], source=path)
+        if "parameters" in cfg:  # CryoSiam
+            data = cfg["parameters"].get("data") or {}
+            intensity = IntensityConfig.from_dict({k: data.get(k) for k in ("min", "max", "mean", "std")}, source=path)
+            patch = patch or data.get("patch_size")
+        patch = cfg.get("patch_size") or patch
+    patch_shape = tuple(int(v) for v in patch) if patch else None
+    return LoadedModel(net, net_cfg, intensity, patch_shape, hp)  # type: ignore[arg-type]
+
+
+class _PerClassFiles:
+    """(C, Z, Y, X) write target spread over C memory-mapped (Z, Y, X) volumes."""
+
+    def __init__(self, maps: Sequence[np.ndarray]) -> None:
+        self.maps = list(maps)
+
+    def __setitem__(self, key, value) -> None:
+        for c, m in enumerate(self.maps):
+            m[key[1:]] = value[c]
+
+
+def _class_paths(path: Path, names: Sequence[str]) -> list[Path]:
+    return [path.with_name(f"{path.stem}_{n}{path.suffix}") for n in names]
+
+
+def _open_output(stack: ExitStack, path: Path, shape, names, voxel_size, origin, overwrite: bool):
+    """A (C, Z, Y, X) float32 target: one .npy memory map, or one MRC per class."""
+    from napari_cryolearn.io import create_mrc
+
+    if path.suffix.lower() == ".npy":
+        tmp = stack.enter_context(atomic_path(path, overwrite=overwrite))
+        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(names), *shape))
+    maps = [stack.enter_context(create_mrc(p, shape, np.float32, voxel_size, origin, overwrite))
+            for p in _class_paths(path, names)]
+    return _PerClassFiles(maps)
+
+
+def _check_path(path: Path | None, field: str, overwrite: bool, suffixes: tuple[str, ...]) -> None:
+    if path is None:
+        return
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"expected a file ending in {' or '.join(suffixes)}", path=path, field=field)
+    if path.exists() and not overwrite:
+        raise InputError("exists (set overwrite to replace it)", path=path, field=field)
+
+
+def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None) -> Generator[Progress, None, dict]:
+    """Predict ``config.input`` with ``config.model``; returns ``{"labels": path, ...}``.
+
+    Yields a :class:`Progress` (stage ``"segment.predict"``) after each batch of windows.
+    Raises :class:`InputError` before writing anything when the input is not a 3D MRC, the
+    checkpoint is not a segmentation model, the window does not suit the network, distances
+    are asked of a model without a distance head, or the device does not exist.
+    """
+    from napari_cryolearn.io import create_mrc, read_mrc
+
+    device = torch_device(config.device)
+    _check_path(config.output, "output", config.overwrite, (".mrc", ".rec", ".map"))
+    _check_path(config.probabilities, "probabilities", config.overwrite, (".npy", ".mrc"))
+    _check_path(config.distances, "distances", config.overwrite, (".npy", ".mrc"))
+    vol = read_mrc(config.input, mmap=True)
+    if vol.data.ndim != 3:
+        raise InputError(f"expected a 3D tomogram, got shape {vol.data.shape}", path=config.input)
+    model = load_model(config.model, device)
+    div = model.net.size_divisor
+    window = tuple(config.window or model.patch_shape or DEFAULT_WINDOW)
+    if len(window) != 3 or any(w <= 0 or w % div for w in window):
+        raise InputError(f"window {window} must be 3 positive multiples of {div} (the network's stride)",
+                         field="window")
+    if config.distances is not None and model.net.heads.distance_head is None:
+        raise InputError("this model has no distance head (trained without distance_prediction)",
+                         path=config.model, field="distances")
+    names = model.network.names()
+    shape = tuple(int(s) for s in vol.data.shape)
+    yield Progress(0, None, f"predicting {Path(config.input).name} {shape} on {device.type}, window {window}",
+                   STAGE)
+
+    written = {"labels": Path(config.output)}
+    try:
+        with ExitStack() as stack:
+            labels_out = stack.enter_context(
+                create_mrc(config.output, shape, np.uint8, vol.voxel_size, vol.origin, config.overwrite))
+            probs_out = dist_out = None
+            if config.probabilities is not None:
+                probs_out = _open_output(stack, Path(config.probabilities), shape, names, vol.voxel_size,
+                                         vol.origin, config.overwrite)
+                written["probabilities"] = Path(config.probabilities)
+            if config.distances is not None:
+                dist_out = _open_output(stack, Path(config.distances), shape, names, vol.voxel_size, vol.origin,
+                                        config.overwrite)
+                written["distances"] = Path(config.distances)
+            steps = iter_sliding_window(
+                model.net, vol.data, window, num_classes=model.network.out_channels, overlap=config.overlap,
+                blend=config.blend, margin=config.margin, batch_size=config.batch_size,
+                tta_flips=config.tta_flips, threshold=config.threshold, device=device,
+                preprocess=model.intensity.apply, probabilities_out=probs_out, distances_out=dist_out,
+                labels_out=labels_out,
+            )
+            try:
+                while True:
+                    done, total = next(steps)
+                    yield Progress(done, total, f"window {done}/{total}", STAGE)
+                    if stop is not None and stop.is_set():
+                        raise _Stopped  # leaves the with-block: temporaries are removed
+            except StopIteration:
+                pass
+            finally:
+                steps.close()
+            for m in [*getattr(probs_out, "maps", [probs_out]), *getattr(dist_out, "maps", [dist_out])]:
+                if isinstance(m, np.memmap):
+                    m.flush()
+    except _Stopped:
+        yield Progress(0, None, "stopped: nothing written", STAGE)
+        return {}
+    yield Progress(1, 1, f"wrote {Path(config.output).name}", STAGE)
+    out: dict[str, Any] = {}
+    for key, path in written.items():
+        out[key] = path if key == "labels" or path.suffix.lower() == ".npy" else _class_paths(path, names)
+    return out
+
+
+class _Stopped(Exception):
+    pass
