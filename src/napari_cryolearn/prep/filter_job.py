@@ -1,0 +1,246 @@
+"""The label-filtering job: a label MRC in, the kept classes out (``cryolearn prep filter-labels``).
+
+The volume streams through in slabs along z (with a halo of ``ceil(expand)`` slices when the
+labels grow, so that the result equals the whole-volume operation). The output is the
+smallest unsigned type that holds the output values (uint8 or uint16: MRC has no larger
+unsigned type), with the input's voxel size and origin. With ``renumber`` the mapping
+``{old: new}`` is written beside the output as ``<output stem>.labels.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from napari_cryolearn.engine.atomic import atomic_path
+from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import JobStopped, check_stop
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.io.mrc import create_mrc, read_mrc
+from napari_cryolearn.prep.filtering import (
+    apply_label_mapping,
+    check_integer_labels,
+    expand_labels,
+    label_mapping,
+    smallest_unsigned_dtype,
+    warn_absent,
+)
+from napari_cryolearn.prep.scaling import _ordered_map, default_threads, release_pages, slab_bounds
+
+__all__ = [
+    "FilterLabelsConfig",
+    "check_output",
+    "cryosiam_configs",
+    "filter_labels_job",
+    "mapping_path",
+    "read_label_mapping",
+]
+
+STAGE = "filter-labels"
+
+
+class FilterLabelsConfig(Config):
+    """Parameters of the label-filtering stage.
+
+    Attributes
+    ----------
+    input:
+        Label MRC (integers; float files holding whole numbers are accepted).
+    output:
+        MRC to write.
+    keep:
+        Label values to keep (one value → a 0/1 mask).
+    binary:
+        All kept values → 1 (``None``: only when one value is kept).
+    renumber:
+        Kept values → 1..n in the order of ``keep`` (the mapping is written beside the output).
+    expand:
+        Grow the kept labels into the background by this many voxels (CryoSiam: 1).
+    chunk_mb:
+        MiB of label slabs in flight.
+    overwrite:
+        Replace an existing output.
+    """
+
+    input: Path
+    output: Path
+    keep: list[int] = Field(min_length=1)
+    binary: bool | None = None
+    renumber: bool = False
+    expand: float = Field(0, ge=0)
+    chunk_mb: float = Field(64, gt=0)
+    overwrite: bool = True
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _one_value(cls, v: Any) -> Any:
+        return [v] if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
+
+    @classmethod
+    def from_cryosiam(
+        cls, cfg: dict[str, Any], source: str | os.PathLike | None = None
+    ) -> list[FilterLabelsConfig]:
+        """One config per label file of a CryoSiam training YAML (as a dict).
+
+        ``labels_folder_for_filtering/<name>`` → ``labels_folder/<name>`` keeping
+        ``selected_labels``, with CryoSiam's actual behaviour: ``binary=True`` (also for a
+        list) and ``expand=1``. ``file_extension``, ``train_files`` and ``val_files`` select the
+        files.
+        """
+        selected = cfg.get("selected_labels")
+        if selected is None or selected == []:
+            raise InputError("missing in the CryoSiam config", path=source, field="selected_labels")
+        keep = [selected] if np.isscalar(selected) else list(selected)
+        return cryosiam_configs(
+            cls,
+            cfg,
+            cfg.get("labels_folder_for_filtering"),
+            cfg.get("labels_folder"),
+            "labels_folder_for_filtering",
+            source,
+            lambda i, o: {"input": i, "output": o, "keep": keep, "binary": True, "expand": 1},
+            output_field="labels_folder",
+        )
+
+
+def cryosiam_configs(
+    cls: type[Config],
+    cfg: dict[str, Any],
+    inputs: str | os.PathLike | None,
+    output_folder: str | os.PathLike | None,
+    field: str,
+    source: str | os.PathLike | None,
+    make: Callable[[Path, Path], dict[str, Any]],
+    output_field: str = "output_path",
+) -> list:
+    """Configs for the files a CryoSiam config selects: ``inputs`` (a folder, or one file) →
+    ``output_folder/<same name>``; ``make(input, output)`` gives each config's fields."""
+    if not inputs:
+        raise InputError("missing in the CryoSiam config", path=source, field=field)
+    if not output_folder:
+        raise InputError("missing in the CryoSiam config", path=source, field=output_field)
+    inputs = Path(inputs)
+    if inputs.is_file():
+        files = [inputs]
+    else:
+        from napari_cryolearn.prep.distance_job import cryosiam_files
+
+        files = cryosiam_files(cfg, inputs, field, source)
+    return [cls.from_dict(make(p, Path(output_folder) / p.name), source=source) for p in files]
+
+
+def check_output(inp: str | os.PathLike, output: str | os.PathLike, overwrite: bool) -> None:
+    """``InputError`` (field ``output``) when the output is the input, a folder, or exists
+    without ``overwrite``."""
+    out = Path(output)
+    if out.resolve() == Path(inp).resolve():
+        raise InputError("the output would overwrite the input; choose another name", path=out, field="output")
+    if out.is_dir():
+        raise InputError("is a folder; expected a file name", path=out, field="output")
+    if out.exists() and not overwrite:
+        raise InputError("exists (set overwrite to replace it)", path=out, field="output")
+
+
+def mapping_path(output: str | os.PathLike) -> Path:
+    """``labels.mrc`` → ``labels.labels.json`` (where the job writes the renumbering)."""
+    output = Path(output)
+    return output.with_name(output.with_suffix("").name + ".labels.json")
+
+
+def read_label_mapping(path: str | os.PathLike) -> dict[int, int]:
+    """The ``{old: new}`` mapping written by :func:`filter_labels_job` with ``renumber``."""
+    return {int(k): int(v) for k, v in json.loads(Path(path).read_text()).items()}
+
+
+def filter_labels_job(
+    config: FilterLabelsConfig, stop: StopFlag | None = None
+) -> Generator[Progress, None, Path | None]:
+    """Filter ``config.input`` into ``config.output``; returns the output path (None if stopped).
+
+    Yields a :class:`Progress` per slab (stage ``"filter-labels"``). Warns (``UserWarning``,
+    naming the file) when a kept value does not occur.
+
+    Raises
+    ------
+    InputError
+        Missing/unreadable input, not 3D, labels that are not whole numbers (found while
+        streaming: the partial output is removed), a bad ``keep`` list, output values beyond
+        uint16, output equal to the input or existing without ``overwrite``.
+    """
+    cfg = config
+    vol = read_mrc(cfg.input, mmap=True)
+    data = vol.data
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D label volume, got shape {data.shape}", path=cfg.input, field="input")
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"labels must be integers, got dtype {data.dtype}", path=cfg.input, field="input")
+    mapping = label_mapping(cfg.keep, binary=cfg.binary, renumber=cfg.renumber)
+    top = max(mapping.values())
+    if top > np.iinfo(np.uint16).max:
+        raise InputError(
+            f"label {top} does not fit the largest MRC integer type (uint16); use renumber or binary",
+            path=cfg.input,
+            field="keep",
+        )
+    dtype = smallest_unsigned_dtype(top)
+    check_output(cfg.input, cfg.output, cfg.overwrite)
+
+    halo = math.ceil(cfg.expand) if cfg.expand > 0 else 0
+    binary_out = top <= 1
+    per_voxel = data.dtype.itemsize + dtype.itemsize
+    if halo:
+        per_voxel += 8 if binary_out else 40  # edt (binary) / skimage's distances and indices
+    threads = default_threads()
+    plane = math.prod(data.shape[1:])
+    rows = max(1, int(cfg.chunk_mb * 2**20 / threads) // (plane * per_voxel))
+    bounds = slab_bounds(data.shape[0], rows)
+    counts = np.zeros(len(mapping), dtype=np.int64)
+    name = Path(cfg.output).name
+
+    def work(z: tuple[int, int]) -> np.ndarray:
+        z0, z1 = z
+        a, b = max(0, z0 - halo), min(data.shape[0], z1 + halo)
+        view = data[a:b]
+        block = np.asarray(view).astype(data.dtype.newbyteorder("="), copy=False)
+        release_pages(view)
+        try:
+            check_integer_labels(block)
+        except InputError as err:
+            raise InputError(str(err), path=cfg.input, field="labels") from None
+        mapped = np.empty(block.shape, dtype=dtype)
+        found = apply_label_mapping(block, mapping, mapped)
+        if halo:
+            expand_labels(mapped, cfg.expand)
+        dst = out[z0:z1]
+        dst[...] = mapped[z0 - a : z0 - a + (z1 - z0)]
+        release_pages(dst)
+        return found
+
+    try:
+        with create_mrc(cfg.output, data.shape, dtype, voxel_size=vol.voxel_size, origin=vol.origin) as out:
+            chunks = _ordered_map(work, bounds, threads)
+            try:
+                for i, found in enumerate(chunks):
+                    counts += found
+                    if check_stop(stop):
+                        raise JobStopped
+                    yield Progress(i + 1, len(bounds) + 1, f"writing {name}", stage=STAGE)
+            finally:
+                chunks.close()
+    except JobStopped:
+        return None
+    if cfg.renumber and len(mapping) > 1:
+        with atomic_path(mapping_path(cfg.output)) as tmp:
+            tmp.write_text(json.dumps({str(k): v for k, v in mapping.items()}, indent=2))
+    warn_absent(mapping, counts, where=str(cfg.input))
+    yield Progress(len(bounds) + 1, len(bounds) + 1, f"wrote {name}", stage=STAGE)
+    return Path(cfg.output)

@@ -1,0 +1,214 @@
+"""The scaling job: a tomogram MRC in, an inverted (optionally), clipped, [0, 1] float32 MRC out.
+
+The volume streams through in slabs along z: read from a memory map one slab at a time (the
+pages read are released after each slab), scaled in float32, written into the output file
+created by :func:`napari_cryolearn.io.create_mrc`. Percentiles take two reading passes (see
+:mod:`napari_cryolearn.prep.scaling`), the scaling one more. Memory stays at a few slabs:
+with ``chunk_mb`` of slabs in flight, about ``2 × chunk_mb`` plus the interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import JobStopped, check_stop
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.io.mrc import create_mrc, read_mrc
+from napari_cryolearn.prep.filter_job import check_output, cryosiam_configs
+from napari_cryolearn.prep.scaling import (
+    SlabReader,
+    _ordered_map,
+    check_range,
+    default_threads,
+    release_pages,
+    scale_chunk,
+    streamed_percentiles,
+)
+
+__all__ = ["ScaleConfig", "scale_job"]
+
+STAGE = "scale"
+
+
+class ScaleConfig(Config):
+    """Parameters of the scaling stage (``cryolearn prep scale``).
+
+    Attributes
+    ----------
+    input:
+        Tomogram MRC (float or integer).
+    output:
+        MRC to write (float32, the input's voxel size and origin).
+    invert:
+        Multiply by −1 first (dense = bright), as CryoSiam's ``--invert``.
+    lower_percentile, upper_percentile:
+        Percentiles (0..100) mapped to 0 and 1, computed after inversion. ``None`` for both
+        (or 0 and ``None``/100) gives a plain min/max rescale.
+    clip:
+        Clip to [0, 1]; False keeps values beyond the percentiles beyond [0, 1].
+    method:
+        How percentiles are found: ``auto`` (exact in memory for ≤ 2^20 voxels, streamed exact
+        above), ``exact`` (the whole volume in memory once), ``histogram`` (streamed exact,
+        bounded memory), ``sample`` (one pass, approximate).
+    chunk_mb:
+        MiB of input slabs in flight (shared among the threads; at least one z-slice each).
+    overwrite:
+        Replace an existing output.
+    """
+
+    input: Path
+    output: Path
+    invert: bool = False
+    lower_percentile: float | None = Field(0.1, ge=0, le=100)
+    upper_percentile: float | None = Field(99.9, ge=0, le=100)
+    clip: bool = True
+    method: Literal["auto", "exact", "histogram", "sample"] = "auto"
+    chunk_mb: float = Field(64, gt=0)
+    overwrite: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> ScaleConfig:
+        lo = 0.0 if self.lower_percentile is None else self.lower_percentile
+        hi = 100.0 if self.upper_percentile is None else self.upper_percentile
+        if lo >= hi:
+            raise ValueError(f"lower_percentile ({lo}) must be below upper_percentile ({hi})")
+        return self
+
+    @classmethod
+    def from_cryosiam(
+        cls,
+        cfg: dict[str, Any],
+        input_folder: str | os.PathLike | None = None,
+        output_folder: str | os.PathLike | None = None,
+        source: str | os.PathLike | None = None,
+    ) -> list[ScaleConfig]:
+        """One config per tomogram, from CryoSiam's settings (a dict).
+
+        The keys of ``invert_and_scale_intensity.py`` are read when present: ``input_path``
+        (a file or a folder), ``output_path``, ``invert``, ``lower_end_percentage``,
+        ``upper_end_percentage``; the folders may also be given as arguments (the training
+        YAML's ``data_folder`` is the scaled output, so ``output_folder`` defaults to it).
+        ``file_extension``, ``train_files`` and ``val_files`` select files. As in CryoSiam,
+        a ``lower_end_percentage`` of 0 or missing means no scaling at all: the list is empty
+        then. A missing ``upper_end_percentage`` means the maximum.
+        """
+        lower = cfg.get("lower_end_percentage")
+        if not lower:
+            return []
+        upper = cfg.get("upper_end_percentage")
+        inp = input_folder or cfg.get("input_path")
+        out = output_folder or cfg.get("output_path") or cfg.get("data_folder")
+        return cryosiam_configs(
+            cls,
+            cfg,
+            inp,
+            out,
+            "input_path",
+            source,
+            lambda i, o: {
+                "input": i,
+                "output": o,
+                "invert": bool(cfg.get("invert", False)),
+                "lower_percentile": float(lower),
+                "upper_percentile": None if upper is None else float(upper),
+            },
+        )
+
+
+def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Progress, None, Path | None]:
+    """Scale ``config.input`` into ``config.output``; returns the output path (None if stopped).
+
+    Yields a :class:`Progress` per slab and pass (stage ``"scale"``). Everything is checked
+    (file, dtype, NaN/inf values, a constant volume) before the output is created; a stop
+    request or an error leaves no output.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable input, not 3D, not real-valued, NaN or infinite values (the
+        message names the file), a volume constant between the percentiles, output equal to the
+        input or existing without ``overwrite``.
+    """
+    cfg = config
+    vol = read_mrc(cfg.input, mmap=True)
+    data = vol.data
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D volume, got shape {data.shape}", path=cfg.input, field="input")
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"expected real values, got dtype {data.dtype}", path=cfg.input, field="input")
+    check_output(cfg.input, cfg.output, cfg.overwrite)
+
+    threads = default_threads()
+    slab_bytes = int(cfg.chunk_mb * 2**20 / threads)
+    reader = SlabReader(data, chunk_bytes=slab_bytes)
+    k = len(reader)
+    method = cfg.method
+    if method == "auto":
+        method = "exact" if data.size <= 2**20 else "histogram"
+    total = 3 * k
+    step = 0
+    name = Path(cfg.input).name
+
+    try:
+        if method == "exact":
+            from napari_cryolearn.prep.scaling import percentiles
+
+            p_lo, p_hi = percentiles(data, cfg.lower_percentile, cfg.upper_percentile, "exact", cfg.invert)
+            total = k
+        else:
+            steps = streamed_percentiles(
+                reader, cfg.lower_percentile, cfg.upper_percentile, cfg.invert, method, threads
+            )
+            while True:
+                try:
+                    what = next(steps)
+                except StopIteration as done:
+                    p_lo, p_hi = done.value
+                    break
+                step += 1
+                if step > total - k:
+                    total += k
+                if check_stop(stop):
+                    steps.close()
+                    return None
+                yield Progress(step, total, f"{what}: reading {name} for percentiles", stage=STAGE)
+        check_range(p_lo, p_hi)
+    except ValueError as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(str(err), path=cfg.input, field="data") from None
+    total = step + k
+
+    def work(i: int) -> None:
+        z0, z1 = reader.bounds[i]
+        dst = out[z0:z1]
+        scale_chunk(reader.read(i), dst, p_lo, p_hi, cfg.invert, cfg.clip)
+        release_pages(dst)
+
+    metrics = {"p_lo": p_lo, "p_hi": p_hi}
+    try:
+        with create_mrc(
+            cfg.output, data.shape, np.float32, voxel_size=vol.voxel_size, origin=vol.origin, overwrite=True
+        ) as out:
+            chunks = _ordered_map(work, range(k), threads)
+            try:
+                for _ in chunks:
+                    step += 1
+                    if check_stop(stop):
+                        raise JobStopped
+                    yield Progress(step, total, f"writing {Path(cfg.output).name}", stage=STAGE, metrics=metrics)
+            finally:
+                chunks.close()  # no thread may write into the file once it is closed
+    except JobStopped:
+        return None
+    yield Progress(total, total, f"wrote {Path(cfg.output).name}", stage=STAGE, metrics=metrics)
+    return Path(cfg.output)
