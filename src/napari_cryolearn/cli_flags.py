@@ -31,16 +31,35 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
+def _number(text: str) -> int | float:
+    """``"3"`` → 3, ``"0.5"`` → 0.5: for fields that mean different things as int and float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _fixed_length(annotation: Any) -> int | None:
+    """N for ``tuple[int, int, int]``-like annotations (one flag value is then repeated N times)."""
+    ann = _unwrap_optional(annotation)
+    if typing.get_origin(ann) is tuple:
+        args = typing.get_args(ann)
+        if args and Ellipsis not in args:
+            return len(args)
+    return None
+
+
 def _flag_spec(annotation: Any) -> dict[str, Any] | None:
     """argparse keyword arguments for a field's type, or None for types flags cannot express."""
     ann = _unwrap_optional(annotation)
-    if isinstance(ann, list):  # a union such as int | tuple[int, int, int]
+    if isinstance(ann, list):  # a union such as int | tuple[int, int, int] or int | float
         scalars = [a for a in ann if a in (int, float, str)]
         sequences = [a for a in ann if typing.get_origin(a) in (tuple, list)]
-        if scalars and sequences:
-            return {"nargs": "+", "type": scalars[0], "_sequence_or_scalar": True}
-        if scalars:
-            return {"type": scalars[0]}
+        kind = _number if set(scalars) == {int, float} else (scalars[0] if scalars else None)
+        if kind and sequences:
+            return {"nargs": "+", "type": kind, "_sequence_or_scalar": True}
+        if kind:
+            return {"type": kind}
         return None
     origin = typing.get_origin(ann)
     if ann is bool:
@@ -95,8 +114,11 @@ def _given(args: argparse.Namespace, config_cls: type[Config]) -> dict[str, Any]
         if value is None or value == []:
             continue
         spec = _flag_spec(field.annotation) or {}
-        if spec.get("_sequence_or_scalar") and isinstance(value, list) and len(value) == 1:
-            value = value[0]
+        if isinstance(value, list) and len(value) == 1:
+            if spec.get("_sequence_or_scalar"):
+                value = value[0]
+            elif (n := _fixed_length(field.annotation)) is not None:
+                value = value * n
         given[name] = value
     return given
 

@@ -1,4 +1,4 @@
-"""Turning arrays with a voxel size into napari layer data, and adding them to a viewer."""
+"""Turning arrays with a voxel size into napari layer data, and reading layers back."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from napari_cryolearn.engine.errors import InputError
 
-def scale_of(layer) -> tuple[float, ...]:
-    """A layer's scale (Angstrom per voxel for our layers) as a tuple of floats."""
-    return tuple(float(s) for s in layer.scale)
+
+def scale_of(layer, ndim: int = 3) -> tuple[float, ...]:
+    """The last ``ndim`` entries of a layer's scale (Angstrom per voxel for our layers)."""
+    return tuple(float(s) for s in layer.scale)[-ndim:]
 
 
 def add_layer_data(viewer, layer_data: list[tuple[Any, dict, str]]) -> list:
@@ -17,7 +19,8 @@ def add_layer_data(viewer, layer_data: list[tuple[Any, dict, str]]) -> list:
     added = []
     for data, kwargs, layer_type in layer_data:
         add = getattr(viewer, f"add_{layer_type}")
-        added.append(add(data, **kwargs))
+        layer = add(data, **kwargs)
+        added.extend(layer if isinstance(layer, list) else [layer])
     return added
 
 
@@ -34,3 +37,22 @@ def as_array(data) -> np.ndarray:
     if isinstance(data, (list, tuple)):
         data = data[0]
     return np.asarray(data)
+
+
+def volume_of(layer, what: str = "layer") -> np.ndarray:
+    """A layer's data as a 3D array; InputError naming the layer when it is missing or not 3D."""
+    if layer is None:
+        raise InputError(f"choose a {what}")
+    data = as_array(layer.data)
+    if data.ndim != 3:
+        raise InputError(f"expected a 3D volume, got shape {data.shape}", path=layer.name)
+    return data
+
+
+def derived_kwargs(layer, name: str, **extra) -> dict:
+    """Layer keyword arguments for a result computed from ``layer``: its scale and translation."""
+    kwargs = {"name": name, "scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+    meta = {k: v for k, v in dict(layer.metadata).items() if k in ("voxel_size", "origin")}
+    kwargs["metadata"] = {**meta, "derived_from": layer.name, **extra.pop("metadata", {})}
+    kwargs.update(extra)
+    return kwargs
