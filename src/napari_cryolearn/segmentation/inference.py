@@ -53,18 +53,22 @@ def gaussian_weights(window: Sequence[int], sigma_scale: float = 0.125) -> list[
 
 
 def _window_weight(
-    profiles: list[np.ndarray], starts: Sequence[int], sizes: Sequence[int], shape: Sequence[int], margin: int
+    profiles: list[np.ndarray], starts: Sequence[int], sizes: Sequence[int], shape: Sequence[int], margin: int,
+    floor: float = 1e-3,
 ) -> np.ndarray:
-    axes = []
-    for prof, s, w, n in zip(profiles, starts, sizes, shape):
-        p = prof[:w].copy()
-        if margin:
+    """Weight of one window's voxels: product of the profiles, floored at ``floor`` (as MONAI
+    does), zero within ``margin`` of faces inside the volume."""
+    prof = [p[:w] for p, w in zip(profiles, sizes)]
+    wgt = np.maximum(prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :], floor)
+    if margin:
+        for axis, (s, w, n) in enumerate(zip(starts, sizes, shape)):
+            keep = np.ones(w, np.float32)
             if s > 0:
-                p[:margin] = 0
+                keep[:margin] = 0
             if s + w < n:
-                p[w - margin:] = 0
-        axes.append(p)
-    return axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+                keep[w - margin:] = 0
+            wgt = wgt * keep.reshape([-1 if a == axis else 1 for a in range(3)])
+    return wgt.astype(np.float32, copy=False)
 
 
 def _run(model: nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]], sigmoid: bool):
@@ -102,6 +106,8 @@ def sliding_window_predict(*args, on_progress: Callable[[int, int], None] | None
             done, total = next(steps)
             if on_progress is not None:
                 on_progress(done, total)
+            if stop is not None and stop():
+                return None
     except StopIteration as end:
         return end.value
     finally:
