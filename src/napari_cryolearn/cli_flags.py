@@ -9,6 +9,7 @@ when the config class knows how to read one), and flags given next to it overrid
 from __future__ import annotations
 
 import argparse
+import inspect
 import types
 import typing
 from pathlib import Path
@@ -123,6 +124,23 @@ def _given(args: argparse.Namespace, config_cls: type[Config]) -> dict[str, Any]
     return given
 
 
+def _from_cryosiam(config_cls: type[Config], data: dict, path: Path, overrides: dict[str, Any]) -> list[Config]:
+    """Call ``config_cls.from_cryosiam`` with the file as ``source`` and the flags it takes by name."""
+    params = inspect.signature(config_cls.from_cryosiam).parameters
+    kwargs = {k: v for k, v in overrides.items() if k in params}
+    if "source" in params:
+        kwargs["source"] = path
+    missing = [
+        name for name, p in list(params.items())[1:]
+        if p.default is inspect.Parameter.empty and name not in kwargs
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if missing:
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise InputError(f"with a CryoSiam config this command also needs {flags}", path=path)
+    return config_cls.from_cryosiam(data, **kwargs)
+
+
 def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> list[Config]:
     """Build the config(s) a command asked for.
 
@@ -134,7 +152,7 @@ def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> lis
         return [config_cls.from_dict(overrides)]
     data = read_yaml(path)
     if CRYOSIAM_KEYS & set(data) and hasattr(config_cls, "from_cryosiam"):
-        configs = config_cls.from_cryosiam(data)
+        configs = _from_cryosiam(config_cls, data, path, overrides)
         if not configs:
             raise InputError("the CryoSiam config selects no files", path=path)
         return [config_cls.from_dict({**c.to_dict(), **overrides}, source=path) for c in configs]
