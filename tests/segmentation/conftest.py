@@ -63,3 +63,21 @@ def tiny_config(stores, log_dir, **kw) -> SegmentationTrainConfig:
                 validation_ratio=0.25)
     base.update(kw)
     return SegmentationTrainConfig(**base)
+
+
+@pytest.fixture
+def make_blobs():
+    """``make_blobs(shape, seed, n) -> (image, labels)`` (see :func:`blob_volume`)."""
+    return blob_volume
+
+
+@pytest.fixture
+def make_store():
+    """``make_store(path, image, labels, patch=16, distances=False)`` → a patch store."""
+    return write_store
+
+
+@pytest.fixture
+def make_config():
+    """``make_config(stores, log_dir, **overrides)`` → a tiny CPU training config."""
+    return tiny_config

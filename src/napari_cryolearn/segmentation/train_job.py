@@ -56,7 +56,7 @@ STAGE = "segment.train"
 
 @dataclass
 class TrainResult:
-    """What a training run left: its folder, checkpoints, epochs done, last metrics."""
+    """What a training run left: its folder, checkpoints, whole epochs done, last metrics."""
 
     log_dir: Path
     best_checkpoint: Path | None
@@ -127,6 +127,14 @@ def train_arrays_job(
     return (yield from _train(config, sources, names, train_items, val_items, split, stop))
 
 
+def _epochs_done(trainer) -> int:
+    # a stop in the middle of an epoch ends Lightning's epoch too; count whole epochs only
+    n = trainer.num_training_batches
+    if not n or n == float("inf"):
+        return int(trainer.current_epoch)
+    return int(trainer.global_step // int(n))
+
+
 def _patch_shape(sources: Sequence[Any], items: Sequence[tuple[int, int]]) -> tuple[int, int, int]:
     s, i = items[0]
     return tuple(int(v) for v in np.asarray(sources[s][i]["image"]).shape)  # type: ignore[return-value]
@@ -168,6 +176,7 @@ def _train(
     check_sources(sources, names, net_cfg.out_channels, net_cfg.ignore_index, net_cfg.distance_prediction,
                   net_cfg.backbone.in_channels)
     patch_shape = tuple(config.patch_size) if config.patch_size else _patch_shape(sources, train_items)
+    torch.manual_seed(config.seed)  # same initial weights for the same config
     module = SegmentationModule(config.to_dict(), pretrained=config.pretrained_model is not None,
                                 patch_shape=patch_shape)
     divisor = module.net.size_divisor
@@ -218,7 +227,6 @@ def _train(
 
     def run(emit) -> TrainResult:
         relay.emit = emit
-        torch.manual_seed(config.seed)
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
         best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
         if best is None and (mdir / "model_best.ckpt").is_file():
@@ -227,7 +235,7 @@ def _train(
             log_dir=log_dir,
             best_checkpoint=best,
             last_checkpoint=last if last.is_file() else None,
-            epochs=int(trainer.current_epoch),
+            epochs=_epochs_done(trainer),
             stopped=stopper.stopped,
             metrics={k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1},
         )

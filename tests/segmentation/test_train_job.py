@@ -1,0 +1,196 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import run_job
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.segmentation.config import SegmentationTrainConfig
+from napari_cryolearn.segmentation.predict_job import load_model
+from napari_cryolearn.segmentation.train_job import train_arrays_job, train_job
+
+
+def _run(cfg, stop=None, on=None):
+    events = []
+
+    def cb(e):
+        events.append(e)
+        if on is not None:
+            on(e)
+
+    return run_job(train_job(cfg, stop), cb), events
+
+
+def test_training_writes_run_folder_checkpoints_logs_and_metrics(tmp_path, blob_store, make_blobs, make_store, make_config):
+    cfg = make_config([blob_store], tmp_path / "run", max_epochs=2)
+    result, events = _run(cfg)
+    run = tmp_path / "run"
+    assert result.epochs == 2 and not result.stopped
+    assert result.best_checkpoint == run / "model" / "model_best.ckpt" and result.best_checkpoint.is_file()
+    assert result.last_checkpoint == run / "model" / "last.ckpt"
+    assert SegmentationTrainConfig.from_yaml(run / "config.yaml") == cfg
+    split = json.loads((run / "train_val_split.json").read_text())
+    assert len(split["train_items"]) == 14 and len(split["val_items"]) == 4
+    assert list((run / "lightning_logs").rglob("events.out.tfevents*"))
+    csv = next((run / "csv_logs").rglob("metrics.csv")).read_text()
+    assert "val_dice_class_1" in csv and "train_loss" in csv
+    epochs = [e for e in events if "val_dice" in e.metrics and "epoch" in e.metrics]
+    assert [e.metrics["epoch"] for e in epochs] == [1, 2]
+    assert {"train_loss", "val_loss", "val_dice_class_0", "val_dice_class_1", "val_dice_class_2"} <= set(
+        epochs[-1].metrics)
+    assert all(e.stage == "segment.train" for e in events)
+    batch_events = [e for e in events if "batch" in e.metrics]
+    assert batch_events and all(e.total == 14 for e in batch_events)
+    # training learned something: the loss went down and a checkpoint loads for prediction
+    assert epochs[-1].metrics["train_loss"] < epochs[0].metrics["train_loss"]
+    model = load_model(result.best_checkpoint)
+    assert model.network == cfg.network and model.patch_shape == (16, 16, 16)
+
+
+def test_resume_after_stop_equals_uninterrupted_run(tmp_path, blob_store, make_blobs, make_store, make_config):
+    full, _ = _run(make_config([blob_store], tmp_path / "a", max_epochs=2, validation_ratio=0.0))
+    stop = StopFlag()
+
+    def stop_after_first_epoch(e):
+        if e.metrics.get("epoch") == 1 and "train_loss" in e.metrics and "batch" not in e.metrics:
+            stop.set()
+
+    cfg_b = make_config([blob_store], tmp_path / "b", max_epochs=2, validation_ratio=0.0)
+    first, _ = _run(cfg_b, stop, stop_after_first_epoch)
+    assert first.stopped and first.epochs == 1
+    ck = torch.load(tmp_path / "b" / "model" / "last.ckpt", weights_only=False)
+    assert ck["epoch"] == 0 and ck["global_step"] == 9
+    second, _ = _run(cfg_b.model_copy(update={"continue_training": True}))
+    assert second.epochs == full.epochs == 2
+    a = torch.load(tmp_path / "a" / "model" / "last.ckpt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "model" / "last.ckpt", weights_only=False)
+    assert a["global_step"] == b["global_step"] == 18
+    sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert float(sa[k]["step"]) == float(sb[k]["step"]) == 18
+        torch.testing.assert_close(sa[k]["exp_avg"], sb[k]["exp_avg"], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5)
+
+
+def test_stop_mid_epoch_saves_resumable_checkpoint_and_closing_stops(tmp_path, blob_store, make_blobs, make_store, make_config):
+    stop = StopFlag()
+    cfg = make_config([blob_store], tmp_path / "run", max_epochs=3)
+    result, events = _run(cfg, stop, lambda e: stop.set() if e.metrics.get("batch") == 2 else None)
+    assert result.stopped and result.epochs == 0
+    ck = torch.load(result.last_checkpoint, weights_only=False)
+    assert ck["global_step"] == 2
+    # closing the generator (what a GUI does when its worker quits) also stops training cleanly
+    job = train_job(make_config([blob_store], tmp_path / "run2", max_epochs=3))
+    for e in job:
+        if e.metrics.get("batch") == 2:
+            break
+    job.close()
+    assert (tmp_path / "run2" / "model" / "last.ckpt").is_file()
+
+
+def test_in_memory_training_from_sparse_annotations(tmp_path, make_blobs, make_store, make_config):
+    image, labels = make_blobs((16, 32, 32), seed=3)
+    sparse = np.full_like(labels, 255)
+    sparse[4:12] = labels[4:12]  # only some slices annotated
+    cfg = make_config([], tmp_path / "run", max_epochs=1, validation_ratio=0.3)
+    result = run_job(train_arrays_job([image], [sparse], cfg, patch_size=(16, 16, 16), overlap=0.5))
+    assert result.epochs == 1 and result.best_checkpoint.is_file()
+    with pytest.raises(InputError, match="no patch has any annotated voxel"):
+        run_job(train_arrays_job([image], [np.full_like(labels, 255)], cfg, patch_size=(16, 16, 16)))
+
+
+def test_distance_head_trains_from_store_distances(tmp_path, blob_store_dist, make_blobs, make_store, make_config):
+    cfg = make_config([blob_store_dist], tmp_path / "run", max_epochs=1, network={"distance_prediction": True})
+    result, events = _run(cfg)
+    assert "train_distance_loss" in events[-1].metrics and result.best_checkpoint.is_file()
+
+
+def test_bad_input_is_reported_before_anything_is_written(tmp_path, blob_store, make_blobs, make_store, make_config):
+    log = tmp_path / "run"
+    image, labels = make_blobs()
+    labels[0, 0, 0] = 5
+    bad = make_store(tmp_path / "bad.zarr", image, labels)
+    with pytest.raises(InputError, match=r"bad\.zarr.*label 5 but out_channels is 3"):
+        _run(make_config([bad], log))
+    with pytest.raises(InputError, match="missing.zarr.*not found"):
+        _run(make_config([tmp_path / "missing.zarr"], log))
+    with pytest.raises(InputError, match="distance"):
+        _run(make_config([blob_store], log, network={"distance_prediction": True}))
+    with pytest.raises(InputError, match="continue_training"):
+        _run(make_config([blob_store], log, continue_training=True))
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"_model.encoder.conv1.weight": torch.zeros(2, 1, 7, 7, 7)}}, other)
+    with pytest.raises(InputError, match="other.ckpt.*encoder.conv1.weight"):
+        _run(make_config([blob_store], log, pretrained_model=other))
+    with pytest.raises(InputError, match="multiple of 8"):
+        _run(make_config([blob_store], log, patch_size=(12, 16, 16)))
+    with pytest.raises(InputError, match="patch_stores"):
+        _run(make_config([], log))
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA requested"):
+            _run(make_config([blob_store], log, device="cuda"))
+    assert not log.exists()
+
+
+def test_empty_patch_store_is_an_input_error(tmp_path, make_blobs, make_store, make_config):
+    from napari_cryolearn.io.patch_store import write_patch_store
+
+    image, labels = make_blobs((16, 16, 16))
+    empty = tmp_path / "empty.zarr"
+    for _ in write_patch_store(empty, image, labels, patch_size=16, origins=np.zeros((0, 3), np.int64)):
+        pass
+    with pytest.raises(InputError, match="empty.zarr.*no patches"):
+        _run(make_config([empty], tmp_path / "run"))
+
+
+def test_from_cryosiam_reads_their_yaml_keys(tmp_path):
+    text = """
+patches_folder: /data/patches.zarr
+log_dir: /runs/semantic
+pretrained_model: /models/dense_simsiam.ckpt
+val_files: [/data/val.zarr]
+validation_ratio: 0.2
+continue_training: False
+parameters:
+  nodes: 2
+  gpu_devices: 4
+  data: {patch_size: [64, 64, 64], patch_overlap: 0.5, min: 0, max: 1, mean: 0, std: 1}
+  transforms:
+    low_pass_sigma_range: [0.5, 2]
+    high_pass_sigma_range: [0.1, 0.5]
+    high_pass_sigma2_range: [4, 5]
+    noise_sigma_range: [0.1, 0.5]
+    combine_transforms: False
+    use_noisy_input: False
+    scale_intensity_factors: null
+    elastic: [5, 10]
+    zoom: [0.8, 1.2]
+    rotate: [3.14, 3.14, 3.14]
+    flip: True
+  network: {in_channels: 1, spatial_dims: 3, out_channels: 4, dense_dim: 64, filters: [32, 64], kernel_size: 3,
+            padding: 1, distance_prediction: True, use_dice_loss: True, unfreeze_decoder: True,
+            unfreeze_backbone: False}
+hyper_parameters: {cache_rate: 0, val_interval: 2, batch_size: 3, optimizer: sgd, lr: 0.01, momentum: 0.8,
+                   weight_decay: 0.0001, max_epochs: 200}
+"""
+    cfg = SegmentationTrainConfig.from_cryosiam(yaml.safe_load(text), source="semantic.yaml")
+    assert [str(p) for p in cfg.patch_stores] == ["/data/patches.zarr"]
+    assert [str(p) for p in cfg.val_stores] == ["/data/val.zarr"]
+    assert str(cfg.pretrained_model) == "/models/dense_simsiam.ckpt" and cfg.validation_ratio == 0.2
+    assert (cfg.nodes, cfg.gpu_devices, cfg.patch_size) == (2, 4, (64, 64, 64))
+    assert cfg.network.out_channels == 4 and cfg.network.backbone.dense_dim == 64
+    assert cfg.network.filters == (32, 64) and cfg.network.distance_prediction
+    assert not cfg.network.unfreeze_backbone and cfg.network.unfreeze_decoder
+    assert cfg.transforms.rotate == (3.14, 3.14, 3.14) and cfg.transforms.zoom == (0.8, 1.2)
+    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.max_epochs,
+            cfg.val_interval) == ("sgd", 0.01, 0.8, 0.0001, 3, 200, 2)
+    assert (cfg.intensity.min, cfg.intensity.max, cfg.intensity.std) == (0, 1, 1)
+    with pytest.raises(InputError, match="semantic.yaml.*spatial_dims"):
+        SegmentationTrainConfig.from_cryosiam({"patches_folder": "x", "parameters": {"network": {"spatial_dims": 2}}},
+                                              source="semantic.yaml")
