@@ -165,6 +165,11 @@ def test_scale_from_cryosiam(tmp_path):
     assert [(c.input.name, c.output) for c in configs] == [("TS_02.mrc", tmp_path / "scaled" / "TS_02.mrc")]
     assert configs[0].invert and configs[0].lower_percentile == 0.1 and configs[0].upper_percentile == 99.9
     assert ScaleConfig.from_cryosiam({**cfg, "lower_end_percentage": 0}) == []
+    # a training YAML: no scaling keys; raw tomograms given, scaled ones go to data_folder
+    train = {"data_folder": str(tmp_path / "data"), "file_extension": ".mrc"}
+    configs = ScaleConfig.from_cryosiam(train, input=raw, invert=True)
+    assert [(c.input.name, c.output.parent.name, c.lower_percentile, c.upper_percentile, c.invert)
+            for c in configs] == [("TS_01.mrc", "data", 0.1, 99.9, True), ("TS_02.mrc", "data", 0.1, 99.9, True)]
 
 
 # ------------------------------------------------------------------------------------------

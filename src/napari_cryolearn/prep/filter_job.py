@@ -34,7 +34,7 @@ from napari_cryolearn.prep.filtering import (
     smallest_unsigned_dtype,
     warn_absent,
 )
-from napari_cryolearn.prep.scaling import _ordered_map, default_threads, release_pages, slab_bounds
+from napari_cryolearn.prep.scaling import default_threads, ordered_map, release_pages, slab_bounds
 
 __all__ = [
     "FilterLabelsConfig",
@@ -71,14 +71,14 @@ class FilterLabelsConfig(Config):
         Replace an existing output.
     """
 
-    input: Path
-    output: Path
-    keep: list[int] = Field(min_length=1)
-    binary: bool | None = None
-    renumber: bool = False
-    expand: float = Field(0, ge=0)
-    chunk_mb: float = Field(64, gt=0)
-    overwrite: bool = True
+    input: Path = Field(description="label MRC")
+    output: Path = Field(description="MRC to write")
+    keep: list[int] = Field(min_length=1, description="label values to keep (one value: a 0/1 mask)")
+    binary: bool | None = Field(None, description="all kept values -> 1 (default: only for one value)")
+    renumber: bool = Field(False, description="kept values -> 1..n in the order given")
+    expand: float = Field(0, ge=0, description="grow the kept labels by this many voxels (CryoSiam: 1)")
+    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
+    overwrite: bool = Field(True, description="replace an existing output")
 
     @field_validator("keep", mode="before")
     @classmethod
@@ -227,7 +227,7 @@ def filter_labels_job(
 
     try:
         with create_mrc(cfg.output, data.shape, dtype, voxel_size=vol.voxel_size, origin=vol.origin) as out:
-            chunks = _ordered_map(work, bounds, threads)
+            chunks = ordered_map(work, bounds, threads)
             try:
                 for i, found in enumerate(chunks):
                     counts += found

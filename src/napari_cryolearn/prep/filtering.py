@@ -24,6 +24,7 @@ __all__ = [
     "filter_labels",
     "label_mapping",
     "smallest_unsigned_dtype",
+    "warn_absent",
 ]
 
 

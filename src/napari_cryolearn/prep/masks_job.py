@@ -28,7 +28,7 @@ from napari_cryolearn.io.mrc import create_mrc, read_mrc
 from napari_cryolearn.io.star import check_in_bounds, read_star
 from napari_cryolearn.prep.filter_job import check_output, cryosiam_configs
 from napari_cryolearn.prep.masks import check_mask_params, radius_in_voxels, spheres_mask
-from napari_cryolearn.prep.scaling import SlabReader, default_threads, release_pages
+from napari_cryolearn.prep.scaling import SlabReader, release_pages
 
 __all__ = [
     "MaskFromThresholdConfig",
@@ -70,15 +70,17 @@ class MasksFromCoordinatesConfig(Config):
         Replace an existing output.
     """
 
-    coordinates: Path
-    reference: Path
-    output: Path
-    radius: float = Field(gt=0)
-    radius_unit: Literal["voxel", "angstrom"] = "voxel"
-    class_column: str | None = DEFAULT_CLASS_COLUMN
-    value: int = Field(1, ge=1, le=65535)
-    tomo_name: str | None = None
-    overwrite: bool = True
+    coordinates: Path = Field(description="STAR file of coordinates")
+    reference: Path = Field(description="MRC giving the shape, voxel size and origin")
+    output: Path = Field(description="label MRC to write")
+    radius: float = Field(gt=0, description="sphere radius (voxels or Angstrom, see --radius-unit)")
+    radius_unit: Literal["voxel", "angstrom"] = Field("voxel", description="unit of --radius")
+    class_column: str | None = Field(
+        DEFAULT_CLASS_COLUMN, description="STAR column with each sphere's class (used when present)"
+    )
+    value: int = Field(1, ge=1, le=65535, description="sphere value without a class column")
+    tomo_name: str | None = Field(None, description="keep only this tomogram's rows")
+    overwrite: bool = Field(True, description="replace an existing output")
 
     @classmethod
     def from_cryosiam(
@@ -139,32 +141,32 @@ class MaskFromThresholdConfig(Config):
         Replace an existing output.
     """
 
-    input: Path
-    output: Path
-    threshold: float
-    above: bool = True
-    min_size: int = Field(0, ge=0)
-    label_value: int = Field(1, ge=1, le=65535)
-    chunk_mb: float = Field(64, gt=0)
-    overwrite: bool = True
+    input: Path = Field(description="density or probability map (MRC)")
+    output: Path = Field(description="mask MRC to write")
+    threshold: float = Field(description="threshold in the map's units")
+    above: bool = Field(True, description="keep map > threshold (--no-above: map < threshold)")
+    min_size: int = Field(0, ge=0, description="drop connected pieces with fewer voxels")
+    label_value: int = Field(1, ge=1, le=65535, description="value of the mask voxels")
+    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
+    overwrite: bool = Field(True, description="replace an existing output")
 
     @classmethod
     def from_cryosiam(
         cls,
         cfg: dict[str, Any],
         threshold: float,
-        input_folder: str | os.PathLike | None = None,
+        input: str | os.PathLike | None = None,
         above: bool = True,
         min_size: int = 0,
         source: str | os.PathLike | None = None,
     ) -> list[MaskFromThresholdConfig]:
-        """One config per map: ``input_folder`` (default the YAML's ``data_folder``)
+        """One config per map: ``input`` (a folder or file; default the YAML's ``data_folder``)
         ``/<name>`` → ``labels_folder/<name>``; ``file_extension``, ``train_files`` and
         ``val_files`` select the files."""
         return cryosiam_configs(
             cls,
             cfg,
-            input_folder or cfg.get("data_folder"),
+            input or cfg.get("data_folder"),
             cfg.get("labels_folder"),
             "data_folder",
             source,

@@ -4,7 +4,9 @@ The volume streams through in slabs along z: read from a memory map one slab at 
 pages read are released after each slab), scaled in float32, written into the output file
 created by :func:`napari_cryolearn.io.create_mrc`. Percentiles take two reading passes (see
 :mod:`napari_cryolearn.prep.scaling`), the scaling one more. Memory stays at a few slabs:
-with ``chunk_mb`` of slabs in flight, about ``2 × chunk_mb`` plus the interpreter.
+with ``chunk_mb`` of slabs in flight, about ``2 × chunk_mb`` plus the interpreter (measured:
+~290 MiB for a 1 GiB tomogram with the default 64). Whatever ``create_mrc`` needs to finish
+the file (it computes the header statistics from the written data) comes on top.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from napari_cryolearn.io.mrc import create_mrc, read_mrc
 from napari_cryolearn.prep.filter_job import check_output, cryosiam_configs
 from napari_cryolearn.prep.scaling import (
     SlabReader,
-    _ordered_map,
     check_range,
     default_threads,
+    ordered_map,
+    percentiles,
     release_pages,
     scale_chunk,
     streamed_percentiles,
@@ -65,15 +68,17 @@ class ScaleConfig(Config):
         Replace an existing output.
     """
 
-    input: Path
-    output: Path
-    invert: bool = False
-    lower_percentile: float | None = Field(0.1, ge=0, le=100)
-    upper_percentile: float | None = Field(99.9, ge=0, le=100)
-    clip: bool = True
-    method: Literal["auto", "exact", "histogram", "sample"] = "auto"
-    chunk_mb: float = Field(64, gt=0)
-    overwrite: bool = True
+    input: Path = Field(description="tomogram MRC")
+    output: Path = Field(description="scaled MRC to write (float32)")
+    invert: bool = Field(False, description="multiply by -1 first (dense = bright)")
+    lower_percentile: float | None = Field(0.1, ge=0, le=100, description="percentile mapped to 0")
+    upper_percentile: float | None = Field(99.9, ge=0, le=100, description="percentile mapped to 1")
+    clip: bool = Field(True, description="clip the result to [0, 1]")
+    method: Literal["auto", "exact", "histogram", "sample"] = Field(
+        "auto", description="how percentiles are found (histogram: streamed exact; sample: approximate)"
+    )
+    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
+    overwrite: bool = Field(True, description="replace an existing output")
 
     @model_validator(mode="after")
     def _check(self) -> ScaleConfig:
@@ -87,37 +92,47 @@ class ScaleConfig(Config):
     def from_cryosiam(
         cls,
         cfg: dict[str, Any],
-        input_folder: str | os.PathLike | None = None,
-        output_folder: str | os.PathLike | None = None,
+        input: str | os.PathLike | None = None,
+        output: str | os.PathLike | None = None,
+        invert: bool | None = None,
+        lower_percentile: float | None = None,
+        upper_percentile: float | None = None,
         source: str | os.PathLike | None = None,
     ) -> list[ScaleConfig]:
         """One config per tomogram, from CryoSiam's settings (a dict).
 
-        The keys of ``invert_and_scale_intensity.py`` are read when present: ``input_path``
-        (a file or a folder), ``output_path``, ``invert``, ``lower_end_percentage``,
-        ``upper_end_percentage``; the folders may also be given as arguments (the training
-        YAML's ``data_folder`` is the scaled output, so ``output_folder`` defaults to it).
-        ``file_extension``, ``train_files`` and ``val_files`` select files. As in CryoSiam,
-        a ``lower_end_percentage`` of 0 or missing means no scaling at all: the list is empty
-        then. A missing ``upper_end_percentage`` means the maximum.
+        CryoSiam scales with ``invert_and_scale_intensity.py`` and its flags, not with the
+        training YAML; both are read. The script's keys, when present: ``input_path`` (a file
+        or a folder), ``output_path``, ``invert``, ``lower_end_percentage``,
+        ``upper_end_percentage``. The arguments, when given, take precedence (``input`` a file
+        or folder of raw tomograms, ``output`` a folder). Without an output folder the training
+        YAML's ``data_folder`` is used (the folder its later steps read). ``file_extension``,
+        ``train_files`` and ``val_files`` select the files.
+
+        Percentiles: CryoSiam skips scaling entirely when ``lower_end_percentage`` is 0 or
+        missing while the script's keys are given; this returns an empty list then. When no
+        percentile is given anywhere, CryoSiam's recommended 0.1 and 99.9 are used. A missing
+        upper percentage means the maximum.
         """
-        lower = cfg.get("lower_end_percentage")
+        script_keys = {"input_path", "output_path", "lower_end_percentage", "upper_end_percentage"}
+        lower = lower_percentile if lower_percentile is not None else cfg.get("lower_end_percentage")
+        upper = upper_percentile if upper_percentile is not None else cfg.get("upper_end_percentage")
+        if lower is None and not (script_keys & set(cfg)):
+            lower, upper = 0.1, 99.9 if upper is None else upper
         if not lower:
             return []
-        upper = cfg.get("upper_end_percentage")
-        inp = input_folder or cfg.get("input_path")
-        out = output_folder or cfg.get("output_path") or cfg.get("data_folder")
+        inv = bool(cfg.get("invert", False)) if invert is None else bool(invert)
         return cryosiam_configs(
             cls,
             cfg,
-            inp,
-            out,
+            input or cfg.get("input_path"),
+            output or cfg.get("output_path") or cfg.get("data_folder"),
             "input_path",
             source,
             lambda i, o: {
                 "input": i,
                 "output": o,
-                "invert": bool(cfg.get("invert", False)),
+                "invert": inv,
                 "lower_percentile": float(lower),
                 "upper_percentile": None if upper is None else float(upper),
             },
@@ -160,8 +175,6 @@ def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Pr
 
     try:
         if method == "exact":
-            from napari_cryolearn.prep.scaling import percentiles
-
             p_lo, p_hi = percentiles(data, cfg.lower_percentile, cfg.upper_percentile, "exact", cfg.invert)
             total = k
         else:
@@ -199,7 +212,7 @@ def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Pr
         with create_mrc(
             cfg.output, data.shape, np.float32, voxel_size=vol.voxel_size, origin=vol.origin, overwrite=True
         ) as out:
-            chunks = _ordered_map(work, range(k), threads)
+            chunks = ordered_map(work, range(k), threads)
             try:
                 for _ in chunks:
                     step += 1

@@ -52,6 +52,10 @@ import numpy as np
 
 __all__ = [
     "SlabReader",
+    "check_range",
+    "default_threads",
+    "ordered_map",
+    "release_pages",
     "percentiles",
     "scale_chunk",
     "scale_intensity",
@@ -93,10 +97,12 @@ def release_pages(arr: np.ndarray) -> None:
 
     File-backed pages stay in the page cache (and written data stay in the file); only their
     mapping into this process goes, so they stop counting towards its RSS. Linux only; a no-op
-    elsewhere or for arrays that are not memory maps.
+    elsewhere, for arrays that are not memory maps, and for copy-on-write maps (mode ``"c"``).
     """
     global _LIBC
     if not sys.platform.startswith("linux") or not isinstance(arr, np.memmap) or arr.size == 0:
+        return
+    if getattr(arr, "mode", None) == "c":  # private copy-on-write pages: dropping them loses edits
         return
     if _LIBC is None:
         import ctypes
@@ -152,7 +158,7 @@ class SlabReader:
         return self.bounds[i][0] * math.prod(self.shape[1:])
 
 
-def _ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
+def ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
     """``map(fn, items)`` on ``threads`` threads, in order, with few results waiting."""
     items = list(items)
     if threads <= 1 or len(items) <= 1:
@@ -243,7 +249,7 @@ def _radix_select(reader: SlabReader, rank: int, threads: int) -> Generator[str,
             return np.bincount(digits.astype(np.intp), minlength=1 << step)
 
         counts = np.zeros(1 << step, dtype=np.int64)
-        for h in _ordered_map(hist, range(len(reader)), threads):
+        for h in ordered_map(hist, range(len(reader)), threads):
             counts += h
             yield "refine"
         cum = np.cumsum(counts)
@@ -279,7 +285,7 @@ def _scan(reader: SlabReader, threads: int, sample_size: int = _SAMPLE_SIZE) -> 
         return c.min(), c.max(), np.array(flat[first::stride])
 
     mins, maxs, samples = [], [], []
-    for mn, mx, s in _ordered_map(work, range(len(reader)), threads):
+    for mn, mx, s in ordered_map(work, range(len(reader)), threads):
         mins.append(mn)
         maxs.append(mx)
         samples.append(s)
@@ -335,7 +341,7 @@ def _bracket_select(
     below = [0] * len(groups)
     inside = [0] * len(groups)
     collected: list[list[np.ndarray] | None] = [[] for _ in groups]
-    for res in _ordered_map(work, range(len(reader)), threads):
+    for res in ordered_map(work, range(len(reader)), threads):
         for g, (b, sel, count) in enumerate(res):
             below[g] += b
             inside[g] += count
@@ -649,7 +655,7 @@ def scale_intensity(
         z0, z1 = reader.bounds[i]
         scale_chunk(reader.read(i), out[z0:z1], p_lo, p_hi, invert, clip)
 
-    for _ in _ordered_map(work, range(len(reader)), threads):
+    for _ in ordered_map(work, range(len(reader)), threads):
         pass
     return out
 
