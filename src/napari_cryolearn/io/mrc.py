@@ -49,6 +49,7 @@ import numpy as np
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.io.pages import release_pages
 
 MRC_SUFFIXES = (".mrc", ".rec", ".map", ".mrcs", ".st")
 
@@ -203,6 +204,7 @@ def _stats(arr: np.ndarray) -> tuple[float, float, float, float] | None:
     row_bytes = view[0].nbytes
     for sl in _slabs(view.shape[0], row_bytes):
         chunk = np.asarray(view[sl], dtype=np.float64)
+        release_pages(view[sl])
         if arr.dtype.kind == "f":
             chunk = chunk[np.isfinite(chunk)]
         if chunk.size == 0:

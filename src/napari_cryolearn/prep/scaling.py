@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from napari_cryolearn.io.pages import release_pages
 
 __all__ = [
     "SlabReader",
@@ -87,35 +88,6 @@ def slab_bounds(n_slices: int, slices_per_chunk: int) -> list[tuple[int, int]]:
 def _slices_for(shape: Sequence[int], itemsize: int, chunk_bytes: int) -> int:
     plane = max(1, math.prod(shape[1:]) * itemsize)
     return max(1, chunk_bytes // plane)
-
-
-_LIBC = None
-
-
-def release_pages(arr: np.ndarray) -> None:
-    """Drop the pages of a memory-mapped array's span from this process's resident set.
-
-    File-backed pages stay in the page cache (and written data stay in the file); only their
-    mapping into this process goes, so they stop counting towards its RSS. Linux only; a no-op
-    elsewhere, for arrays that are not memory maps, and for copy-on-write maps (mode ``"c"``).
-    """
-    global _LIBC
-    if not sys.platform.startswith("linux") or not isinstance(arr, np.memmap) or arr.size == 0:
-        return
-    if getattr(arr, "mode", None) == "c":  # private copy-on-write pages: dropping them loses edits
-        return
-    if _LIBC is None:
-        import ctypes
-
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-        _LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    page = os.sysconf("SC_PAGE_SIZE")
-    start = arr.ctypes.data
-    span = arr.nbytes if arr.flags.c_contiguous else (arr.size - 1) * max(abs(s) for s in arr.strides) + arr.itemsize
-    lo = start - start % page
-    hi = start + span
-    hi += (-hi) % page
-    _LIBC.madvise(lo, hi - lo, 4)  # MADV_DONTNEED
 
 
 class SlabReader:
