@@ -94,7 +94,8 @@ class ProgressRelay(Callback):
 
     ``step``/``total`` count training batches over the whole run. Per-batch events carry
     ``train_loss`` (the batch's loss); per-epoch events carry everything the module logged
-    (``trainer.callback_metrics``) and ``epoch`` (1-based). Only global rank zero emits.
+    (``trainer.callback_metrics``) and ``epoch`` (1-based). Only global rank zero emits (but
+    every rank must carry this callback: reading the metrics is a collective under DDP).
     """
 
     def __init__(self, emit: Callable[[Progress], Any], stage: str, every_n_batches: int = 10) -> None:
@@ -123,9 +124,10 @@ class ProgressRelay(Callback):
         ))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # reading callback_metrics may synchronise metrics across ranks: every rank reads them
+        metrics = _scalar_metrics(trainer.callback_metrics)
         if not trainer.is_global_zero:
             return
-        metrics = _scalar_metrics(trainer.callback_metrics)
         metrics["epoch"] = trainer.current_epoch + 1
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("train_loss", "val_loss", "val_dice"))
         self.emit(Progress(

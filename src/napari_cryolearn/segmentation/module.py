@@ -97,11 +97,11 @@ class SegmentationModule(L.LightningModule):
         names = self.class_names if len(self.class_names) == dice.numel() else ["background", *self.class_names]
         for name, d in zip(names, dice.tolist()):
             if not math.isnan(d):
-                self.log(f"val_dice_{name}", d, on_epoch=True, sync_dist=False, rank_zero_only=False)
+                self.log(f"val_dice_{name}", d, on_epoch=True, sync_dist=self._sync())  # equal on all ranks
         fg = [d for d in dice.tolist()[1:] if not math.isnan(d)]
         if len(dice) == 2:
             fg = [d for d in dice.tolist() if not math.isnan(d)]
-        self.log("val_dice", float(sum(fg) / len(fg)) if fg else 0.0, on_epoch=True, sync_dist=False)
+        self.log("val_dice", float(sum(fg) / len(fg)) if fg else 0.0, on_epoch=True, sync_dist=self._sync())
 
     def configure_optimizers(self):
         cfg = self.cfg
