@@ -15,7 +15,7 @@ from napari_cryolearn.io.cryosiam_patches import (
     patch_name,
 )
 from napari_cryolearn.io.mrc import read_mrc, write_mrc
-from napari_cryolearn.io.patch_store import open_patch_store, release_pages, write_patch_store
+from napari_cryolearn.io.patch_store import PatchReader, open_patch_store, write_patch_store
 from napari_cryolearn.prep.patches import patch_grid
 
 
@@ -96,14 +96,16 @@ def test_open_refuses_other_folders(tmp_path):
         open_patch_store(tmp_path / "empty.zarr")
 
 
-def test_release_pages_on_a_memmap(tmp_path):
-    arr = np.arange(1000, dtype=np.float32)
-    np.save(tmp_path / "a.npy", arr)
+def test_patch_reader_reads_files_without_the_memory_map(tmp_path, rng):
+    volume = rng.normal(size=(2, 9, 10, 11)).astype(">f4")  # big-endian, as some MRC files
+    np.save(tmp_path / "a.npy", volume)
     mm = np.load(tmp_path / "a.npy", mmap_mode="r")
-    assert mm[10:20].sum() == sum(range(10, 20))
-    assert release_pages(mm[5:])
-    np.testing.assert_array_equal(mm, arr)  # still readable after the pages were dropped
-    assert not release_pages(arr)
+    with PatchReader(mm) as reader:
+        assert reader._fd is not None  # read with pread, not through the map
+        for origin, size in [((0, 0, 0), (9, 10, 11)), ((3, 4, 5), (2, 6, 6)), ((8, 9, 10), (1, 1, 1))]:
+            np.testing.assert_array_equal(reader.read(origin, size), crop(volume, origin, size))
+    with PatchReader(volume[0]) as reader:  # plain arrays are sliced
+        np.testing.assert_array_equal(reader.read((1, 2, 3), (4, 4, 4)), volume[0, 1:5, 2:6, 3:7])
 
 
 def test_patch_names():
@@ -161,3 +163,18 @@ def test_import_cryosiam_files_with_float_labels_and_unit_voxels(tmp_path, rng):
     with pytest.raises(InputError, match="whole numbers"):
         import_cryosiam_patches(folder, tmp_path / "out2")
     assert not (tmp_path / "out2" / "tomo.zarr").exists()
+
+
+@pytest.mark.parametrize("compressor", ["auto", "blosc-lz4", "zstd", None, {"image": "zstd", "labels": None}])
+def test_chunks_written_directly_read_back_through_zarr(tmp_path, volumes, compressor):
+    import zarr
+
+    image, labels, distances = volumes
+    path = run_job(write_patch_store(tmp_path / "t.zarr", image, labels, distances, patch_size=12, compressor=compressor))
+    group = zarr.open_group(path, mode="r")
+    origins = group["origins"][...]
+    for i in (0, len(origins) - 1):
+        np.testing.assert_array_equal(group["image"][i], crop(image, origins[i], (12, 12, 12)))
+        np.testing.assert_array_equal(group["labels"][i], crop(labels, origins[i], (12, 12, 12)))
+        np.testing.assert_array_equal(group["distances"][i], crop(distances, origins[i], (12, 12, 12)))
+    np.testing.assert_array_equal(open_patch_store(path).reassemble("labels"), labels)

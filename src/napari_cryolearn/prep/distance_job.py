@@ -33,14 +33,15 @@ from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import read_mrc
-from napari_cryolearn.io.patch_store import release_pages
+from napari_cryolearn.io.pages import release_pages
+from napari_cryolearn.io.patch_store import labels_dtype_for
 from napari_cryolearn.io.sidecar import write_sidecar
-from napari_cryolearn.prep.distances import signed_distance_map_slabs
+from napari_cryolearn.prep.distances import own_class_distance, signed_distance_map_slabs
 
 __all__ = ["DistanceMapConfig", "cryosiam_files", "distance_map_job", "read_distance_maps", "scan_labels"]
 
 STAGE = "distance-maps"
-_SLAB_BYTES = 64 * 2**20
+_SLAB_BYTES = 16 * 2**20
 
 
 class DistanceMapConfig(Config):
@@ -169,7 +170,9 @@ def scan_labels(data: np.ndarray, path: str | os.PathLike, field: str = "labels"
     step = max(1, _SLAB_BYTES // plane)
     hi = 0
     for z0 in range(0, data.shape[0], step):
-        block = np.asarray(data[z0 : z0 + step])
+        view = data[z0 : z0 + step]
+        block = np.array(view)
+        release_pages(view)
         if kind == "f" and not (np.all(np.isfinite(block)) and np.array_equal(block, np.floor(block))):
             raise InputError(
                 f"labels must be integers; dtype {data.dtype} holds values that are not whole numbers",
@@ -206,6 +209,15 @@ def read_distance_maps(path: str | os.PathLike, mmap: bool = True) -> np.ndarray
     if arr.ndim != 4:
         raise InputError(f"expected (C, Z, Y, X) distance maps, got shape {arr.shape}", path=path, field="distances")
     return arr
+
+
+def _as_integer_labels(data: np.ndarray, max_label: int) -> np.ndarray:
+    out = np.empty(data.shape, dtype=labels_dtype_for(max_label))
+    step = max(1, _SLAB_BYTES // max(int(np.prod(data.shape[1:])) * data.dtype.itemsize, 1))
+    for z0 in range(0, data.shape[0], step):
+        out[z0 : z0 + step] = data[z0 : z0 + step]
+        release_pages(data[z0 : z0 + step])
+    return out
 
 
 def _validate(config: DistanceMapConfig):
@@ -262,21 +274,31 @@ def _fill_channel(
     for z0 in range(0, nz, slab):
         np.equal(labels[z0 : z0 + slab], cls, out=mask[z0 : z0 + slab])
     release_pages(labels)
-    positive = edt.edt(mask, anisotropy=aniso, black_border=config.black_border, parallel=-1)
-    out[...] = positive
-    del positive
-    if check_stop(stop):
-        raise JobStopped
-    yield f"class {cls}: inside"
+    # ``out`` already holds the positive part (see _fill_inside); add minus the distance to the class.
     np.logical_not(mask, out=mask)
     negative = edt.edt(mask, anisotropy=aniso, black_border=config.black_border, parallel=-1)
-    del mask
     for z0 in range(0, nz, slab):
-        out[z0 : z0 + slab] -= negative[z0 : z0 + slab]
-    del negative
+        sl = slice(z0, z0 + slab)
+        np.negative(negative[sl], out=out[sl], where=mask[sl])
+    del negative, mask
     if check_stop(stop):
         raise JobStopped
     yield f"class {cls}: outside"
+
+
+def _fill_inside(out: np.ndarray, labels: np.ndarray, voxel_size: Sequence[float] | None, config: DistanceMapConfig) -> None:
+    """Write every voxel's distance to the border of its own class into its class's channel
+    (one multi-label transform for all classes); other voxels get 0."""
+    inside = own_class_distance(np.asarray(labels), voxel_size, config.black_border)
+    release_pages(labels)
+    nz = labels.shape[0]
+    slab = max(1, _SLAB_BYTES // max(int(np.prod(labels.shape[1:])) * 4, 1))
+    for z0 in range(0, nz, slab):
+        sl = slice(z0, z0 + slab)
+        lab = np.asarray(labels[sl])
+        for cls in range(out.shape[0]):
+            np.copyto(out[cls, sl], np.where(lab == cls, inside[sl], np.float32(0)))
+    release_pages(labels)
 
 
 def distance_map_job(
@@ -290,14 +312,15 @@ def distance_map_job(
     """
     vol, n_classes = _validate(config)
     labels = vol.data
+    if labels.dtype.kind == "f":  # whole numbers (checked): hold them as the smallest unsigned type
+        labels = _as_integer_labels(labels, n_classes - 1)
     voxel_size = vol.voxel_size if config.voxel_size_aware else None
     shape = (n_classes, *labels.shape)
-    per_class = (
-        -(-labels.shape[0] // max(16, max(1, _SLAB_BYTES // (int(np.prod(labels.shape[1:])) * 4))))
-        if config.clip is not None
-        else 2
-    )
-    total = n_classes * per_class + 1
+    if config.clip is not None:
+        per_class = -(-labels.shape[0] // max(16, max(1, _SLAB_BYTES // (int(np.prod(labels.shape[1:])) * 4))))
+        total = n_classes * per_class + 1
+    else:
+        total = n_classes + 2
     step = 0
     yield Progress(step, total, f"distance maps of {Path(config.input).name}", stage=STAGE)
     meta = {
@@ -318,6 +341,12 @@ def distance_map_job(
         with atomic_path(npy_target) as tmp:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             try:
+                if config.clip is None:
+                    _fill_inside(out, labels, voxel_size, config)
+                    step += 1
+                    yield Progress(step, total, "inside distances of all classes", stage=STAGE)
+                    if check_stop(stop):
+                        raise JobStopped
                 for cls in range(n_classes):
                     for message in _fill_channel(out[cls], labels, cls, config, voxel_size, stop):
                         out.flush()

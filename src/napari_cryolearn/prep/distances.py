@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "class_count",
+    "own_class_distance",
     "signed_distance_map",
     "signed_distance_maps",
     "signed_distance_map_slabs",
@@ -156,11 +157,43 @@ def signed_distance_maps(
         n_classes = class_count(labels)
     if n_classes < 1:
         raise ValueError(f"n_classes must be at least 1, got {n_classes}")
-    _check_clip(clip, normalize)
+    clip = _check_clip(clip, normalize)
+    aniso = _anisotropy(voxel_size)
+    threads = parallel if parallel > 0 else -1
+    # One multi-label transform gives every voxel's distance to the border of its own class
+    # (the positive part of all channels at once); one transform per class adds the negative part.
+    inside = own_class_distance(labels, voxel_size, black_border, parallel)
     out = np.empty((n_classes, *labels.shape), dtype=dtype)
     for i in range(n_classes):
-        out[i] = signed_distance_map(labels == i, voxel_size, black_border, clip, normalize, parallel, dtype)
+        mask = labels == i
+        np.negative(edt.edt(~mask, anisotropy=aniso, black_border=black_border, parallel=threads), out=out[i], casting="unsafe")
+        np.copyto(out[i], inside, where=mask, casting="unsafe")
+        _finish(out[i], clip, normalize)
     return out
+
+
+def own_class_distance(
+    labels: np.ndarray,
+    voxel_size: float | Sequence[float] | None = None,
+    black_border: bool = True,
+    parallel: int = 0,
+) -> np.ndarray:
+    """Distance of every voxel to the nearest voxel of another label (or to the image border
+    with ``black_border``), float32 (Z, Y, X), in voxels or Å with ``voxel_size``.
+
+    For the voxels of class ``i`` this is the positive part of channel ``i`` of
+    :func:`signed_distance_maps`: one multi-label transform for all classes.
+    """
+    labels = np.asarray(labels)
+    aniso = _anisotropy(voxel_size)
+    threads = parallel if parallel > 0 else -1
+    if labels.dtype == bool:
+        shifted = labels.astype(np.uint8) + 1
+    elif labels.size and labels.max() >= np.iinfo(labels.dtype).max:
+        shifted = labels.astype(np.int64) + 1
+    else:
+        shifted = labels + 1  # no zero (edt's "background") left: every label is a segment
+    return edt.edt(shifted, anisotropy=aniso, black_border=black_border, parallel=threads).astype(np.float32, copy=False)
 
 
 def signed_distance_map_slabs(

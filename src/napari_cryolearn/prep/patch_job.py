@@ -25,10 +25,10 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.cryosiam_patches import SUBFOLDERS, patch_name, write_cryosiam_patch
 from napari_cryolearn.io.mrc import read_mrc
-from napari_cryolearn.io.patch_store import RELEASE_EVERY, labels_dtype_for, release_pages, write_patch_store
+from napari_cryolearn.io.patch_store import PatchReader, labels_dtype_for, write_patch_store
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
 from napari_cryolearn.prep.distance_job import _require, _strip_extension, cryosiam_files, read_distance_maps, scan_labels
-from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, grid_steps, keep_nonbackground, patch_grid
+from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, grid_steps, patch_grid
 
 __all__ = ["PatchesConfig", "patches_job"]
 
@@ -183,8 +183,8 @@ def _validate(config: PatchesConfig) -> dict[str, Any]:
     origins = (patch_grid if config.grid == "cover" else cryosiam_grid)(shape, config.patch_size, config.overlap)
     if config.remove_only_background:
         assert labels is not None
-        keep = keep_nonbackground(labels, origins, config.patch_size)
-        release_pages(labels)
+        with PatchReader(labels) as reader:
+            keep = np.array([bool(reader.read(o, config.patch_size).any()) for o in origins], dtype=bool)
         if not keep.any():
             raise InputError(
                 "every patch is background (all labels 0): nothing to write",
@@ -266,38 +266,24 @@ def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generato
 
 def _write_cryosiam(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | None):
     sizes = as_patch_size(config.patch_size)
-    image, labels, distances = v["image"].data, v["labels"], v["distances"]
-    arrays = [a for a in (image, labels, distances) if a is not None]
+    arrays = {"image": v["image"].data, "labels": v["labels"], "distances": v["distances"]}
+    readers = {k: PatchReader(a) for k, a in arrays.items() if a is not None}
     written: list[Path] = []
     folders = [config.output, *(config.output / sub for sub, _ in SUBFOLDERS.values())]
     new_folders = [f for f in folders if not f.exists()]
-    read = 0
-    patch_bytes = sum(a.dtype.itemsize * int(np.prod(a.shape[:-3])) for a in arrays) * int(np.prod(sizes))
     done = False
+    n = len(v["origins"])
     try:
         for i, origin in enumerate(v["origins"]):
-            box = tuple(slice(int(o), int(o) + p) for o, p in zip(origin, sizes))
-            written += write_cryosiam_patch(
-                config.output,
-                v["name"],
-                origin,
-                image=np.array(image[box]),
-                labels=None if labels is None else np.array(labels[box]),
-                distances=None if distances is None else np.array(distances[(slice(None), *box)]),
-                voxel_size=v["image"].voxel_size,
-            )
-            read += patch_bytes
-            if read >= RELEASE_EVERY:
-                for a in arrays:
-                    release_pages(a)
-                read = 0
+            patches = {k: r.read(origin, sizes) for k, r in readers.items()}
+            written += write_cryosiam_patch(config.output, v["name"], origin, voxel_size=v["image"].voxel_size, **patches)
             if check_stop(stop):
                 return None
-            yield Progress(i + 1, len(v["origins"]), f"patch {i + 1}/{len(v['origins'])}", stage=STAGE)
+            yield Progress(i + 1, n, f"patch {i + 1}/{n}", stage=STAGE)
         done = True
     finally:
-        for a in arrays:
-            release_pages(a)
+        for r in readers.values():
+            r.close()
         if not done:
             for path in written:
                 path.unlink(missing_ok=True)
