@@ -81,34 +81,79 @@ def _flag_spec(annotation: Any) -> dict[str, Any] | None:
     return None
 
 
+def _is_config(annotation: Any) -> bool:
+    ann = _unwrap_optional(annotation)
+    return isinstance(ann, type) and issubclass(ann, Config)
+
+
+def _fields(config_cls: type[Config], prefix: tuple[str, ...] = ()):
+    """(path, field) for every field, nested configs flattened: ``("network", "out_channels")``."""
+    for name, field in config_cls.model_fields.items():
+        if _is_config(field.annotation):
+            yield from _fields(_unwrap_optional(field.annotation), (*prefix, name))
+        else:
+            yield (*prefix, name), field
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """Field descriptions from a config's numpy-style docstring (``name:`` then indented text)."""
+    docs: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__):
+        lines = inspect.cleandoc(cls.__dict__.get("__doc__") or "").splitlines()
+        current = None
+        for line in lines:
+            head = line.strip().rstrip(":").split(" :")[0].split(":")[0]
+            if line and not line[0].isspace() and line.rstrip().endswith(":") and head.isidentifier():
+                current = head
+                docs[current] = ""
+            elif current and line.startswith((" ", "\t")) and line.strip():
+                docs[current] = f"{docs[current]} {line.strip()}".strip()
+            elif line and not line[0].isspace():
+                current = None
+    return docs
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Config], positionals=()) -> None:
-    """Add ``--config`` and one flag (or positional) per field of ``config_cls``."""
+    """Add ``--config`` and one flag (or positional) per field of ``config_cls``.
+
+    Fields of nested configs get prefixed flags: ``network.out_channels`` is
+    ``--network-out-channels``.
+    """
     parser.add_argument(
         "--config",
         type=Path,
         metavar="YAML",
         help="read the settings from a YAML file (ours, or a CryoSiam config); flags override it",
     )
-    for name, field in config_cls.model_fields.items():
+    docs: dict[tuple[str, ...], dict[str, str]] = {}
+    for path, field in _fields(config_cls):
         spec = _flag_spec(field.annotation)
         if spec is None:
             continue
         spec.pop("_sequence_or_scalar", None)
-        help_text = field.description or ""
+        owner = config_cls
+        for key in path[:-1]:
+            owner = _unwrap_optional(owner.model_fields[key].annotation)
+        if path[:-1] not in docs:
+            docs[path[:-1]] = field_docs(owner)
+        help_text = (field.description or docs[path[:-1]].get(path[-1], "")).replace("%", "%%")
         if not field.is_required():
             default = field.get_default(call_default_factory=True)
             help_text = f"{help_text} (default: {default})".strip()
+        name = "__".join(path)
         if name in positionals:
-            parser.add_argument(name, nargs="?", default=None, type=spec.get("type"), help=help_text)
+            nargs = "*" if spec.get("nargs") == "+" else "?"
+            parser.add_argument(name, nargs=nargs, default=None, type=spec.get("type"), help=help_text)
         else:
-            parser.add_argument(
-                "--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS, help=help_text, **spec
-            )
+            flag = "--" + "-".join(path).replace("_", "-")
+            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help_text, **spec)
 
 
 def _given(args: argparse.Namespace, config_cls: type[Config]) -> dict[str, Any]:
-    given = {}
-    for name, field in config_cls.model_fields.items():
+    """The values given on the command line, as a (nested) dict of config fields."""
+    given: dict[str, Any] = {}
+    for path, field in _fields(config_cls):
+        name = "__".join(path)
         if not hasattr(args, name):
             continue
         value = getattr(args, name)
@@ -120,8 +165,22 @@ def _given(args: argparse.Namespace, config_cls: type[Config]) -> dict[str, Any]
                 value = value[0]
             elif (n := _fixed_length(field.annotation)) is not None:
                 value = value * n
-        given[name] = value
+        target = given
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
     return given
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` laid over it, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _from_cryosiam(config_cls: type[Config], data: dict, path: Path, overrides: dict[str, Any]) -> list[Config]:
@@ -155,5 +214,18 @@ def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> lis
         configs = _from_cryosiam(config_cls, data, path, overrides)
         if not configs:
             raise InputError("the CryoSiam config selects no files", path=path)
-        return [config_cls.from_dict({**c.to_dict(), **overrides}, source=path) for c in configs]
-    return [config_cls.from_dict({**data, **overrides}, source=path)]
+        # the CryoSiam file decides every file's paths; the other flags apply to each file
+        consumed = set(inspect.signature(config_cls.from_cryosiam).parameters)
+        rest = {
+            k: v for k, v in overrides.items()
+            if k not in consumed and not _is_path(config_cls.model_fields[k].annotation)
+        }
+        return [config_cls.from_dict(deep_merge(c.to_dict(), rest), source=path) for c in configs]
+    return [config_cls.from_dict(deep_merge(data, overrides), source=path)]
+
+
+def _is_path(annotation: Any) -> bool:
+    ann = _unwrap_optional(annotation)
+    if typing.get_origin(ann) in (list, tuple):
+        ann = _unwrap_optional(typing.get_args(ann)[0])
+    return ann is Path
