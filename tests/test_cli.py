@@ -65,7 +65,15 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
 
 
 def test_demo_runs_every_stage(tmp_path, capsys):
-    assert main(["-q", "demo", str(tmp_path / "demo")]) == 0
+    assert main(["-q", "demo", str(tmp_path / "demo"), "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "== sample" in out and "napari " in out
-    assert (tmp_path / "demo" / "sample" / "tomogram.mrc").exists()
+    demo = tmp_path / "demo"
+    for stage in ["sample", "prep.filter", "prep.masks", "prep.scale", "prep.threshold", "prep.distances",
+                  "prep.patches", "segment.train", "segment.predict"]:
+        assert f"== {stage}:" in out
+    tomo = read_mrc(demo / "sample" / "tomogram.mrc")
+    predicted = read_mrc(demo / "segmentation" / "tomogram_predicted_labels.mrc")
+    assert predicted.data.shape == tomo.data.shape == (48, 64, 64)
+    assert predicted.voxel_size == tomo.voxel_size
+    assert (demo / "segmentation" / "model" / "last.ckpt").exists()
+    assert "napari " + str(demo / "sample" / "tomogram.mrc") in out

@@ -9,6 +9,7 @@ a resumable checkpoint); twice aborts.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from collections.abc import Sequence
@@ -65,6 +66,13 @@ def _in_main_thread() -> bool:
 
 
 def _describe(result: Any) -> list[str]:
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        lines = []
+        for key, value in dataclasses.asdict(result).items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+            lines.append(f"{key}: {value}")
+        return lines
     if isinstance(result, dict):
         return [f"{k}: {v}" for k, v in result.items()]
     if isinstance(result, (list, tuple)):
@@ -82,10 +90,11 @@ def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(outdir: Path, quiet: bool = False) -> dict[str, Path]:
+def run_demo(outdir: Path, quiet: bool = False, quick: bool = False) -> dict[str, Path]:
     """Run every registered stage that has a demo, in pipeline order, inside ``outdir``.
 
-    Returns the paths the stages wrote, by name.
+    ``quick`` makes a smoke run (small volume, one epoch). Returns the paths the stages wrote,
+    by role ("tomogram", "scaled", "model", ...).
     """
     outdir = Path(outdir)
     outputs: dict[str, Path] = {}
@@ -93,24 +102,28 @@ def run_demo(outdir: Path, quiet: bool = False) -> dict[str, Path]:
         build = stage.demo_function()
         if build is None:
             continue
-        config = build(outputs, outdir)
+        config = build(outputs, outdir, quick)
         if config is None:
             continue
         print(f"== {stage.name}: {stage.summary}", flush=True)
         result = drive(stage.job_function(), config, desc=stage.name, quiet=quiet)
         if isinstance(result, dict):
-            outputs.update({k: Path(v) for k, v in result.items() if isinstance(v, (str, Path))})
+            for key, value in result.items():
+                if isinstance(value, (str, Path)):
+                    outputs.setdefault(key, Path(value))
         for line in _describe(result):
             print(f"   {line}")
     return outputs
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    outputs = run_demo(args.outdir, quiet=args.quiet)
-    openable = [str(p) for p in outputs.values() if p.suffix in {".mrc", ".mrcs", ".star"}]
+    outputs = run_demo(args.outdir, quiet=args.quiet, quick=args.quick)
+    volumes = list(dict.fromkeys(str(p) for p in outputs.values() if p.suffix in {".mrc", ".star"}))
     print()
-    print("Done. Open the results in napari:")
-    print("  napari " + " ".join(openable))
+    print("Done. Open the volumes, masks, predictions and picks together in napari:")
+    print("  napari " + " ".join(volumes))
+    if "micrographs" in outputs:
+        print("and the 2D micrographs:  napari " + str(outputs["micrographs"]))
     print("or start napari with the plugin's widgets:  napari -w napari-cryolearn")
     return 0
 
@@ -134,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="generate the sample data and run every stage on it")
     demo.add_argument("outdir", type=Path, help="folder for all outputs")
+    demo.add_argument("--quick", action="store_true", help="a smoke run: small volume, one training epoch")
     demo.set_defaults(handler=_demo_command)
     listing = commands.add_parser("stages", help="list the stages")
     listing.set_defaults(handler=_stages_command)

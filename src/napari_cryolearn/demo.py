@@ -1,8 +1,9 @@
 """``cryolearn demo``: each stage's config on the synthetic sample data, in pipeline order.
 
-Each builder takes the paths written so far (``outputs``: role → Path), adds the paths its
-stage will write, and returns the stage's config. Sizes are chosen so that the whole demo runs
-in a few minutes on a laptop CPU.
+Each builder takes the paths written so far (``outputs``: role → Path), the demo folder and
+``quick`` (a smoke run: smaller volume, one epoch), adds the paths its stage will write, and
+returns the stage's config. Sizes are chosen so that the whole demo runs in a few minutes on a
+laptop CPU, and the quick one in well under a minute.
 """
 
 from __future__ import annotations
@@ -14,7 +15,20 @@ def _prep(workdir: Path) -> Path:
     return Path(workdir) / "prep"
 
 
-def filter_demo(outputs: dict[str, Path], workdir: Path):
+def _patch(quick: bool) -> int:
+    return 32 if quick else 48
+
+
+def sample_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """The sample data in ``workdir/sample`` (96×128×128 voxels; 48×64×64 when quick)."""
+    from napari_cryolearn.sample.job import SampleConfig
+
+    if quick:
+        return SampleConfig(output=Path(workdir) / "sample", shape=(48, 64, 64), n_micrographs=8)
+    return SampleConfig(output=Path(workdir) / "sample")
+
+
+def filter_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
     """Membranes with their proteins as one binary mask (labels 1 and 2 → 1)."""
     from napari_cryolearn.prep.filter_job import FilterLabelsConfig
 
@@ -22,7 +36,7 @@ def filter_demo(outputs: dict[str, Path], workdir: Path):
     return FilterLabelsConfig(input=outputs["labels"], output=outputs["membrane_mask"], keep=[1, 2], binary=True)
 
 
-def masks_demo(outputs: dict[str, Path], workdir: Path):
+def masks_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
     """Spheres of 50 Å at the free particles' STAR coordinates."""
     from napari_cryolearn.prep.masks_job import MasksFromCoordinatesConfig
 
@@ -36,7 +50,7 @@ def masks_demo(outputs: dict[str, Path], workdir: Path):
     )
 
 
-def scale_demo(outputs: dict[str, Path], workdir: Path):
+def scale_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
     """The tomogram inverted (dense = bright), clipped at 0.1/99.9 percentiles, in [0, 1]."""
     from napari_cryolearn.prep.scale_job import ScaleConfig
 
@@ -44,7 +58,7 @@ def scale_demo(outputs: dict[str, Path], workdir: Path):
     return ScaleConfig(input=outputs["tomogram"], output=outputs["scaled"], invert=True)
 
 
-def threshold_demo(outputs: dict[str, Path], workdir: Path):
+def threshold_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
     """Dense objects of the scaled tomogram: above 0.75, pieces of at least 20 voxels."""
     from napari_cryolearn.prep.masks_job import MaskFromThresholdConfig
 
@@ -52,7 +66,7 @@ def threshold_demo(outputs: dict[str, Path], workdir: Path):
     return MaskFromThresholdConfig(input=outputs["scaled"], output=outputs["dense_mask"], threshold=0.75, min_size=20)
 
 
-def distances_demo(outputs: dict[str, Path], workdir: Path):
+def distances_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
     """Signed distance maps of the four sample classes."""
     from napari_cryolearn.prep.distance_job import DistanceMapConfig
 
@@ -60,8 +74,8 @@ def distances_demo(outputs: dict[str, Path], workdir: Path):
     return DistanceMapConfig(input=outputs["labels"], output=outputs["distances"], n_classes=4)
 
 
-def patches_demo(outputs: dict[str, Path], workdir: Path):
-    """48³ patches with 25 % overlap of the scaled tomogram, labels and distance maps."""
+def patches_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """48³ patches (32³ when quick) with 25 % overlap of the scaled tomogram, labels and distance maps."""
     from napari_cryolearn.prep.patch_job import PatchesConfig
 
     outputs["patches"] = Path(workdir) / "patches" / "tomogram.zarr"
@@ -70,6 +84,52 @@ def patches_demo(outputs: dict[str, Path], workdir: Path):
         labels=outputs["labels"],
         distances=outputs["distances"],
         output=outputs["patches"],
-        patch_size=(48, 48, 48),
+        patch_size=(_patch(quick),) * 3,
         overlap=0.25,
+    )
+
+
+def train_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """A small 4-class network trained for a few epochs on the demo's patches (CPU-sized)."""
+    from napari_cryolearn.segmentation.config import (
+        BackboneConfig,
+        NetworkConfig,
+        SegmentationTrainConfig,
+        TransformsConfig,
+    )
+
+    names = ["background", "membrane", "membrane_protein", "particle"]
+    outputs["segmentation_run"] = Path(workdir) / "segmentation"
+    outputs["model"] = outputs["segmentation_run"] / "model" / "last.ckpt"
+    network = NetworkConfig(
+        out_channels=4,
+        class_names=names,
+        backbone=BackboneConfig(num_filters=(8, 16, 16, 32), fpn_channels=16, dense_dim=16),
+    )
+    transforms = TransformsConfig(rotate=None, zoom=None, rotate90=True, low_pass_sigma_range=None,
+                                  high_pass_sigma_range=None, noise_sigma_range=(0.0, 0.1))
+    return SegmentationTrainConfig(
+        patch_stores=[outputs["patches"]],
+        log_dir=outputs["segmentation_run"],
+        network=network,
+        transforms=transforms,
+        batch_size=4,
+        max_epochs=1 if quick else 5,
+        lr=0.01,
+        validation_ratio=0.1,
+    )
+
+
+def predict_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """The demo model applied to the whole scaled tomogram (labels and probabilities)."""
+    from napari_cryolearn.segmentation.config import SegmentationPredictConfig
+
+    out = Path(workdir) / "segmentation"
+    outputs["predicted_labels"] = out / "tomogram_predicted_labels.mrc"
+    return SegmentationPredictConfig(
+        model=outputs["model"],
+        input=outputs["scaled"],
+        output=outputs["predicted_labels"],
+        probabilities=out / "tomogram_probabilities.npy",
+        window=(_patch(quick),) * 3,
     )

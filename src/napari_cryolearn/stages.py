@@ -12,7 +12,7 @@ register_stage(
         job="napari_cryolearn.sample.job:sample_job",
         summary="write the synthetic sample tomogram, labels, STAR coordinates and micrographs",
         order=0,
-        demo="napari_cryolearn.sample.job:sample_demo",
+        demo="napari_cryolearn.demo:sample_demo",
         cli_positionals=("output",),
     )
 )
@@ -86,5 +86,28 @@ register_stage(
         order=40,
         demo="napari_cryolearn.demo:patches_demo",
         cli_positionals=("image", "output"),
+    )
+)
+register_stage(
+    Stage(
+        name="segment.train",
+        config="napari_cryolearn.segmentation.config:SegmentationTrainConfig",
+        job="napari_cryolearn.segmentation.train_job:train_job",
+        summary="train a 3D semantic segmentation network on patch stores (CPU, GPU, DDP, Slurm)",
+        order=50,
+        demo="napari_cryolearn.demo:train_demo",
+        cli_positionals=("patch_stores",),
+    )
+)
+register_stage(
+    Stage(
+        name="segment.predict",
+        config="napari_cryolearn.segmentation.config:SegmentationPredictConfig",
+        job="napari_cryolearn.segmentation.predict_job:predict_job",
+        summary="segment a whole tomogram with a trained model (sliding window, Gaussian blending)",
+        per_file=True,
+        order=60,
+        demo="napari_cryolearn.demo:predict_demo",
+        cli_positionals=("model", "input", "output"),
     )
 )

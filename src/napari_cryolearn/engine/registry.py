@@ -41,8 +41,9 @@ class Stage:
     order:
         Position in the pipeline; ``cryolearn demo`` runs stages in this order.
     demo:
-        ``demo(outputs, workdir) -> Config | None`` (or its import path): the stage's config for
-        the demo, built from the paths earlier stages produced (``outputs``: name -> Path); it
+        ``demo(outputs, workdir, quick) -> Config | None`` (or its import path): the stage's
+        config for the demo, built from the paths earlier stages produced (``outputs``: name ->
+        Path; ``quick``: a smaller, faster run); it
         adds what the stage will write to ``outputs``; ``None`` skips the stage.
     cli_positionals:
         Config fields taken as positional arguments on the command line, in order.

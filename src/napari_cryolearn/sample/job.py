@@ -108,7 +108,3 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
     yield Progress(total, total, f"sample data in {out}", stage="sample")
     return written
 
-
-def sample_demo(outputs: dict[str, Path], workdir: Path) -> SampleConfig:
-    """The demo's first step: the default sample data in ``workdir/sample``."""
-    return SampleConfig(output=Path(workdir) / "sample")
