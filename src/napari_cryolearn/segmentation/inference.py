@@ -187,8 +187,9 @@ def iter_sliding_window(
 
     Z, Y, X = shape
     wz = sizes[0]
-    acc = np.zeros((n_prob, wz, Y, X), np.float32)
-    wacc = np.zeros((wz, Y, X), np.float32)
+    # accumulators live on the compute device: blending is as fast as the network's output
+    acc = torch.zeros((n_prob, wz, Y, X), dtype=torch.float32, device=device)
+    wacc = torch.zeros((wz, Y, X), dtype=torch.float32, device=device)
     dacc = None
     labels = labels_out if labels_out is not None else np.zeros(shape, np.uint8)
     probs_arr = np.zeros((n_prob, *shape), np.float32) if probabilities_out is True else probabilities_out
@@ -196,26 +197,34 @@ def iter_sliding_window(
     with_distances = dist_arr is not None and dist_arr is not False
     total = len(zs) * len(ys) * len(xs)
     done = 0
+    weights: dict[tuple, torch.Tensor] = {}
+
+    def weight(start: tuple[int, int, int]) -> torch.Tensor:
+        # depends only on which faces are inside the volume (the margin), not on the position
+        key = tuple((s > 0, s + w < n) for s, w, n in zip(start, sizes, shape)) if margin else ()
+        if key not in weights:
+            weights[key] = torch.from_numpy(_window_weight(profiles, start, sizes, shape, margin)).to(device)
+        return weights[key]
 
     def flush(z0: int, z1: int, base: int) -> None:
         a, b = z0 - base, z1 - base
-        w = np.maximum(wacc[a:b], 1e-12)
+        w = wacc[a:b].clamp_min(1e-12)
         p = acc[:, a:b] / w
         if sigmoid:
-            cut = 0.5 if threshold is None else threshold
-            labels[z0:z1] = (p[0] > cut).astype(labels.dtype)
+            lab = p[0] > (0.5 if threshold is None else threshold)
         else:
-            lab = p.argmax(0)
+            best, lab = p.max(0)
             if threshold is not None:
-                lab[p.max(0) < threshold] = 0
-            labels[z0:z1] = lab.astype(labels.dtype)
+                lab[best < threshold] = 0
+        labels[z0:z1] = lab.to(torch.uint8).cpu().numpy()
         if probs_arr is not None and probs_arr is not False:
-            probs_arr[:, z0:z1] = p
+            probs_arr[:, z0:z1] = p.cpu().numpy()
         if dacc is not None and dist_arr is not None and dist_arr is not False:
-            dist_arr[:, z0:z1] = dacc[:, a:b] / w
+            dist_arr[:, z0:z1] = (dacc[:, a:b] / w).cpu().numpy()
 
+    crop = (slice(None), slice(0, sizes[0]), slice(0, sizes[1]), slice(0, sizes[2]))
     for zi, z in enumerate(zs):
-        # buffer covers [z, z + wz)
+        # the buffers cover [z, z + wz)
         boxes = [(z, y, x) for y, x in product(ys, xs)]
         for b0 in range(0, len(boxes), batch_size):
             chunk = boxes[b0:b0 + batch_size]
@@ -227,32 +236,31 @@ def iter_sliding_window(
                 batch[i, 0, :sizes[0], :sizes[1], :sizes[2]] = win
             with torch.no_grad():
                 probs, dist = _run(model, torch.from_numpy(batch).to(device), flips, sigmoid)
-            probs = probs.float().cpu().numpy()
-            if with_distances and dist is not None and dacc is None:
-                dacc = np.zeros((dist.shape[1], wz, Y, X), np.float32)
-            dist = None if (dist is None or dacc is None) else dist.float().cpu().numpy()
-            for i, (bz, by, bx) in enumerate(chunk):
-                wgt = _window_weight(profiles, (bz, by, bx), sizes, shape, margin)
-                sl = (slice(bz - z, bz - z + sizes[0]), slice(by, by + sizes[1]), slice(bx, bx + sizes[2]))
-                crop = (slice(None), slice(0, sizes[0]), slice(0, sizes[1]), slice(0, sizes[2]))
-                acc[(slice(None), *sl)] += probs[i][crop] * wgt
-                wacc[sl] += wgt
-                if dist is not None:
-                    dacc[(slice(None), *sl)] += dist[i][crop] * wgt
+                probs = probs.float()
+                if with_distances and dist is not None and dacc is None:
+                    dacc = torch.zeros((dist.shape[1], wz, Y, X), dtype=torch.float32, device=device)
+                if dacc is None:
+                    dist = None
+                for i, (bz, by, bx) in enumerate(chunk):
+                    wgt = weight((bz, by, bx))
+                    sl = (slice(bz - z, bz - z + sizes[0]), slice(by, by + sizes[1]), slice(bx, bx + sizes[2]))
+                    acc[(slice(None), *sl)].addcmul_(probs[i][crop], wgt)
+                    wacc[sl] += wgt
+                    if dist is not None:
+                        dacc[(slice(None), *sl)].addcmul_(dist[i][crop].float(), wgt)
             done += len(chunk)
             yield done, total
         z_next = zs[zi + 1] if zi + 1 < len(zs) else Z
         flush(z, min(z_next, z + wz) if zi + 1 < len(zs) else Z, z)
-        shift = z_next - z
         if zi + 1 < len(zs):
+            shift = z_next - z
             keep = wz - shift
-            acc[:, :keep] = acc[:, shift:].copy()
-            acc[:, keep:] = 0
-            wacc[:keep] = wacc[shift:].copy()
+            for buf in (acc, dacc):
+                if buf is not None:
+                    buf[:, :keep] = buf[:, shift:].clone()
+                    buf[:, keep:] = 0
+            wacc[:keep] = wacc[shift:].clone()
             wacc[keep:] = 0
-            if dacc is not None:
-                dacc[:, :keep] = dacc[:, shift:].copy()
-                dacc[:, keep:] = 0
 
     return Prediction(
         labels=labels,
