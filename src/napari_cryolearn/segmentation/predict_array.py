@@ -1,0 +1,68 @@
+"""Prediction of an in-memory volume (a napari layer's data), as a job generator.
+
+The file-level :func:`~napari_cryolearn.segmentation.predict_job.predict_job` reads and writes
+MRC files; this one takes an array and returns the :class:`Prediction`, so the "Segment" widget
+and the annotate → train loop run exactly the same sliding-window inference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+
+import numpy as np
+
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.lightning import torch_device
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.segmentation.inference import Prediction, iter_sliding_window
+from napari_cryolearn.segmentation.predict_job import DEFAULT_WINDOW, STAGE, LoadedModel, load_model
+
+
+def predict_array_job(
+    model: str | os.PathLike | LoadedModel,
+    volume: np.ndarray,
+    *,
+    window: Sequence[int] | None = None,
+    overlap: float = 0.5,
+    tta_flips: bool = False,
+    probabilities: bool = False,
+    batch_size: int = 2,
+    device: str = "auto",
+    stop: StopFlag | None = None,
+) -> Generator[Progress, None, tuple[Prediction, list[str]] | None]:
+    """Segment a (Z, Y, X) ``volume`` with a checkpoint (path) or a loaded model.
+
+    ``window`` defaults to the model's training patch (else 64³) and must be a multiple of the
+    network's stride. Yields progress per batch of windows; returns ``(prediction, class
+    names)``, or ``None`` when stopped.
+    """
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise InputError(f"expected a 3D volume, got shape {volume.shape}", field="volume")
+    dev = torch_device(device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, dev)
+    if isinstance(model, LoadedModel):
+        loaded.net.to(dev)
+    div = loaded.net.size_divisor
+    window = tuple(int(w) for w in (window or loaded.patch_shape or DEFAULT_WINDOW))
+    if len(window) != 3 or any(w <= 0 or w % div for w in window):
+        raise InputError(f"window {window} must be 3 positive multiples of {div} (the network's stride)",
+                         field="window")
+    yield Progress(0, None, f"predicting {volume.shape} on {dev.type}, window {window}", STAGE)
+    steps = iter_sliding_window(
+        loaded.net, volume, window, num_classes=loaded.network.out_channels, overlap=overlap,
+        batch_size=batch_size, tta_flips=tta_flips, device=dev, preprocess=loaded.intensity.apply,
+        probabilities_out=True if probabilities else None,
+    )
+    try:
+        while True:
+            done, total = next(steps)
+            yield Progress(done, total, f"window {done}/{total}", STAGE)
+            if stop is not None and stop.is_set():
+                return None
+    except StopIteration as end:
+        return end.value, list(loaded.network.names())
+    finally:
+        steps.close()

@@ -1,0 +1,72 @@
+"""A small live line plot of training metrics (loss, Dice) per epoch, drawn with QPainter.
+
+No plotting library needed: a few series of a few hundred points each.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import QPointF, Qt
+from qtpy.QtGui import QColor, QPainter, QPen
+from qtpy.QtWidgets import QSizePolicy, QWidget
+
+COLORS = ["#e6550d", "#3182bd", "#31a354", "#756bb1", "#de2d26", "#636363"]
+
+
+class MetricsPlot(QWidget):
+    """Series of (x, y) points, drawn as lines on shared axes with a legend.
+
+    ``add(name, x, y)`` appends a point (GUI thread); ``clear()`` empties the plot.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.series: dict[str, list[tuple[float, float]]] = {}
+        self.setMinimumHeight(160)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+
+    def add(self, name: str, x: float, y: float) -> None:
+        """Append the point (x, y) to the series ``name``."""
+        self.series.setdefault(name, []).append((float(x), float(y)))
+        self.update()
+
+    def clear(self) -> None:
+        """Remove every series."""
+        self.series.clear()
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802  (Qt's name)
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w, h = self.width(), self.height()
+        left, right, top, bottom = 40, 10, 10, 20
+        painter.setPen(QPen(QColor("#888888")))
+        painter.drawRect(left, top, w - left - right, h - top - bottom)
+        points = [p for s in self.series.values() for p in s]
+        if not points:
+            painter.drawText(left + 8, top + 20, "metrics appear here after each epoch")
+            return
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        x0, x1 = min(xs), max(xs)
+        y0, y1 = min(0.0, min(ys)), max(1.0, max(ys))
+        x1 = x1 if x1 > x0 else x0 + 1
+
+        def to_screen(x: float, y: float) -> QPointF:
+            px = left + (x - x0) / (x1 - x0) * (w - left - right)
+            py = top + (1 - (y - y0) / (y1 - y0)) * (h - top - bottom)
+            return QPointF(px, py)
+
+        painter.drawText(2, top + 10, f"{y1:.2g}")
+        painter.drawText(2, h - bottom, f"{y0:.2g}")
+        painter.drawText(left, h - 4, f"epoch {x0:g}")
+        painter.drawText(w - right - 60, h - 4, f"{x1:g}")
+        for i, (name, pts) in enumerate(self.series.items()):
+            pen = QPen(QColor(COLORS[i % len(COLORS)]))
+            pen.setWidth(2)
+            painter.setPen(pen)
+            screen = [to_screen(x, y) for x, y in pts]
+            for a, b in zip(screen, screen[1:]):
+                painter.drawLine(a, b)
+            for p in screen:
+                painter.drawEllipse(p, 2.0, 2.0)
+            painter.drawText(left + 8, top + 16 + 14 * i, name)
+        painter.end()

@@ -1,0 +1,82 @@
+"""Train segmentation and Segment widgets in a real viewer, on the synthetic sample data."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_cryolearn.segmentation.predict_job import load_model
+from napari_cryolearn.ui.layers import add_layer_data
+from napari_cryolearn.ui.sample_data import tomogram_layers
+
+PLUGIN = "napari-cryolearn"
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        add_layer_data(viewer, tomogram_layers(shape=(32, 64, 64), voxel_size=10.0, seed=3))
+    return viewer
+
+
+def _train_widget(viewer, tmp_path, epochs):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Train segmentation")
+    widget.reset_choices()
+    widget.image.value = viewer.layers["synthetic tomogram"]
+    widget.label_layer.value = viewer.layers["synthetic labels"]
+    widget.patch_size.value = 32
+    widget.epochs.value = epochs
+    widget.log_dir.value = str(tmp_path / "run")
+    widget.device.value = "cpu"
+    return widget
+
+
+def test_train_then_segment(viewer, qtbot, tmp_path):
+    train = _train_widget(viewer, tmp_path, epochs=2)
+    running = train.run()
+    assert running is not None, train.status.value
+    qtbot.waitUntil(lambda: running.done, timeout=180000)
+    assert running.error is None, running.error
+    result = train.result
+    assert result.epochs == 2 and not result.stopped
+    assert result.last_checkpoint.exists()
+    assert [x for x, _ in train.plot.series["train_loss"]] == [1, 2]
+    assert "val_dice" in train.plot.series
+
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
+    segment.reset_choices()
+    segment.model.value = str(result.last_checkpoint)
+    segment.layer.value = viewer.layers["synthetic tomogram"]
+    segment.probabilities.value = True
+    segment.device.value = "cpu"
+    running = segment.run()
+    qtbot.waitUntil(lambda: running.done, timeout=60000)
+    assert running.error is None, running.error
+    labels = viewer.layers["synthetic tomogram segmentation"]
+    assert labels.data.shape == (32, 64, 64) and tuple(labels.scale) == (10.0, 10.0, 10.0)
+    assert labels.data.max() < 4
+    probs = np.stack([viewer.layers[f"synthetic tomogram p({n})"].data for n in labels.metadata["label_names"].values()])
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(labels.data, probs.argmax(axis=0))
+
+
+def test_stop_keeps_a_resumable_checkpoint(viewer, qtbot, tmp_path):
+    train = _train_widget(viewer, tmp_path, epochs=1000)
+    running = train.run()
+    qtbot.waitUntil(lambda: len(running.progress_events) >= 2, timeout=60000)
+    train.stop()
+    qtbot.waitUntil(lambda: running.done, timeout=120000)
+    assert running.error is None, running.error
+    assert train.result.stopped
+    assert "stopped" in train.status.value
+    model = load_model(train.result.last_checkpoint)
+    assert model.network.out_channels == 4
+
+
+def test_segment_without_model_is_refused(viewer):
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
+    segment.reset_choices()
+    assert segment.run() is None
+    assert "checkpoint" in segment.status.value
