@@ -193,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     _complete_stage_parsers(argv)
     args = parser.parse_args(argv)
+    if args.quiet:
+        import logging
+
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if args.handler is not None:
             return args.handler(args)
