@@ -1,25 +1,17 @@
 """Each preparation widget on the sample data in a real viewer: press the button, check the layer."""
 
-import warnings
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from napari_cryolearn.io.patch_store import open_patch_store
-from napari_cryolearn.ui.layers import add_layer_data
-from napari_cryolearn.ui.sample_data import tomogram_layers
 
 PLUGIN = "napari-cryolearn"
 
 
 @pytest.fixture
-def viewer_with_sample(make_napari_viewer):
-    viewer = make_napari_viewer()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        add_layer_data(viewer, tomogram_layers(shape=(48, 64, 64), voxel_size=10.0, seed=3))
-    return viewer
+def viewer_with_sample(sample_viewer):
+    return sample_viewer((48, 64, 64))
 
 
 def _run(viewer, qtbot, name, **values):

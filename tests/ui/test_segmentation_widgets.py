@@ -1,24 +1,16 @@
 """Train segmentation and Segment widgets in a real viewer, on the synthetic sample data."""
 
-import warnings
-
 import numpy as np
 import pytest
 
 from napari_cryolearn.segmentation.predict_job import load_model
-from napari_cryolearn.ui.layers import add_layer_data
-from napari_cryolearn.ui.sample_data import tomogram_layers
 
 PLUGIN = "napari-cryolearn"
 
 
 @pytest.fixture
-def viewer(make_napari_viewer):
-    viewer = make_napari_viewer()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        add_layer_data(viewer, tomogram_layers(shape=(32, 64, 64), voxel_size=10.0, seed=3))
-    return viewer
+def viewer(sample_viewer):
+    return sample_viewer((32, 64, 64))
 
 
 def _train_widget(viewer, tmp_path, epochs):

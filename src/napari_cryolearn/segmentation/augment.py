@@ -48,8 +48,8 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return filt(image.float().unsqueeze(0))[0]
 
 
-class RandLowPassd(RandomizableTransform, MapTransform):
-    """Gaussian low-pass with ``sigma`` drawn uniformly from ``sigma_range`` (voxels)."""
+class _RandSigmad(RandomizableTransform, MapTransform):
+    """Base of transforms with one ``sigma`` drawn uniformly from ``sigma_range`` per call."""
 
     def __init__(self, keys: Sequence[Hashable], sigma_range: Sequence[float], prob: float = 1.0) -> None:
         MapTransform.__init__(self, keys)
@@ -61,13 +61,23 @@ class RandLowPassd(RandomizableTransform, MapTransform):
         super().randomize(None)
         self.sigma = self.R.uniform(*self.sigma_range)
 
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         self.randomize()
         if self._do_transform:
             for k in self.key_iterator(d):
-                d[k] = gaussian_blur(_as_tensor(d[k]), self.sigma)
+                d[k] = self.apply(_as_tensor(d[k]))
         return d
+
+
+class RandLowPassd(_RandSigmad):
+    """Gaussian low-pass with ``sigma`` drawn uniformly from ``sigma_range`` (voxels)."""
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return gaussian_blur(x, self.sigma)
 
 
 class RandBandPassd(RandomizableTransform, MapTransform):
@@ -104,28 +114,13 @@ class RandBandPassd(RandomizableTransform, MapTransform):
         return d
 
 
-class RandNoised(RandomizableTransform, MapTransform):
+class RandNoised(_RandSigmad):
     """Additive Gaussian noise with standard deviation drawn from ``sigma_range``."""
 
-    def __init__(self, keys: Sequence[Hashable], sigma_range: Sequence[float], prob: float = 1.0) -> None:
-        MapTransform.__init__(self, keys)
-        RandomizableTransform.__init__(self, prob)
-        self.sigma_range = tuple(float(s) for s in sigma_range)
-        self.sigma = 0.0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.sigma = self.R.uniform(*self.sigma_range)
-
-    def __call__(self, data: Mapping) -> dict:
-        d = dict(data)
-        self.randomize()
-        if self._do_transform:
-            for k in self.key_iterator(d):
-                x = _as_tensor(d[k]).float()
-                noise = self.R.standard_normal(tuple(x.shape)).astype(np.float32)
-                d[k] = x + self.sigma * torch.from_numpy(noise)
-        return d
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        noise = self.R.standard_normal(tuple(x.shape)).astype(np.float32)
+        return x + self.sigma * torch.from_numpy(noise)
 
 
 class _Identityd(MapTransform):
