@@ -8,6 +8,7 @@ import pytest
 from napari_cryolearn import __version__
 from napari_cryolearn.cli import main
 from napari_cryolearn.io import read_mrc, read_star
+from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
 
 SMALL = ["--shape", "48", "64", "64", "--n-micrographs", "6", "--micrograph-size", "32"]
 
@@ -76,4 +77,6 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     assert predicted.data.shape == tomo.data.shape == (48, 64, 64)
     assert predicted.voxel_size == tomo.voxel_size
     assert (demo / "segmentation" / "model" / "last.ckpt").exists()
+    names = label_names_from(read_sidecar(demo / "segmentation" / "tomogram_predicted_labels.mrc"))
+    assert names == {0: "background", 1: "membrane", 2: "membrane_protein", 3: "particle"}
     assert "napari " + str(demo / "sample" / "tomogram.mrc") in out

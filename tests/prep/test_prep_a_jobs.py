@@ -199,9 +199,9 @@ def test_filter_job_renumber_writes_the_mapping(labels, tmp_path):
     path, lab = labels
     cfg = FilterLabelsConfig(input=path, output=tmp_path / "sub.mrc", keep=[3, 1], renumber=True)
     out = run_job(filter_labels_job(cfg))
-    assert mapping_path(out) == tmp_path / "sub.labels.json"
+    assert mapping_path(out) == tmp_path / "sub.mrc.json"
     assert read_label_mapping(mapping_path(out)) == {3: 1, 1: 2}
-    assert json.loads(mapping_path(out).read_text()) == {"3": 1, "1": 2}
+    assert json.loads(mapping_path(out).read_text())["label_mapping"] == {"3": 1, "1": 2}
     data = read_mrc(out).data
     np.testing.assert_array_equal(data[lab == 3], 1)
     np.testing.assert_array_equal(data[lab == 1], 2)
@@ -360,3 +360,18 @@ def test_no_warning_when_all_labels_exist(labels, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run_job(filter_labels_job(FilterLabelsConfig(input=path, output=tmp_path / "f.mrc", keep=[1, 2])))
+
+
+def test_filter_job_carries_class_names_into_its_sidecar(tmp_path):
+    from napari_cryolearn.io import write_mrc
+    from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, write_sidecar
+
+    lab = np.zeros((4, 6, 6), np.uint8)
+    lab[1, 1:3, 1:3], lab[2, 3:5, 3:5], lab[3, 0, 0] = 1, 2, 3
+    src = write_mrc(tmp_path / "labels.mrc", lab)
+    write_sidecar(src, {"label_names": {"0": "background", "1": "membrane", "2": "protein", "3": "particle"}})
+    binary = run_job(filter_labels_job(FilterLabelsConfig(input=src, output=tmp_path / "m.mrc", keep=[1, 2], binary=True)))
+    assert label_names_from(read_sidecar(binary)) == {0: "background", 1: "membrane+protein"}
+    renumbered = run_job(filter_labels_job(
+        FilterLabelsConfig(input=src, output=tmp_path / "r.mrc", keep=[3, 1], renumber=True)))
+    assert label_names_from(read_sidecar(renumbered)) == {0: "background", 1: "particle", 2: "membrane"}

@@ -3,8 +3,9 @@
 The volume streams through in slabs along z (with a halo of ``ceil(expand)`` slices when the
 labels grow, so that the result equals the whole-volume operation). The output is the
 smallest unsigned type that holds the output values (uint8 or uint16: MRC has no larger
-unsigned type), with the input's voxel size and origin. With ``renumber`` the mapping
-``{old: new}`` is written beside the output as ``<output stem>.labels.json``.
+unsigned type), with the input's voxel size and origin. The metadata sidecar beside the output
+(``<output>.json``, see :mod:`napari_cryolearn.io.sidecar`) records the mapping ``{old: new}``
+and, when the input's sidecar names its classes, the output's class names.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import create_mrc, read_mrc
+from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, sidecar_path, write_sidecar
 from napari_cryolearn.prep.filtering import (
     apply_label_mapping,
     check_integer_labels,
@@ -151,14 +152,25 @@ def check_output(inp: str | os.PathLike, output: str | os.PathLike, overwrite: b
 
 
 def mapping_path(output: str | os.PathLike) -> Path:
-    """``labels.mrc`` → ``labels.labels.json`` (where the job writes the renumbering)."""
-    output = Path(output)
-    return output.with_name(output.with_suffix("").name + ".labels.json")
+    """``labels.mrc`` → ``labels.mrc.json``: the sidecar holding the mapping and class names."""
+    return sidecar_path(output)
 
 
 def read_label_mapping(path: str | os.PathLike) -> dict[int, int]:
-    """The ``{old: new}`` mapping written by :func:`filter_labels_job` with ``renumber``."""
-    return {int(k): int(v) for k, v in json.loads(Path(path).read_text()).items()}
+    """The ``{old: new}`` mapping in a sidecar written by :func:`filter_labels_job`."""
+    meta = json.loads(Path(path).read_text())
+    return {int(k): int(v) for k, v in meta["label_mapping"].items()}
+
+
+def output_label_names(mapping: dict[int, int], names: dict[int, str]) -> dict[int, str]:
+    """Class names of the filtered volume: each new value named after the old classes it holds."""
+    if not names:
+        return {}
+    out: dict[int, list[str]] = {0: [names.get(0, "background")]}
+    for old, new in mapping.items():
+        if new:
+            out.setdefault(new, []).append(names.get(old, str(old)))
+    return {new: "+".join(parts) for new, parts in sorted(out.items())}
 
 
 def filter_labels_job(
@@ -238,9 +250,12 @@ def filter_labels_job(
                 chunks.close()
     except JobStopped:
         return None
-    if cfg.renumber and len(mapping) > 1:
-        with atomic_path(mapping_path(cfg.output)) as tmp:
-            tmp.write_text(json.dumps({str(k): v for k, v in mapping.items()}, indent=2))
+    names = output_label_names(mapping, label_names_from(read_sidecar(cfg.input)))
+    write_sidecar(cfg.output, {
+        "label_mapping": {str(k): v for k, v in mapping.items()},
+        "label_names": {str(k): v for k, v in names.items()},
+        "source": str(cfg.input),
+    })
     warn_absent(mapping, counts, where=str(cfg.input))
     yield Progress(len(bounds) + 1, len(bounds) + 1, f"wrote {name}", stage=STAGE)
     return Path(cfg.output)

@@ -110,6 +110,7 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
     are asked of a model without a distance head, or the device does not exist.
     """
     from napari_cryolearn.io import create_mrc, read_mrc
+    from napari_cryolearn.io.sidecar import write_sidecar
 
     device = torch_device(config.device)
     _check_path(config.output, "output", config.overwrite, (".mrc", ".rec", ".map"))
@@ -169,6 +170,8 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
     except _Stopped:
         yield Progress(0, None, "stopped: nothing written", STAGE)
         return {}
+    write_sidecar(config.output, {"label_names": dict(enumerate(names)), "model": str(config.model),
+                                  "source": str(config.input)})
     yield Progress(1, 1, f"wrote {Path(config.output).name}", STAGE)
     out: dict[str, Any] = {}
     for key, path in written.items():
