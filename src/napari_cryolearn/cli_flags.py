@@ -197,7 +197,8 @@ def _from_cryosiam(config_cls: type[Config], data: dict, path: Path, overrides: 
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)
         raise InputError(f"with a CryoSiam config this command also needs {flags}", path=path)
-    return config_cls.from_cryosiam(data, **kwargs)
+    configs = config_cls.from_cryosiam(data, **kwargs)
+    return [configs] if isinstance(configs, Config) else list(configs)
 
 
 def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> list[Config]:

@@ -163,7 +163,8 @@ class SegmentationTrainConfig(Config):
     ) -> SegmentationTrainConfig:
         """Build a config from a CryoSiam ``semantic_train`` YAML mapping.
 
-        Read: ``patches_folder`` (one patch store), ``val_files`` (taken as patch stores),
+        Read: ``patches_folder`` (CryoSiam's patch folder, imported into stores when training
+        starts, or one of our stores), ``val_files`` (tomogram names choosing validation stores),
         ``validation_ratio``, ``log_dir``, ``pretrained_model``, ``continue_training``,
         ``parameters.{nodes, gpu_devices}``, ``parameters.data.{patch_size, min, max, mean,
         std}``, ``parameters.network.*``, ``parameters.transforms.*`` and

@@ -50,6 +50,7 @@ from napari_cryolearn.segmentation.data import (
     split_items,
 )
 from napari_cryolearn.segmentation.module import SegmentationModule
+from napari_cryolearn.segmentation.sources import is_cryosiam_folder, resolve_patch_stores
 
 STAGE = "segment.train"
 
@@ -76,13 +77,16 @@ def train_job(config: SegmentationTrainConfig, stop: StopFlag | None = None) -> 
     if not config.patch_stores:
         raise InputError("no patch store given", field="patch_stores")
     yield Progress(0, None, "checking patch stores", STAGE)
-    train_sources = open_stores(config.patch_stores, "patch_stores")
-    val_sources = open_stores(config.val_stores, "val_stores") if config.val_stores else []
+    if any(is_cryosiam_folder(p) for p in config.patch_stores):
+        yield Progress(0, None, "importing CryoSiam patch folders", STAGE)
+    train_paths, val_paths = resolve_patch_stores(config.patch_stores, config.val_stores, config.log_dir)
+    train_sources = open_stores(train_paths, "patch_stores")
+    val_sources = open_stores(val_paths, "val_stores") if val_paths else []
     sources = train_sources + val_sources
-    names = [str(p) for p in config.patch_stores] + [str(p) for p in (config.val_stores or [])]
+    names = [str(p) for p in train_paths] + [str(p) for p in (val_paths or [])]
     train_items, val_items = split_items(
         [len(s) for s in train_sources],
-        [len(s) for s in val_sources] if config.val_stores else None,
+        [len(s) for s in val_sources] if val_paths else None,
         config.validation_ratio,
         config.seed,
     )
