@@ -47,6 +47,7 @@ import mrcfile
 import mrcfile.utils
 import numpy as np
 
+from napari_cryolearn import __version__
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io.pages import release_pages
@@ -446,6 +447,9 @@ def create_mrc(
                 header.extra2 = bytes(extra)
             mrc.voxel_size = (vx, vy, vz)
             header.origin.x, header.origin.y, header.origin.z = ox, oy, oz
+            # mrcfile's label carries a timestamp; a fixed one keeps equal data byte-identical
+            header.label[0] = f"napari-cryolearn {__version__}".encode()
+            header.nlabl = 1
             stats = _stats(out)
             if stats is None:
                 mrc.reset_header_stats()
