@@ -82,3 +82,20 @@ def test_train_from_flags_and_bad_class_count(tomograms, capsys):
     assert main(["-q", "segment", "train", str(store), "--log-dir", str(root / "ok"), "--max-epochs", "1",
                  "--network-out-channels", "2", "--device", "cpu", "--batch-size", "2"]) == 0
     assert (root / "ok" / "model" / "last.ckpt").exists()
+
+
+def test_own_run_config_reloads_and_resume_checks_the_schedule(tomograms, capsys):
+    root = tomograms
+    store = root / "a.zarr"
+    assert main(["-q", "prep", "patches", str(root / "data" / "tomo_a.mrc"), str(store),
+                 "--labels", str(root / "labels" / "tomo_a.mrc"), "--patch-size", "16"]) == 0
+    run = root / "run"
+    assert main(["-q", "segment", "train", str(store), "--log-dir", str(run), "--max-epochs", "1",
+                 "--device", "cpu", "--network-backbone-num-filters", "4", "8", "8", "16"]) == 0
+    capsys.readouterr()
+    # the run's own config.yaml (which has log_dir) is ours, not CryoSiam's
+    longer = ["-q", "segment", "train", "--config", str(run / "config.yaml"), "--continue-training",
+              "--max-epochs", "3"]
+    assert main(longer) == 2
+    err = capsys.readouterr().err
+    assert "max_epochs 1" in err and "pretrained_model" in err

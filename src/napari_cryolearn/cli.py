@@ -33,6 +33,8 @@ def drive(job_fn, config, *, desc: str, quiet: bool = False) -> Any:
     """
     from tqdm.auto import tqdm
 
+    if quiet:
+        _quiet_lightning()
     stop = StopFlag()
     bar = tqdm(total=None, desc=desc, disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
@@ -57,6 +59,14 @@ def drive(job_fn, config, *, desc: str, quiet: bool = False) -> Any:
         bar.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def _quiet_lightning() -> None:
+    """Lightning sets its loggers to INFO when imported: lower them once the job is loaded."""
+    import logging
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _in_main_thread() -> bool:
@@ -193,11 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     _complete_stage_parsers(argv)
     args = parser.parse_args(argv)
-    if args.quiet:
-        import logging
-
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if args.handler is not None:
             return args.handler(args)

@@ -211,7 +211,8 @@ def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> lis
     if path is None:
         return [config_cls.from_dict(overrides)]
     data = read_yaml(path)
-    if CRYOSIAM_KEYS & set(data) and hasattr(config_cls, "from_cryosiam"):
+    # a CryoSiam file has keys of theirs that are not ours (our own run config.yaml has log_dir)
+    if (CRYOSIAM_KEYS & set(data)) - set(config_cls.model_fields) and hasattr(config_cls, "from_cryosiam"):
         configs = _from_cryosiam(config_cls, data, path, overrides)
         if not configs:
             raise InputError("the CryoSiam config selects no files", path=path)

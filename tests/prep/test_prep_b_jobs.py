@@ -283,7 +283,7 @@ def test_patches_config_from_cryosiam(tmp_path, files):
     assert config.distances == tmp_path / "tmp" / "distances" / "tomo.npz"
     assert config.output == tmp_path / "patches" and config.format == "cryosiam" and config.grid == "cryosiam"
     assert config.patch_size == (16, 16, 16) and config.overlap == 0.25 and config.remove_only_background
-    (as_zarr,) = PatchesConfig.from_cryosiam(cfg, format="zarr", distances=False)
+    (as_zarr,) = PatchesConfig.from_cryosiam(cfg, format="zarr", with_distances=False)
     assert as_zarr.output == tmp_path / "patches" / "tomo.zarr" and as_zarr.distances is None
     assert PatchesConfig(image="a.mrc", output="b.zarr", patch_size=[8, 16, 32]).patch_size == (8, 16, 32)
     assert PatchesConfig(image="a.mrc", output="b.zarr", overlap=4).overlap == 4

@@ -101,13 +101,13 @@ class PatchesConfig(Config):
         cfg: dict[str, Any],
         source: str | os.PathLike | None = None,
         format: Literal["zarr", "cryosiam"] = "cryosiam",
-        distances: bool | None = None,
+        with_distances: bool | None = None,
     ) -> list[PatchesConfig]:
         """One config per tomogram of a CryoSiam training YAML (as a dict).
 
         ``data_folder`` files ending in ``file_extension`` (only those in ``train_files`` ∪
         ``val_files`` when given); labels ``labels_folder/<same file name>``; distances
-        ``temp_dir/distances/<name>.npz`` when ``distances`` is True, or when it is None and
+        ``temp_dir/distances/<name>.npz`` when ``with_distances`` is True, or when it is None and
         ``temp_dir`` is set; ``parameters.data.{patch_size, patch_overlap,
         remove_only_background}``; ``grid="cryosiam"``; output ``patches_folder`` (format
         ``cryosiam``) or ``patches_folder/<name>.zarr`` (format ``zarr``).
@@ -116,8 +116,7 @@ class PatchesConfig(Config):
         patches_folder = Path(_require(cfg, "patches_folder", source))
         labels_folder = cfg.get("labels_folder")
         temp_dir = cfg.get("temp_dir")
-        if distances is None:
-            distances = bool(temp_dir)
+        distances = bool(temp_dir) if with_distances is None else with_distances
         if distances and not temp_dir:
             raise InputError("distances need temp_dir", path=source, field="temp_dir")
         data = (cfg.get("parameters") or {}).get("data") or {}

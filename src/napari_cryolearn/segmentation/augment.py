@@ -6,8 +6,8 @@ labels use nearest-neighbour interpolation, and voxels that a rotation, zoom or 
 brings in from outside the patch become ``ignore_index`` (not background): labels are
 shifted by one during the spatial steps so that the zero fill means "unknown".
 
-Rotation ranges are radians around z, y and x (the default rotates within the yx plane
-only, which keeps the missing wedge along z where it is in real tomograms).
+Rotation ranges are radians around z, y and x (default ±π around each; ``rotate=(π, 0, 0)``
+rotates within the yx plane only, which keeps the missing wedge along z as in real tomograms).
 """
 
 from __future__ import annotations

@@ -167,6 +167,14 @@ def _train(
             raise InputError("continue_training is set but there is no checkpoint to continue from",
                              path=last, field="continue_training")
         resume = last
+        previous = log_dir / "config.yaml"
+        if config.scheduler == "onecycle" and previous.is_file():
+            before = SegmentationTrainConfig.from_yaml(previous).max_epochs
+            if before != config.max_epochs:
+                raise InputError(
+                    f"the stopped run's one-cycle learning-rate schedule spans {before} epochs: continue with "
+                    f"max_epochs {before}, or train further in a new run with pretrained_model {last}",
+                    path=previous, field="max_epochs")
 
     # the backbone architecture travels with a pretrained model
     pre_ckpt = None
