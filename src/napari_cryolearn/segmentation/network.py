@@ -228,19 +228,9 @@ class SegmentationNet(nn.Module):
 
 def build_network(cfg) -> SegmentationNet:
     """A :class:`SegmentationNet` from a :class:`~napari_cryolearn.segmentation.config.NetworkConfig`."""
-    b = cfg.backbone
-    backbone = DenseBackbone(
-        block_type=b.block_type,
-        in_channels=b.in_channels,
-        num_layers=b.num_layers,
-        num_filters=b.num_filters,
-        fpn_channels=b.fpn_channels,
-        dense_dim=b.dense_dim,
-        no_max_pool=b.no_max_pool,
-        add_later_conv=b.add_later_conv,
-    )
+    backbone = DenseBackbone(**cfg.backbone.model_dump())  # the config's fields are its arguments
     heads = SemanticHeads(
-        in_channels=b.dense_dim,
+        in_channels=cfg.backbone.dense_dim,
         num_classes=cfg.out_channels,
         filters=cfg.filters,
         kernel_size=cfg.kernel_size,
