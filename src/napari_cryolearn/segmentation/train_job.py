@@ -76,6 +76,7 @@ def train_job(config: SegmentationTrainConfig, stop: StopFlag | None = None) -> 
     """Train on the patch stores of ``config`` (see module docstring)."""
     if not config.patch_stores:
         raise InputError("no patch store given", field="patch_stores")
+    _check_log_dir(config.log_dir)
     yield Progress(0, None, "checking patch stores", STAGE)
     if any(is_cryosiam_folder(p) for p in config.patch_stores):
         yield Progress(0, None, "importing CryoSiam patch folders", STAGE)
@@ -92,7 +93,12 @@ def train_job(config: SegmentationTrainConfig, stop: StopFlag | None = None) -> 
     )
     split = {"train": sorted({names[s] for s, _ in train_items}), "val": sorted({names[s] for s, _ in val_items}),
              "train_items": train_items, "val_items": val_items}
-    return (yield from _train(config, sources, names, train_items, val_items, split, stop))
+    return (yield from _train(config, sources, names, train_items, val_items, split, stop, need_foreground=True))
+
+
+def _check_log_dir(log_dir) -> None:
+    if log_dir is not None and Path(log_dir).exists() and not Path(log_dir).is_dir():
+        raise InputError("is a file; expected a folder for the run", path=log_dir, field="log_dir")
 
 
 def train_arrays_job(
@@ -152,10 +158,12 @@ def _train(
     val_items: list,
     split: dict,
     stop: StopFlag | None,
+    need_foreground: bool = False,
 ) -> Generator[Progress, None, TrainResult]:
     stop = stop if stop is not None else StopFlag()
     net_cfg = config.network
-    resolve_accelerator(config.device)
+    accelerator = resolve_accelerator(config.device)
+    _check_log_dir(config.log_dir)
     if not train_items:
         raise InputError("no training patches after the validation split", field="validation_ratio")
     log_dir = Path(config.log_dir)
@@ -185,8 +193,9 @@ def _train(
             config = config.model_copy(update={"network": net_cfg.model_copy(update={"backbone": bb})})
             net_cfg = config.network
 
+    # patch stores of background only are a wrong file; a correction round in the viewer may paint only 0
     check_sources(sources, names, net_cfg.out_channels, net_cfg.ignore_index, net_cfg.distance_prediction,
-                  net_cfg.backbone.in_channels)
+                  net_cfg.backbone.in_channels, need_foreground=need_foreground)
     patch_shape = tuple(config.patch_size) if config.patch_size else _patch_shape(sources, train_items)
     torch.manual_seed(config.seed)  # same initial weights for the same config
     module = SegmentationModule(config.to_dict(), pretrained=config.pretrained_model is not None,
@@ -197,7 +206,8 @@ def _train(
                          "(set patch_size)", field="patch_size")
     if pre_ckpt is not None:
         load_weights(module.net, config.pretrained_model, ckpt=pre_ckpt)
-    yield Progress(0, None, f"{len(train_items)} training and {len(val_items)} validation patches", STAGE,
+    yield Progress(0, None, f"{len(train_items)} training and {len(val_items)} validation patches, on "
+                   f"{accelerator}", STAGE,
                    {"train_patches": len(train_items), "val_patches": len(val_items)})
 
     if rank_zero_only.rank == 0:
