@@ -54,19 +54,27 @@ def check_sources(
     ignore_index: int,
     need_distances: bool,
     in_channels: int = 1,
+    need_foreground: bool = False,
 ) -> None:
     """Read every patch's labels once and check them against the network.
 
-    Raises :class:`InputError` (naming the store and patch) when a label is ≥ ``num_classes``
-    (and is not ``ignore_index``), when shapes disagree, when distances are needed but
-    missing or have the wrong number of channels, or when no patch has any annotation.
+    Raises :class:`InputError` (naming the store and patch) when a patch has no labels, when
+    an image holds NaN or infinite values, when a label is ≥ ``num_classes`` (and is not
+    ``ignore_index``), when shapes disagree, when distances are needed but missing or have the
+    wrong number of channels, when no patch has any annotation, or (``need_foreground``) when
+    every annotated voxel is background (0).
     """
-    annotated = 0
+    annotated = foreground = 0
     for src, name in zip(sources, names):
         for i in range(len(src)):
             s = src[i]
+            if s.get("labels") is None:
+                raise InputError(f"patch {i}: no labels (a store made without labels cannot train)",
+                                 path=name, field="labels")
             lab = np.asarray(s["labels"])
             img = np.asarray(s["image"])
+            if img.dtype.kind in "fc" and not np.isfinite(img).all():
+                raise InputError(f"patch {i}: the image holds NaN or infinite values", path=name, field="image")
             if img.shape != lab.shape:
                 raise InputError(f"patch {i}: image shape {img.shape} differs from labels {lab.shape}",
                                  path=name, field="labels")
@@ -82,6 +90,7 @@ def check_sources(
                     path=name, field="labels",
                 )
             annotated += int((lab != ignore_index).any())
+            foreground += int(((lab != ignore_index) & (lab != 0)).any())
             if need_distances:
                 dist = s.get("distances")
                 if dist is None:
@@ -95,6 +104,9 @@ def check_sources(
                     )
     if annotated == 0:
         raise InputError("no patch has any annotated voxel", path=names[0] if names else None, field="labels")
+    if need_foreground and foreground == 0:
+        raise InputError("the labels hold only background (0): nothing to learn (empty label volume?)",
+                         path=", ".join(names) or None, field="labels")
 
 
 def split_items(
