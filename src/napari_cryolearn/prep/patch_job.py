@@ -146,10 +146,26 @@ class PatchesConfig(Config):
         return configs
 
 
+def _check_output_path(config: PatchesConfig) -> None:
+    """The output is a folder: refuse a path that is one of the inputs or an existing file
+    (replacing a folder would otherwise move that file aside)."""
+    out = Path(config.output).resolve()
+    for field, given in (("image", config.image), ("labels", config.labels), ("distances", config.distances)):
+        if given is not None and out == Path(given).resolve():
+            raise InputError(f"the output would replace the {field} input; choose another name",
+                             path=config.output, field="output")
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file; expected a folder name (the patch store or patches folder)",
+                         path=config.output, field="output")
+
+
 def _validate(config: PatchesConfig) -> dict[str, Any]:
     image = read_mrc(config.image, mmap=True)
     if image.data.ndim != 3:
         raise InputError(f"expected a 3D tomogram, got shape {image.data.shape}", path=config.image, field="image")
+    if image.data.dtype.kind not in "biuf":
+        raise InputError(f"expected real values, got dtype {image.data.dtype}", path=config.image, field="image")
+    _check_output_path(config)
     shape = tuple(int(s) for s in image.data.shape)
     if any(p > s for p, s in zip(config.patch_size, shape)):
         raise InputError(
