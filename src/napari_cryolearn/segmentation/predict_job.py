@@ -101,13 +101,30 @@ def _check_path(path: Path | None, field: str, overwrite: bool, suffixes: tuple[
         raise InputError("exists (set overwrite to replace it)", path=path, field=field)
 
 
+def _check_not_an_input(config: SegmentationPredictConfig, names: Sequence[str]) -> None:
+    """Refuse outputs (per-class MRC files included) that would replace the tomogram or the model."""
+    inputs = {Path(config.input).resolve(), Path(config.model).resolve()}
+    for field in ("output", "probabilities", "distances"):
+        path = getattr(config, field)
+        if path is None:
+            continue
+        path = Path(path)
+        targets = [path] if field == "output" or path.suffix.lower() == ".npy" else _class_paths(path, names)
+        for target in targets:
+            if target.resolve() in inputs:
+                raise InputError("would replace an input (the tomogram or the model); choose another name",
+                                 path=target, field=field)
+
+
 def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None) -> Generator[Progress, None, dict]:
     """Predict ``config.input`` with ``config.model``; returns ``{"labels": path, ...}``.
 
     Yields a :class:`Progress` (stage ``"segment.predict"``) after each batch of windows.
-    Raises :class:`InputError` before writing anything when the input is not a 3D MRC, the
-    checkpoint is not a segmentation model, the window does not suit the network, distances
-    are asked of a model without a distance head, or the device does not exist.
+    Raises :class:`InputError` before writing anything when the input is not a 3D MRC of real
+    values, the checkpoint is not a segmentation model, the window does not suit the network,
+    distances are asked of a model without a distance head, an output would replace an input,
+    or the device does not exist. NaN or infinite values are found window by window: the
+    error then comes during the run, and the outputs begun are removed.
     """
     from napari_cryolearn.io import create_mrc, read_mrc
     from napari_cryolearn.io.sidecar import write_sidecar
@@ -119,6 +136,8 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
     vol = read_mrc(config.input, mmap=True)
     if vol.data.ndim != 3:
         raise InputError(f"expected a 3D tomogram, got shape {vol.data.shape}", path=config.input)
+    if vol.data.dtype.kind not in "biuf":
+        raise InputError(f"expected real values, got dtype {vol.data.dtype}", path=config.input, field="input")
     model = load_model(config.model, device)
     div = model.net.size_divisor
     window = tuple(config.window or model.patch_shape or DEFAULT_WINDOW)
@@ -129,7 +148,14 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
         raise InputError("this model has no distance head (trained without distance_prediction)",
                          path=config.model, field="distances")
     names = model.network.names()
+    _check_not_an_input(config, names)
     shape = tuple(int(s) for s in vol.data.shape)
+
+    def preprocess(win: np.ndarray) -> np.ndarray:
+        if not np.isfinite(win).all():  # NaN would spread through the blending, silently
+            raise InputError("the tomogram holds NaN or infinite values", path=config.input, field="input")
+        return model.intensity.apply(win)
+
     yield Progress(0, None, f"predicting {Path(config.input).name} {shape} on {device.type}, window {window}",
                    STAGE)
 
@@ -151,7 +177,7 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
                 model.net, vol.data, window, num_classes=model.network.out_channels, overlap=config.overlap,
                 blend=config.blend, margin=config.margin, batch_size=config.batch_size,
                 tta_flips=config.tta_flips, threshold=config.threshold, device=device,
-                preprocess=model.intensity.apply, probabilities_out=probs_out, distances_out=dist_out,
+                preprocess=preprocess, probabilities_out=probs_out, distances_out=dist_out,
                 labels_out=labels_out,
             )
             try:
