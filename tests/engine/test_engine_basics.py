@@ -149,3 +149,13 @@ def test_registry_lazy_and_ordered():
     stage = Stage(name="sample", config="x:y", job="x:z", summary="other")
     with pytest.raises(ValueError):
         register_stage(stage)
+
+
+def test_atomic_dir_never_replaces_a_file(tmp_path):
+    target = tmp_path / "tomo.mrc"
+    target.write_text("data")
+    with pytest.raises(FileExistsError, match="not a folder"):
+        with atomic_dir(target):
+            pass
+    assert target.read_text() == "data"
+    assert sorted(os.listdir(tmp_path)) == ["tomo.mrc"]

@@ -48,9 +48,12 @@ def atomic_dir(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator
 
     The yielded temporary folder exists and is empty. On success an existing ``target`` is
     replaced: it is moved aside first, so a crash between the two renames leaves either the
-    old or the new folder under a recognisable name, never a mixture.
+    old or the new folder under a recognisable name, never a mixture. A file at ``target`` is
+    never replaced (``FileExistsError``).
     """
     target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target}: exists and is not a folder")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target}: exists (pass overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
