@@ -453,8 +453,12 @@ def test_complex_tomogram_is_refused(stage, data, trained, tmp_path, capsys):
 def bad_stores(data, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bad_stores")
     stores = {k: root / f"{k}.zarr" for k in ("nan_image", "no_labels", "background_only")}
-    assert main(["-q", "prep", "patches", str(data["nan"]), str(stores["nan_image"]), "--labels",
+    # prep patches refuses NaN itself, so the NaN store is a good one damaged afterwards (another tool)
+    assert main(["-q", "prep", "patches", str(data["tomogram"]), str(stores["nan_image"]), "--labels",
                  str(data["labels"]), "--patch-size", "16"]) == 0
+    import zarr
+
+    zarr.open_group(str(stores["nan_image"]), mode="r+")["image"][0, 0, 0, 0] = np.nan
     assert main(["-q", "prep", "patches", str(data["tomogram"]), str(stores["no_labels"]),
                  "--patch-size", "16"]) == 0
     assert main(["-q", "prep", "patches", str(data["tomogram"]), str(stores["background_only"]), "--labels",

@@ -287,3 +287,21 @@ def test_patches_config_from_cryosiam(tmp_path, files):
     assert as_zarr.output == tmp_path / "patches" / "tomo.zarr" and as_zarr.distances is None
     assert PatchesConfig(image="a.mrc", output="b.zarr", patch_size=[8, 16, 32]).patch_size == (8, 16, 32)
     assert PatchesConfig(image="a.mrc", output="b.zarr", overlap=4).overlap == 4
+
+
+def test_patches_job_refuses_nan_in_the_tomogram_and_leaves_nothing(tmp_path):
+    import pytest as _pytest
+
+    from napari_cryolearn.engine.errors import InputError as _InputError
+    from napari_cryolearn.engine.jobs import run_job as _run_job
+    from napari_cryolearn.io import write_mrc as _write_mrc
+    from napari_cryolearn.prep.patch_job import PatchesConfig as _PatchesConfig, patches_job as _patches_job
+
+    vol = np.zeros((16, 16, 24), np.float32)
+    vol[12, 3, 20] = np.nan
+    image = _write_mrc(tmp_path / "nan.mrc", vol)
+    out = tmp_path / "nan.zarr"
+    with _pytest.raises(_InputError, match="NaN") as err:
+        _run_job(_patches_job(_PatchesConfig(image=image, output=out, patch_size=8, overlap=0)))
+    assert "nan.mrc" in str(err.value) and "(8, 0, 16)" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.mrc"]

@@ -362,7 +362,8 @@ def write_patch_store(
     Returns
     -------
     The store's path (through ``StopIteration.value``). Closing the generator early removes
-    the partial store.
+    the partial store; so does a ``ValueError`` for NaN or infinite image values, found patch
+    by patch.
     """
     sizes = as_patch_size(patch_size, 3)
     shape = tuple(int(s) for s in image.shape)
@@ -409,7 +410,10 @@ def write_patch_store(
     try:
         with writer:
             for i, origin in enumerate(origins):
-                writer.write(i, **{k: r.read(origin, sizes) for k, r in readers.items()})
+                patch = {k: r.read(origin, sizes) for k, r in readers.items()}
+                if not np.isfinite(patch["image"]).all():
+                    raise ValueError(f"NaN or infinite values in the image patch at (z, y, x) {tuple(int(o) for o in origin)}")
+                writer.write(i, **patch)
                 yield i + 1, len(origins)
     finally:
         for r in readers.values():

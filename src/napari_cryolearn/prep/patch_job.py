@@ -273,6 +273,8 @@ def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generato
                     writer.close()
                     return None
                 yield Progress(done, n, f"patch {done}/{n}", stage=STAGE)
+        except ValueError as err:  # NaN found in a patch: the partial store is already removed
+            raise InputError(str(err), path=config.image, field="image") from None
         finally:
             writer.close()
         return config.output
