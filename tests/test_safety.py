@@ -595,3 +595,16 @@ def test_broken_inputs_are_still_broken(data):
     assert data["text"].read_text().startswith("this is a text file")
     assert not data["missing"].exists()
     assert not any(data["empty_folder"].iterdir())
+
+
+def test_threshold_refuses_nan(data, tmp_path, capsys):
+    out = tmp_path / "mask.mrc"
+    refused(["prep", "threshold", str(data["nan"]), str(out), "--threshold", "0.5"], capsys,
+            names=["nan.mrc", "input"], problem=r"NaN", outputs=[out])
+
+
+def test_train_refuses_a_run_folder_inside_its_store(trained, capsys):
+    store = trained["store"]
+    run = store / "run"
+    refused(["segment", "train", str(store), "--log-dir", str(run), "--network-out-channels", "3",
+             *TINY_NET, *TRAIN_FAST], capsys, names=["log_dir"], problem=r"inside the patch store", outputs=[run])

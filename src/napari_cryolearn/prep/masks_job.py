@@ -246,8 +246,11 @@ def masks_from_coordinates_job(
     return Path(cfg.output)
 
 
-def _read_mask(reader: SlabReader, i: int, threshold: float, above: bool) -> np.ndarray:
+def _read_mask(reader: SlabReader, i: int, threshold: float, above: bool, path) -> np.ndarray:
     block = reader.read(i)
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        z0, z1 = reader.bounds[i]
+        raise InputError(f"NaN or infinite values in slices {z0}..{z1 - 1}", path=path, field="input")
     return block > threshold if above else block < threshold
 
 
@@ -265,8 +268,9 @@ def mask_from_threshold_job(
     Raises
     ------
     InputError
-        Unreadable input, not 3D or not real-valued, a non-finite threshold, output equal to
-        the input or existing without ``overwrite``.
+        Unreadable input, not 3D or not real-valued, NaN or infinite values (found slab by slab;
+        the partial output is removed), a non-finite threshold, output equal to the input or
+        existing without ``overwrite``.
     """
     cfg = config
     vol = read_mrc(cfg.input, mmap=True)
@@ -299,7 +303,7 @@ def mask_from_threshold_job(
         n_pieces = 0
         last_plane = None
         for i in range(k):
-            pieces, count = ndi.label(_read_mask(reader, i, cfg.threshold, cfg.above))
+            pieces, count = ndi.label(_read_mask(reader, i, cfg.threshold, cfg.above, cfg.input))
             offsets[i] = n_pieces
             sizes.append(np.bincount(pieces.ravel(), minlength=count + 1)[1:])
             first = np.where(pieces[0] > 0, pieces[0] + n_pieces, 0)
@@ -320,7 +324,7 @@ def mask_from_threshold_job(
         with create_mrc(cfg.output, data.shape, dtype, voxel_size=vol.voxel_size, origin=vol.origin) as out:
             for i in range(k):
                 z0, z1 = reader.bounds[i]
-                mask = _read_mask(reader, i, cfg.threshold, cfg.above)
+                mask = _read_mask(reader, i, cfg.threshold, cfg.above, cfg.input)
                 if keep_piece is not None:
                     pieces, _ = ndi.label(mask)
                     mask = np.zeros(pieces.shape, dtype=bool)

@@ -76,7 +76,7 @@ def train_job(config: SegmentationTrainConfig, stop: StopFlag | None = None) -> 
     """Train on the patch stores of ``config`` (see module docstring)."""
     if not config.patch_stores:
         raise InputError("no patch store given", field="patch_stores")
-    _check_log_dir(config.log_dir)
+    _check_log_dir(config.log_dir, [*config.patch_stores, *(config.val_stores or [])])
     yield Progress(0, None, "checking patch stores", STAGE)
     if any(is_cryosiam_folder(p) for p in config.patch_stores):
         yield Progress(0, None, "importing CryoSiam patch folders", STAGE)
@@ -96,9 +96,15 @@ def train_job(config: SegmentationTrainConfig, stop: StopFlag | None = None) -> 
     return (yield from _train(config, sources, names, train_items, val_items, split, stop, need_foreground=True))
 
 
-def _check_log_dir(log_dir) -> None:
+def _check_log_dir(log_dir, stores: Sequence = ()) -> None:
     if log_dir is not None and Path(log_dir).exists() and not Path(log_dir).is_dir():
         raise InputError("is a file; expected a folder for the run", path=log_dir, field="log_dir")
+    run = Path(log_dir).resolve()
+    for store in stores:
+        store = Path(store).resolve()
+        if run == store or store in run.parents:
+            raise InputError(f"is inside the patch store {store}; choose a run folder outside the inputs",
+                             path=log_dir, field="log_dir")
 
 
 def train_arrays_job(
