@@ -46,6 +46,7 @@ def test_train_then_segment(viewer, qtbot, tmp_path):
     running = segment.run()
     qtbot.waitUntil(lambda: running.done, timeout=60000)
     assert running.error is None, running.error
+    assert segment.status.value == "done"
     labels = viewer.layers["synthetic tomogram segmentation"]
     assert labels.data.shape == (32, 64, 64) and tuple(labels.scale) == (10.0, 10.0, 10.0)
     assert labels.data.max() < 4

@@ -58,3 +58,19 @@ def test_stop_ends_the_job_cleanly(make_napari_viewer, qtbot):
     assert results and results[0]["stopped_at"] is not None
     assert 3 <= results[0]["stopped_at"] < 1000
     assert job.error is None
+
+
+def test_callbacks_run_in_order_even_when_napari_processes_events(make_napari_viewer, qtbot):
+    """napari's progress bar calls processEvents(); callbacks must still see events in order."""
+    make_napari_viewer()
+    seen = []
+
+    def job(stop):
+        for i in range(50):
+            yield Progress(i + 1, 50, f"step {i + 1}")
+        return "result"
+
+    running = start_job(job, title="order", on_progress=lambda e: seen.append(e.step),
+                        on_result=seen.append, on_finished=lambda: seen.append("finished"))
+    qtbot.waitUntil(lambda: running.done, timeout=10000)
+    assert seen == [*range(1, 51), "result", "finished"]

@@ -10,6 +10,7 @@ sets the job's stop flag so that it finishes its step and returns cleanly.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -73,12 +74,13 @@ class RunningJob:
             self.worker.errored.disconnect(self.worker._relay_error)
         except (AttributeError, TypeError, RuntimeError):
             pass
-        self.worker.yielded.connect(self._progress)
-        self.worker.returned.connect(self._returned)
-        self.worker.errored.connect(self._errored)
-        self.worker.finished.connect(self._finished)
-        if on_finished is not None:
-            self.worker.finished.connect(on_finished)
+        self._on_finished = on_finished
+        self._pending: deque[tuple[Callable[[Any], None], Any]] = deque()
+        self._dispatching = False
+        self.worker.yielded.connect(lambda event: self._dispatch(self._progress, event))
+        self.worker.returned.connect(lambda result: self._dispatch(self._returned, result))
+        self.worker.errored.connect(lambda exc: self._dispatch(self._errored, exc))
+        self.worker.finished.connect(lambda: self._dispatch(self._finished, None))
         if start:
             self.worker.start()
 
@@ -91,6 +93,20 @@ class RunningJob:
         """Ask the job to stop after its current step (it keeps what it finished)."""
         self.stop_flag.set()
         self.pbar.set_description(f"{self.title}: stopping…")
+
+    def _dispatch(self, handler: Callable[[Any], None], payload: Any) -> None:
+        # napari's progress bar calls processEvents() when it changes, which would run the
+        # handlers of later signals inside this one: queue them and run them in order instead
+        self._pending.append((handler, payload))
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._pending:
+                handler, payload = self._pending.popleft()
+                handler(payload)
+        finally:
+            self._dispatching = False
 
     def _progress(self, event: Any) -> None:
         if not isinstance(event, Progress):
@@ -119,9 +135,11 @@ class RunningJob:
         if self._on_error is not None:
             self._on_error(exc)
 
-    def _finished(self) -> None:
+    def _finished(self, _: Any = None) -> None:
         self.pbar.close()
         self.done = True
+        if self._on_finished is not None:
+            self._on_finished()
 
 
 def start_job(factory: JobFactory, *, title: str, **callbacks) -> RunningJob:
