@@ -68,5 +68,16 @@ class MetricsPlot(QWidget):
                 painter.drawLine(a, b)
             for p in screen:
                 painter.drawEllipse(p, 2.0, 2.0)
-            painter.drawText(left + 8, top + 16 + 14 * i, name)
+        # legend in the top-right corner, over a backdrop so that lines do not cross the names
+        width = max(painter.fontMetrics().horizontalAdvance(n) for n in self.series) + 24
+        x_legend = w - right - width - 4
+        backdrop = QColor(self.palette().window().color())
+        backdrop.setAlpha(210)
+        painter.fillRect(x_legend, top + 2, width, 14 * len(self.series) + 6, backdrop)
+        for i, name in enumerate(self.series):
+            color = QColor(COLORS[i % len(COLORS)])
+            y = top + 14 + 14 * i
+            painter.fillRect(x_legend + 4, y - 6, 12, 3, color)
+            painter.setPen(QPen(color))
+            painter.drawText(x_legend + 20, y, name)
         painter.end()
