@@ -95,3 +95,34 @@ def test_sample_data_opens(make_napari_viewer):
     idx = np.round(proteins.data).astype(int)
     assert (labels.data[idx[:, 0], idx[:, 1], idx[:, 2]] == 2).mean() > 0.9
     assert tuple(proteins.scale) == tuple(labels.scale)
+
+
+def test_open_patch_store_reassembled(make_napari_viewer, tmp_path):
+    from napari_cryolearn.io.patch_store import write_patch_store
+
+    rng = np.random.default_rng(2)
+    image = rng.normal(size=(20, 24, 28)).astype(np.float32)
+    labels = (image > 1).astype(np.uint8)
+    store = tmp_path / "tomo.zarr"
+    for _ in write_patch_store(store, image, labels, patch_size=12, overlap=0.5, voxel_size=(9.0, 8.0, 7.0),
+                               attrs={"label_names": {"0": "background", "1": "dense"}}):
+        pass
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(store), plugin=PLUGIN)
+    by_name = {layer.name: layer for layer in layers}
+    np.testing.assert_array_equal(by_name["tomo image"].data, image)
+    np.testing.assert_array_equal(by_name["tomo labels"].data, labels)
+    assert by_name["tomo labels"].metadata["label_names"] == {0: "background", 1: "dense"}
+    assert tuple(by_name["tomo image"].scale) == (9.0, 8.0, 7.0)
+    assert len(by_name["tomo patches"].data) == by_name["tomo image"].metadata["patches"]
+
+
+def test_reader_leaves_other_zarr_folders_alone(tmp_path):
+    import zarr
+
+    from napari_cryolearn.ui.io_hooks import get_reader
+
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w").attrs["format"] = "something else"
+    assert get_reader(str(tmp_path / "other.zarr")) is None
+    assert get_reader(str(tmp_path / "missing.zarr")) is None
+    assert get_reader(str(tmp_path / "tomo.mrc")) is not None

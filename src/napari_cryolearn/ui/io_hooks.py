@@ -20,6 +20,7 @@ from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, write_si
 from napari_cryolearn.ui.layers import as_array, points_kwargs
 
 STAR_SUFFIXES = (".star",)
+STORE_SUFFIXES = (".zarr",)
 
 
 def _suffix(path: str) -> str:
@@ -27,11 +28,22 @@ def _suffix(path: str) -> str:
 
 
 def get_reader(path: str | list[str]):
-    """Return a reader for MRC or STAR paths, or None for anything else."""
+    """Return a reader for MRC, STAR or patch-store paths, or None for anything else."""
     paths = [path] if isinstance(path, str) else list(path)
-    if paths and all(_suffix(p) in MRC_SUFFIXES + STAR_SUFFIXES for p in paths):
+    if paths and all(_suffix(p) in MRC_SUFFIXES + STAR_SUFFIXES or _is_our_store(p) for p in paths):
         return read_layers
     return None
+
+
+def _is_our_store(path: str) -> bool:
+    """A ``.zarr`` folder written as our patch store (other zarr data is left to other readers)."""
+    from napari_cryolearn.io.patch_store import FORMAT
+
+    meta = Path(path) / "zarr.json"
+    try:
+        return _suffix(path) in STORE_SUFFIXES and FORMAT in meta.read_text()
+    except OSError:
+        return False
 
 
 def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
@@ -41,6 +53,8 @@ def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
     for p in paths:
         if _suffix(p) in STAR_SUFFIXES:
             layers.append(star_layer_data(p))
+        elif _suffix(p) in STORE_SUFFIXES:
+            layers.extend(patch_store_layer_data(p))
         else:
             layers.append(mrc_layer_data(p))
     return layers
@@ -71,6 +85,32 @@ def star_layer_data(path: str | Path) -> tuple[Any, dict, str]:
     kwargs = points_kwargs(Path(path).stem, scale, features=points.features.reset_index(drop=True))
     kwargs["metadata"] = {"pixel_size": points.pixel_size, "source_path": str(path), "star_table": points.table}
     return points.coords, kwargs, "points"
+
+
+def patch_store_layer_data(path: str | Path) -> list[tuple[Any, dict, str]]:
+    """A patch store reassembled: its tomogram (Image), labels (Labels) and patch origins (Points).
+
+    The volume is rebuilt in memory from the patches, at the store's voxel size; a preview of
+    what training will see, for stores of volumes that fit in memory.
+    """
+    from napari_cryolearn.io.patch_store import open_patch_store
+
+    store = open_patch_store(path)
+    name = Path(path).stem
+    scale = store.voxel_size
+    meta = {"voxel_size": scale, "source_path": str(path), "patch_size": store.patch_size, "patches": len(store)}
+    layers: list[tuple[Any, dict, str]] = [
+        (store.reassemble("image"), {"name": f"{name} image", "scale": scale, "metadata": meta}, "image"),
+    ]
+    if "labels" in store.keys:
+        names = label_names_from(store.attrs)
+        labels_meta = {**meta, "label_names": names} if names else meta
+        layers.append((store.reassemble("labels"), {"name": f"{name} labels", "scale": scale,
+                                                    "metadata": labels_meta, "opacity": 0.5}, "labels"))
+    centres = store.origins + (np.asarray(store.patch_size) - 1) / 2.0
+    layers.append((centres, {**points_kwargs(f"{name} patches", scale, size=4.0), "face_color": "orange"},
+                   "points"))
+    return layers
 
 
 def _voxel_size(attributes: dict, ndim: int) -> tuple[float, float, float]:
