@@ -18,8 +18,10 @@ SCRIPT = textwrap.dedent("""
 
     cfg = SegmentationTrainConfig.from_yaml(sys.argv[1])
     result = run_job(train_job(cfg))
-    import torch.distributed as dist
-    print("RANK_DONE", os.environ.get("LOCAL_RANK", "0"), result.epochs, flush=True)
+    # one file per rank: the two processes share stdout, where their lines can interleave
+    rank = os.environ.get("LOCAL_RANK", "0")
+    with open(f"rank{rank}.done", "w") as f:
+        f.write(str(result.epochs))
 """)
 
 
@@ -36,7 +38,8 @@ def test_ddp_two_cpu_processes(tmp_path, blob_store, make_config):
                           env=env, cwd=tmp_path, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    assert "RANK_DONE 0 2" in out and "RANK_DONE 1 2" in out, out[-4000:]
+    done = {p.name: p.read_text() for p in tmp_path.glob("rank*.done")}
+    assert done == {"rank0.done": "2", "rank1.done": "2"}, out[-4000:]
     ckpts = sorted(p.name for p in (tmp_path / "run" / "model").iterdir())
     assert ckpts == ["last.ckpt", "model_best.ckpt"]
     ck = torch.load(tmp_path / "run" / "model" / "last.ckpt", weights_only=False)
