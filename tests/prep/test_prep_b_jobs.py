@@ -305,3 +305,24 @@ def test_patches_job_refuses_nan_in_the_tomogram_and_leaves_nothing(tmp_path):
         _run_job(_patches_job(_PatchesConfig(image=image, output=out, patch_size=8, overlap=0)))
     assert "nan.mrc" in str(err.value) and "(8, 0, 16)" in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.mrc"]
+
+
+def test_distance_job_writes_the_tube_skeleton(tmp_path):
+    from napari_cryolearn.engine.jobs import run_job as _run_job
+    from napari_cryolearn.io import read_mrc as _read_mrc, write_mrc as _write_mrc
+    from napari_cryolearn.prep.distance_job import DistanceMapConfig as _Config, distance_map_job as _job
+    from napari_cryolearn.prep.distances import tube_skeleton as _tube
+
+    labels = np.zeros((20, 24, 24), np.uint8)
+    labels[4:16, 10:14, 10:14] = 1  # a tube along z
+    labels[5:8, 2:6, 15:22] = 2
+    src = _write_mrc(tmp_path / "labels.mrc", labels, voxel_size=11.0)
+    cfg = _Config(input=src, output=tmp_path / "d.npy", skeleton=tmp_path / "skeleton.mrc", skeleton_classes=[1],
+                  skeleton_fraction=0.6)
+    _run_job(_job(cfg))
+    skeleton = _read_mrc(tmp_path / "skeleton.mrc")
+    assert skeleton.voxel_size == (11.0, 11.0, 11.0)
+    expected = _tube(labels, 1, fraction=0.6)
+    np.testing.assert_array_equal(skeleton.data == 1, expected)
+    assert expected.any() and (labels[expected] == 1).all() and expected.sum() < (labels == 1).sum()
+    assert set(np.unique(skeleton.data)) == {0, 1}

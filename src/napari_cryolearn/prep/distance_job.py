@@ -65,6 +65,14 @@ class DistanceMapConfig(Config):
         Divide by ``clip`` after clipping (values in [-1, 1]); needs ``clip``.
     format:
         ``"npy"`` or ``"cryosiam-npz"``.
+    skeleton:
+        Optional MRC for the "tube skeleton" target of thin structures (as CryoSiam offers): the
+        voxels of each class in ``skeleton_classes`` whose distance to the class border is at
+        least ``skeleton_fraction`` of the local maximum, labelled with their class (uint8).
+    skeleton_classes:
+        Classes for the skeleton; empty → every class but background.
+    skeleton_fraction:
+        Fraction of the local maximum distance (0 < fraction ≤ 1).
     overwrite:
         Replace an existing output.
     """
@@ -77,6 +85,9 @@ class DistanceMapConfig(Config):
     clip: float | None = None
     normalize: bool = False
     format: Literal["npy", "cryosiam-npz"] = "npy"
+    skeleton: Path | None = None
+    skeleton_classes: list[int] = []
+    skeleton_fraction: float = 0.5
     overwrite: bool = True
 
     @model_validator(mode="after")
@@ -87,6 +98,8 @@ class DistanceMapConfig(Config):
             raise ValueError("clip must be positive")
         if self.normalize and self.clip is None:
             raise ValueError("normalize needs clip (the maps are divided by clip)")
+        if not 0 < self.skeleton_fraction <= 1:
+            raise ValueError("skeleton_fraction must be in (0, 1]")
         return self
 
     @classmethod
@@ -237,6 +250,18 @@ def _validate(config: DistanceMapConfig):
         raise InputError("exists (set overwrite to replace it)", path=config.output, field="output")
     if config.output.resolve() == Path(config.input).resolve():
         raise InputError("output would replace the input", path=config.output, field="output")
+    if config.skeleton is not None:
+        if config.skeleton.suffix.lower() not in (".mrc", ".rec", ".map"):
+            raise InputError("the skeleton is written as an MRC (.mrc)", path=config.skeleton, field="skeleton")
+        if config.skeleton.resolve() in (Path(config.input).resolve(), config.output.resolve()):
+            raise InputError("skeleton would replace another file of this job", path=config.skeleton,
+                             field="skeleton")
+        if config.skeleton.exists() and not config.overwrite:
+            raise InputError("exists (set overwrite to replace it)", path=config.skeleton, field="skeleton")
+        wrong = [c for c in config.skeleton_classes if not 0 <= c < n_classes]
+        if wrong:
+            raise InputError(f"skeleton classes {wrong} are not among the classes 0..{n_classes - 1}",
+                             path=config.input, field="skeleton_classes")
     return vol, n_classes
 
 
@@ -372,8 +397,22 @@ def distance_map_job(
         return None
     if config.format == "npy":
         write_sidecar(config.output, meta)
+    if config.skeleton is not None:
+        yield Progress(total - 1, total, f"tube skeleton into {config.skeleton.name}", stage=STAGE)
+        _write_skeleton(config, labels, n_classes, vol, voxel_size)
     yield Progress(total, total, f"wrote {config.output.name}", stage=STAGE)
     return config.output
+
+
+def _write_skeleton(config: DistanceMapConfig, labels: np.ndarray, n_classes: int, vol, voxel_size) -> None:
+    from napari_cryolearn.io.mrc import write_mrc
+    from napari_cryolearn.prep.distances import tube_skeleton
+
+    classes = config.skeleton_classes or list(range(1, n_classes))
+    skeleton = np.zeros(labels.shape, dtype=np.uint8)
+    for cls in classes:
+        skeleton[tube_skeleton(labels, cls, fraction=config.skeleton_fraction, voxel_size=voxel_size)] = cls
+    write_mrc(config.skeleton, skeleton, voxel_size=vol.voxel_size, origin=vol.origin, overwrite=config.overwrite)
 
 
 class _Converted(Exception):
