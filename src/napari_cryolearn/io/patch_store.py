@@ -167,7 +167,7 @@ class PatchStoreWriter:
                     dtype=dtype,
                     serializer=BytesCodec(endian="little"),
                     compressors=self._codecs[key][0],
-                    chunk_key_encoding={"name": "default", "separator": "/"},
+                    chunk_key_encoding={"name": "default", "separator": "."},  # flat: no folder per chunk
                     fill_value=0,
                 )
             group.create_array("origins", data=self.origins, chunks=(max(n, 1), 3), compressors=None)
