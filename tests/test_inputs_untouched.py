@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_cryolearn.cli import drive
+from napari_cryolearn.cli import run_demo
 from napari_cryolearn.engine.config import Config
-from napari_cryolearn.engine.registry import stages
 from napari_cryolearn.io import read_mrc, write_mrc
 
 Signature = tuple[str, int, int]  # sha256, size, mtime_ns
@@ -64,23 +63,18 @@ def files_of(paths: list[Path], root: Path) -> set[str]:
 
 def test_no_stage_changes_what_it_read(tmp_path):
     root = tmp_path / "demo"
-    outputs: dict[str, Path] = {}
     after_sample: dict[str, Signature] = {}
     checked: dict[str, set[str]] = {}
-    for stage in stages():
-        build = stage.demo_function()
-        if build is None:
-            continue
-        config = build(outputs, root, True)
-        if config is None:
-            continue
+    seen: dict[str, tuple[dict[str, Signature], set[str]]] = {}
+
+    def before_stage(stage, config) -> None:
         before = snapshot(root) if root.exists() else {}
         read = files_of(paths_in(config), root) if root.exists() else set()
-        result = drive(stage.job_function(), config, desc=stage.name, quiet=True)
-        if isinstance(result, dict):
-            for key, value in result.items():
-                if isinstance(value, (str, Path)):
-                    outputs.setdefault(key, Path(value))
+        seen[stage.name] = (before, read)
+
+    def after_stage(stage, config, result) -> None:
+        nonlocal after_sample
+        before, read = seen[stage.name]
         after = snapshot(root)
         changed = sorted(k for k, sig in before.items() if after.get(k) != sig)
         assert not changed, f"{stage.name} changed or removed {changed}"
@@ -92,6 +86,8 @@ def test_no_stage_changes_what_it_read(tmp_path):
             checked[stage.name] = read
         # nothing temporary left beside the outputs
         assert not [k for k in after if ".part" in k or k.endswith(".old")], stage.name
+
+    run_demo(root, quiet=True, quick=True, before=before_stage, after=after_stage)
 
     # the test saw every stage that reads files, each with the inputs it should have
     assert {"prep.filter", "prep.masks", "prep.scale", "prep.threshold", "prep.distances", "prep.patches",

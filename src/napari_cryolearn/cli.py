@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +100,18 @@ def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_demo(outdir: Path, quiet: bool = False, quick: bool = False) -> dict[str, Path]:
+def run_demo(
+    outdir: Path,
+    quiet: bool = False,
+    quick: bool = False,
+    before: Callable[[Stage, Any], None] | None = None,
+    after: Callable[[Stage, Any, Any], None] | None = None,
+) -> dict[str, Path]:
     """Run every registered stage that has a demo, in pipeline order, inside ``outdir``.
 
-    ``quick`` makes a smoke run (small volume, one epoch). Returns the paths the stages wrote,
-    by role ("tomogram", "scaled", "model", ...).
+    ``quick`` makes a smoke run (small volume, one epoch). ``before(stage, config)`` and
+    ``after(stage, config, result)`` are called around each stage (for checks). Returns the
+    paths the stages wrote, by role ("tomogram", "scaled", "model", ...).
     """
     outdir = Path(outdir)
     outputs: dict[str, Path] = {}
@@ -116,7 +123,11 @@ def run_demo(outdir: Path, quiet: bool = False, quick: bool = False) -> dict[str
         if config is None:
             continue
         print(f"== {stage.name}: {stage.summary}", flush=True)
+        if before is not None:
+            before(stage, config)
         result = drive(stage.job_function(), config, desc=stage.name, quiet=quiet)
+        if after is not None:
+            after(stage, config, result)
         if isinstance(result, dict):
             for key, value in result.items():
                 if isinstance(value, (str, Path)):
