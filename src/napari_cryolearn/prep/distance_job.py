@@ -29,6 +29,7 @@ from pydantic import model_validator
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
@@ -246,18 +247,13 @@ def _validate(config: DistanceMapConfig):
     suffix = ".npy" if config.format == "npy" else ".npz"
     if config.output.suffix != suffix:
         raise InputError(f"format {config.format!r} writes a {suffix} file", path=config.output, field="output")
-    if config.output.exists() and not config.overwrite:
-        raise InputError("exists (set overwrite to replace it)", path=config.output, field="output")
-    if config.output.resolve() == Path(config.input).resolve():
-        raise InputError("output would replace the input", path=config.output, field="output")
+    check_output(config.input, config.output, config.overwrite)
     if config.skeleton is not None:
         if config.skeleton.suffix.lower() not in (".mrc", ".rec", ".map"):
             raise InputError("the skeleton is written as an MRC (.mrc)", path=config.skeleton, field="skeleton")
-        if config.skeleton.resolve() in (Path(config.input).resolve(), config.output.resolve()):
-            raise InputError("skeleton would replace another file of this job", path=config.skeleton,
-                             field="skeleton")
-        if config.skeleton.exists() and not config.overwrite:
-            raise InputError("exists (set overwrite to replace it)", path=config.skeleton, field="skeleton")
+        if config.skeleton.resolve() == config.output.resolve():
+            raise InputError("skeleton would replace the distance maps", path=config.skeleton, field="skeleton")
+        check_output(config.input, config.skeleton, config.overwrite, field="skeleton")
         wrong = [c for c in config.skeleton_classes if not 0 <= c < n_classes]
         if wrong:
             raise InputError(f"skeleton classes {wrong} are not among the classes 0..{n_classes - 1}",

@@ -22,6 +22,7 @@ from pydantic import Field, field_validator
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
@@ -39,7 +40,6 @@ from napari_cryolearn.prep.scaling import default_threads, ordered_map, release_
 
 __all__ = [
     "FilterLabelsConfig",
-    "check_output",
     "cryosiam_configs",
     "filter_labels_job",
     "mapping_path",
@@ -137,18 +137,6 @@ def cryosiam_configs(
 
         files = cryosiam_files(cfg, inputs, field, source)
     return [cls.from_dict(make(p, Path(output_folder) / p.name), source=source) for p in files]
-
-
-def check_output(inp: str | os.PathLike, output: str | os.PathLike, overwrite: bool) -> None:
-    """``InputError`` (field ``output``) when the output is the input, a folder, or exists
-    without ``overwrite``."""
-    out = Path(output)
-    if out.resolve() == Path(inp).resolve():
-        raise InputError("the output would overwrite the input; choose another name", path=out, field="output")
-    if out.is_dir():
-        raise InputError("is a folder; expected a file name", path=out, field="output")
-    if out.exists() and not overwrite:
-        raise InputError("exists (set overwrite to replace it)", path=out, field="output")
 
 
 def mapping_path(output: str | os.PathLike) -> Path:

@@ -26,7 +26,8 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import create_mrc, read_mrc
 from napari_cryolearn.io.star import check_in_bounds, read_star
-from napari_cryolearn.prep.filter_job import check_output, cryosiam_configs
+from napari_cryolearn.engine.outputs import check_output
+from napari_cryolearn.prep.filter_job import cryosiam_configs
 from napari_cryolearn.prep.masks import check_mask_params, radius_in_voxels, spheres_mask
 from napari_cryolearn.prep.scaling import SlabReader, release_pages
 

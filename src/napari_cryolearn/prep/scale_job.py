@@ -25,7 +25,8 @@ from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import create_mrc, read_mrc
-from napari_cryolearn.prep.filter_job import check_output, cryosiam_configs
+from napari_cryolearn.engine.outputs import check_output
+from napari_cryolearn.prep.filter_job import cryosiam_configs
 from napari_cryolearn.prep.scaling import (
     SlabReader,
     check_range,
