@@ -285,6 +285,14 @@ def test_patches_distances_not_an_array(data, tmp_path, capsys):
              "--patch-size", "16"], capsys, names=["coords.star"], problem=r"not a \.npy", outputs=[out])
 
 
+@pytest.mark.parametrize("fmt", ["zarr", "cryosiam"])
+def test_patches_refuse_nan_tomogram(fmt, data, tmp_path, capsys):
+    out = tmp_path / ("store.zarr" if fmt == "zarr" else "patches")
+    msg = refused(["prep", "patches", str(data["nan"]), str(out), "--patch-size", "16", "--format", fmt], capsys,
+                  names=["nan.mrc"], problem=r"NaN", outputs=[out])
+    assert "(0, 0, 0)" in msg  # the origin of the first patch that holds the NaN
+
+
 def test_distances_too_few_classes(data, tmp_path, capsys):
     out = tmp_path / "distances.npy"
     refused(["prep", "distances", str(data["labels"]), str(out), "--n-classes", "2"], capsys,

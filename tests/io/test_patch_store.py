@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,7 @@ from napari_cryolearn.io.cryosiam_patches import (
     patch_name,
 )
 from napari_cryolearn.io.mrc import read_mrc, write_mrc
-from napari_cryolearn.io.patch_store import PatchReader, open_patch_store, write_patch_store
+from napari_cryolearn.io.patch_store import PatchReader, open_patch_store, read_patches, write_patch_store
 from napari_cryolearn.prep.patches import patch_grid
 
 
@@ -96,16 +98,47 @@ def test_open_refuses_other_folders(tmp_path):
         open_patch_store(tmp_path / "empty.zarr")
 
 
-def test_patch_reader_reads_files_without_the_memory_map(tmp_path, rng):
+def _mapped_rss_kib(path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        if "-" in line.split(" ", 1)[0]:
+            inside = line.rstrip().endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_patch_reader_reads_memory_maps_in_blocks(tmp_path, rng):
     volume = rng.normal(size=(2, 9, 10, 11)).astype(">f4")  # big-endian, as some MRC files
     np.save(tmp_path / "a.npy", volume)
     mm = np.load(tmp_path / "a.npy", mmap_mode="r")
-    with PatchReader(mm) as reader:
-        assert reader._fd is not None  # read with pread, not through the map
-        for origin, size in [((0, 0, 0), (9, 10, 11)), ((3, 4, 5), (2, 6, 6)), ((8, 9, 10), (1, 1, 1))]:
-            np.testing.assert_array_equal(reader.read(origin, size), crop(volume, origin, size))
+    for block_bytes in (1, 500, 8 << 20):  # one plane, a few planes, the whole patch per block
+        with PatchReader(mm, block_bytes=block_bytes) as reader:
+            for origin, size in [((0, 0, 0), (9, 10, 11)), ((3, 4, 5), (2, 6, 6)), ((8, 9, 10), (1, 1, 1))]:
+                np.testing.assert_array_equal(reader.read(origin, size), crop(volume, origin, size))
+        with PatchReader(mm[1], block_bytes=block_bytes) as reader:
+            np.testing.assert_array_equal(reader.read((1, 2, 3), (4, 4, 4)), volume[1, 1:5, 2:6, 3:7])
     with PatchReader(volume[0]) as reader:  # plain arrays are sliced
         np.testing.assert_array_equal(reader.read((1, 2, 3), (4, 4, 4)), volume[0, 1:5, 2:6, 3:7])
+    with pytest.raises(ValueError, match="shape"):
+        PatchReader(volume[0, 0])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_patch_reader_leaves_no_pages_of_the_map_resident(tmp_path):
+    volume = np.arange(32 * 128 * 128, dtype=np.float32).reshape(32, 128, 128)
+    path = tmp_path / "big.npy"
+    np.save(path, volume)
+    mm = np.load(path, mmap_mode="r")
+    np.array(mm[:, 10:40, 20:50])  # a plain copy through the map leaves its pages mapped
+    assert _mapped_rss_kib(path) > 0
+    with PatchReader(mm, block_bytes=128 * 128 * 4) as reader:
+        reader.close()
+        assert _mapped_rss_kib(path) == 0
+        patch = reader.read((4, 10, 20), (16, 30, 30))
+        assert _mapped_rss_kib(path) == 0
+    np.testing.assert_array_equal(patch, volume[4:20, 10:40, 20:50])
 
 
 def test_patch_names():
@@ -178,3 +211,27 @@ def test_chunks_written_directly_read_back_through_zarr(tmp_path, volumes, compr
         np.testing.assert_array_equal(group["labels"][i], crop(labels, origins[i], (12, 12, 12)))
         np.testing.assert_array_equal(group["distances"][i], crop(distances, origins[i], (12, 12, 12)))
     np.testing.assert_array_equal(open_patch_store(path).reassemble("labels"), labels)
+
+
+def test_read_patches_in_order_with_nan_named_and_early_close(tmp_path, rng):
+    volume = rng.normal(size=(20, 20, 20)).astype(np.float32)
+    labels = (volume > 1).astype(np.uint8)
+    origins = np.array([(0, 0, 0), (10, 10, 10), (5, 0, 10), (0, 12, 3)])
+    readers = {"image": PatchReader(volume), "labels": PatchReader(labels)}
+    got = list(read_patches(readers, origins, (8, 8, 8)))
+    assert len(got) == len(origins)
+    for origin, patch in zip(origins, got):
+        np.testing.assert_array_equal(patch["image"], crop(volume, origin, (8, 8, 8)))
+        np.testing.assert_array_equal(patch["labels"], crop(labels, origin, (8, 8, 8)))
+    assert list(read_patches(readers, origins[:0], (8, 8, 8))) == []
+
+    gen = read_patches(readers, origins, (8, 8, 8))
+    next(gen)
+    gen.close()  # waits for the read in flight; nothing left running
+
+    bad = volume.copy()
+    bad[6, 3, 12] = np.inf  # only in the patch at (5, 0, 10)
+    gen = read_patches({"image": PatchReader(bad)}, origins, (8, 8, 8))
+    assert len([next(gen), next(gen)]) == 2
+    with pytest.raises(ValueError, match=r"NaN or infinite.*\(5, 0, 10\)"):
+        next(gen)

@@ -15,6 +15,17 @@ import numpy as np
 _LIBC = None
 
 
+def byte_bounds(arr: np.ndarray) -> tuple[int, int]:
+    """Addresses of the first and one past the last byte an array's elements occupy (any strides)."""
+    lo = hi = arr.ctypes.data
+    for n, stride in zip(arr.shape, arr.strides):
+        if stride < 0:
+            lo += (n - 1) * stride
+        else:
+            hi += (n - 1) * stride
+    return lo, hi + arr.itemsize
+
+
 def release_pages(arr: np.ndarray) -> None:
     """Drop the pages of a memory-mapped array's span from this process's resident set.
 
@@ -33,9 +44,7 @@ def release_pages(arr: np.ndarray) -> None:
         _LIBC = ctypes.CDLL(None, use_errno=True)
         _LIBC.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     page = os.sysconf("SC_PAGE_SIZE")
-    start = arr.ctypes.data
-    span = arr.nbytes if arr.flags.c_contiguous else (arr.size - 1) * max(abs(s) for s in arr.strides) + arr.itemsize
-    lo = start - start % page
-    hi = start + span
+    lo, hi = byte_bounds(arr)
+    lo -= lo % page
     hi += (-hi) % page
     _LIBC.madvise(lo, hi - lo, 4)  # MADV_DONTNEED

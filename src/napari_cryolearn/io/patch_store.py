@@ -16,9 +16,9 @@ A store is written into a temporary folder and renamed when complete
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 
 from napari_cryolearn.engine.atomic import atomic_dir
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.io.pages import release_pages
 from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, patch_grid
 from napari_cryolearn.prep.patches import reassemble as _reassemble
 
@@ -41,6 +42,7 @@ __all__ = [
     "PatchStoreWriter",
     "labels_dtype_for",
     "open_patch_store",
+    "read_patches",
     "write_patch_store",
 ]
 
@@ -238,33 +240,28 @@ class PatchStoreWriter:
 class PatchReader:
     """Reads boxes (patches) of a (Z, Y, X) or (C, Z, Y, X) volume as fresh arrays.
 
-    For a memory-mapped file (``np.memmap`` as returned by ``read_mrc(mmap=True)`` or
-    ``np.load(mmap_mode="r")``) the box is read with ``pread`` plane by plane, not through the
-    memory map: pages of a mapping count in the process's RSS, and current kernels map whole
-    large page-cache folios on each fault (reading one 128³ patch of a 1024² tomogram through
-    its mapping added 250 MiB of RSS). Reading this way keeps memory at the size of the
-    patch. Other arrays are sliced and copied.
+    For a memory-mapped volume (``np.memmap``, as returned by ``read_mrc(mmap=True)`` or
+    ``np.load(mmap_mode="r")``) the box is copied through the map a few planes at a time, and
+    the pages of each block are unmapped right after (:func:`release_pages`): mapped pages count
+    in the process's RSS, and current kernels map whole large page-cache folios on each fault
+    (reading one 128³ patch of a 1024² tomogram through its map in one go added 250 MiB of
+    RSS). With blocks of at most ``block_bytes`` of file span, memory stays at the size of the
+    patch plus one block. (This is 1.6x faster than ``pread`` of each plane's rows, which has
+    to read the bytes between the rows too.) Other arrays are sliced and copied.
     """
 
-    def __init__(self, array: np.ndarray):
+    def __init__(self, array: np.ndarray, block_bytes: int = 8 << 20):
         self.array = array
         self.shape = tuple(int(s) for s in array.shape)
-        self._fd: int | None = None
-        if (
-            isinstance(array, np.memmap)
-            and isinstance(array.base, mmap.mmap)
-            and array.flags.c_contiguous
-            and getattr(array, "filename", None)
-        ):
-            self._fd = os.open(array.filename, os.O_RDONLY)
-            self._offset = int(array.offset)
-            self._dtype = array.dtype
+        self.block_bytes = int(block_bytes)
+        if array.ndim not in (3, 4):
+            raise ValueError(f"expected a (Z, Y, X) or (C, Z, Y, X) volume, got shape {self.shape}")
+        self._mapped = isinstance(array, np.memmap)
 
     def close(self) -> None:
-        """Close the file (when one was opened)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Unmap the pages this reader touched (the volume's map itself stays open)."""
+        if self._mapped:
+            release_pages(self.array)
 
     def __enter__(self) -> PatchReader:
         return self
@@ -272,32 +269,59 @@ class PatchReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        self.close()
-
     def read(self, origin: Sequence[int], sizes: Sequence[int]) -> np.ndarray:
         """The box ``[..., z:z+pz, y:y+py, x:x+px]`` as a new array (channels kept whole)."""
         z0, y0, x0 = (int(v) for v in origin)
         pz, py, px = (int(v) for v in sizes)
-        if self._fd is None:
-            lead = (slice(None),) * (len(self.shape) - 3)
+        lead = (slice(None),) * (len(self.shape) - 3)
+        if not self._mapped:
             return np.array(self.array[lead + (slice(z0, z0 + pz), slice(y0, y0 + py), slice(x0, x0 + px))])
-        Z, Y, X = self.shape[-3:]
-        item = self._dtype.itemsize
-        lead_shape = self.shape[:-3]
-        out = np.empty((*lead_shape, pz, py, px), dtype=self._dtype)
-        span = (py - 1) * X + px  # elements from the box's first to last voxel in one plane
-        buf = np.empty(span, dtype=self._dtype)
-        raw = memoryview(buf).cast("B")
-        rows = np.lib.stride_tricks.as_strided(buf, shape=(py, px), strides=(X * item, item))
+        out = np.empty((*self.shape[:-3], pz, py, px), dtype=self.array.dtype)
+        flat_in = self.array if self.array.ndim == 4 else self.array[None]
         flat_out = out.reshape(-1, pz, py, px)
+        _, zs, ys, xs = (abs(s) for s in flat_in.strides)
+        plane_span = (py - 1) * ys + (px - 1) * xs + self.array.itemsize
+        step = max(1, 1 + (self.block_bytes - plane_span) // max(zs, 1))
         for c in range(flat_out.shape[0]):
-            for k in range(pz):
-                start = self._offset + (((c * Z + z0 + k) * Y + y0) * X + x0) * item
-                if os.preadv(self._fd, [raw], start) != raw.nbytes:
-                    raise OSError(f"{self.array.filename}: short read at byte {start}")
-                flat_out[c, k] = rows
+            for k in range(0, pz, step):
+                block = flat_in[c, z0 + k : z0 + min(k + step, pz), y0 : y0 + py, x0 : x0 + px]
+                flat_out[c, k : k + step] = block
+                release_pages(block)
+        release_pages(self.array)  # a fault maps whole folios: pages beyond the blocks' spans too
         return out
+
+
+def _read_checked(readers: dict[str, PatchReader], origin: np.ndarray, sizes: Sequence[int]) -> dict[str, np.ndarray]:
+    patch = {k: r.read(origin, sizes) for k, r in readers.items()}
+    image = patch.get("image")
+    # min and max propagate NaN and show inf, and are faster than isfinite
+    if image is not None and image.dtype.kind == "f" and not (np.isfinite(image.min()) and np.isfinite(image.max())):
+        raise ValueError(f"NaN or infinite values in the image patch at (z, y, x) {tuple(int(o) for o in origin)}")
+    return patch
+
+
+def read_patches(
+    readers: dict[str, PatchReader], origins: np.ndarray, sizes: Sequence[int]
+) -> Generator[dict[str, np.ndarray], None, None]:
+    """The patches at ``origins``, in order, each as ``{name: array}`` read by ``readers[name]``.
+
+    The next patch is read in a background thread while the caller handles the current one
+    (the reads and the caller's writes release the GIL, so the two overlap on two cores);
+    memory holds at most two patches. ``ValueError`` for NaN or infinite values in an
+    ``"image"`` patch, naming its origin. Closing the generator waits for the read in flight.
+    """
+    if len(origins) == 0:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="patch-reader") as pool:
+        pending = pool.submit(_read_checked, readers, origins[0], sizes)
+        try:
+            for i in range(len(origins)):
+                patch = pending.result()
+                if i + 1 < len(origins):
+                    pending = pool.submit(_read_checked, readers, origins[i + 1], sizes)
+                yield patch
+        finally:
+            pending.cancel()
 
 
 def _keep(labels: PatchReader, origins: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
@@ -323,7 +347,7 @@ def write_patch_store(
 ) -> Generator[tuple[int, int], None, Path]:
     """Cut ``image`` (and ``labels``, ``distances``) into patches and store them; a generator.
 
-    Patches are read one at a time by :class:`PatchReader` (``pread`` for memory-mapped files),
+    Patches are read one at a time by :class:`PatchReader` (in blocks whose pages are unmapped after use),
     so ``image`` and friends may be memory-mapped volumes of any size: memory stays bounded by
     a few patches.
 
@@ -409,12 +433,7 @@ def write_patch_store(
     )
     try:
         with writer:
-            for i, origin in enumerate(origins):
-                patch = {k: r.read(origin, sizes) for k, r in readers.items()}
-                image_patch = patch["image"]  # min/max propagate NaN and show inf, faster than isfinite
-                if image_patch.dtype.kind == "f" and not (np.isfinite(image_patch.min())
-                                                          and np.isfinite(image_patch.max())):
-                    raise ValueError(f"NaN or infinite values in the image patch at (z, y, x) {tuple(int(o) for o in origin)}")
+            for i, patch in enumerate(read_patches(readers, origins, sizes)):
                 writer.write(i, **patch)
                 yield i + 1, len(origins)
     finally:

@@ -25,7 +25,7 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.cryosiam_patches import SUBFOLDERS, patch_name, write_cryosiam_patch
 from napari_cryolearn.io.mrc import read_mrc
-from napari_cryolearn.io.patch_store import PatchReader, labels_dtype_for, write_patch_store
+from napari_cryolearn.io.patch_store import PatchReader, labels_dtype_for, read_patches, write_patch_store
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
 from napari_cryolearn.prep.distance_job import _require, _strip_extension, cryosiam_files, read_distance_maps, scan_labels
 from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, grid_steps, patch_grid
@@ -290,15 +290,18 @@ def _write_cryosiam(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | N
     new_folders = [f for f in folders if not f.exists()]
     done = False
     n = len(v["origins"])
+    patches = read_patches(readers, v["origins"], sizes)
     try:
-        for i, origin in enumerate(v["origins"]):
-            patches = {k: r.read(origin, sizes) for k, r in readers.items()}
-            written += write_cryosiam_patch(config.output, v["name"], origin, voxel_size=v["image"].voxel_size, **patches)
+        for i, (origin, patch) in enumerate(zip(v["origins"], patches)):
+            written += write_cryosiam_patch(config.output, v["name"], origin, voxel_size=v["image"].voxel_size, **patch)
             if check_stop(stop):
                 return None
             yield Progress(i + 1, n, f"patch {i + 1}/{n}", stage=STAGE)
         done = True
+    except ValueError as err:  # NaN found in a patch
+        raise InputError(str(err), path=config.image, field="image") from None
     finally:
+        patches.close()
         for r in readers.values():
             r.close()
         if not done:
