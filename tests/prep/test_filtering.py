@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from skimage.segmentation import expand_labels as sk_expand
 
 from napari_cryolearn.engine.errors import InputError
@@ -134,3 +139,37 @@ def test_negative_values_can_be_renumbered():
     out, mapping = filter_labels(lab, [-1, 2], renumber=True)
     assert mapping == {-1: 1, 2: 2}
     assert out.tolist() == [[[1, 0, 2]]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    labels=arrays(np.int32, st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
+                  elements=st.integers(0, 9)),
+    keep=st.lists(st.integers(0, 12), min_size=1, max_size=5, unique=True),
+    renumber=st.booleans(),
+    binary=st.sampled_from([None, True, False]),
+)
+def test_filtering_semantics_match_a_voxel_by_voxel_reference(labels, keep, renumber, binary):
+    before = labels.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # absent values warn; tested above
+        try:
+            out, mapping = filter_labels(labels, keep, binary=binary, renumber=renumber)
+        except InputError:
+            assert binary is True and renumber and len(keep) > 1  # the one refused combination
+            return
+    np.testing.assert_array_equal(labels, before)
+    as_binary = binary if binary is not None else len(keep) == 1
+    for value, new in mapping.items():
+        if as_binary:
+            assert new == 1
+        elif renumber:
+            assert new == keep.index(value) + 1
+        else:
+            assert new == value
+    assert sorted(mapping) == sorted(keep)
+    expected = np.zeros_like(labels)
+    for value in keep:
+        expected[labels == value] = mapping[value]
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype.kind == "u"

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from napari_cryolearn.engine.errors import InputError
@@ -122,3 +124,25 @@ def test_threshold_errors():
         threshold_mask(np.zeros((2, 2, 2)), float("nan"))
     with pytest.raises(InputError, match="min_size"):
         threshold_mask(np.zeros((2, 2, 2)), 0.5, min_size=-1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(4, 14), st.integers(4, 14), st.integers(4, 14)),
+    centres=st.lists(st.tuples(*(st.floats(-2, 15, allow_nan=False),) * 3), min_size=1, max_size=4),
+    radius=st.floats(0.5, 5),
+    voxel=st.tuples(*(st.sampled_from([1.0, 2.0, 3.5]),) * 3),
+    unit=st.sampled_from(["voxel", "angstrom"]),
+)
+def test_spheres_match_a_brute_force_reference(shape, centres, radius, voxel, unit):
+    centres = [c for c in centres if all(0 <= v <= s - 1 for v, s in zip(c, shape))]
+    classes = list(range(1, len(centres) + 1))
+    out = spheres_mask(shape, np.array(centres).reshape(-1, 3), radius, classes=classes, voxel_size=voxel,
+                       radius_unit=unit)
+    r = radius_in_voxels(radius, voxel, unit)
+    grid = np.indices(shape, dtype=float)
+    expected = np.zeros(shape, np.uint8)
+    for value, c in zip(classes, centres):  # later coordinates win
+        inside = sum(((grid[a] - c[a]) / r[a]) ** 2 for a in range(3)) <= 1
+        expected[inside] = value
+    np.testing.assert_array_equal(out, expected)
