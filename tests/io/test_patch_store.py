@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import zarr
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import run_job
@@ -235,3 +236,48 @@ def test_read_patches_in_order_with_nan_named_and_early_close(tmp_path, rng):
     assert len([next(gen), next(gen)]) == 2
     with pytest.raises(ValueError, match=r"NaN or infinite.*\(5, 0, 10\)"):
         next(gen)
+
+
+@pytest.mark.parametrize("compressor", ["auto", "blosc-lz4", "zstd", None])
+def test_direct_chunk_reads_equal_zarr_reads(tmp_path, volumes, compressor):
+    image, labels, distances = volumes
+    store = open_patch_store(run_job(write_patch_store(tmp_path / "s.zarr", image, labels, distances, patch_size=12,
+                                                       compressor=compressor)))
+    assert all(store._files[k] is not None for k in store.keys)  # the fast path is taken
+    for i in (0, len(store) // 2, len(store) - 1, -1):
+        item = store[i]
+        for key in store.keys:
+            via_zarr = np.asarray(store._arrays[key][i])
+            np.testing.assert_array_equal(item[key], via_zarr)
+            assert item[key].dtype == via_zarr.dtype and item[key].flags.writeable
+            np.testing.assert_array_equal(store.read(key, i), via_zarr)
+    with pytest.raises(IndexError):
+        store.read("image", len(store))
+
+
+@pytest.mark.parametrize("compressor", ["zstd", None, "blosc-lz4"])
+def test_damaged_or_missing_chunks(tmp_path, volumes, compressor):
+    image, _, _ = volumes
+    path = run_job(write_patch_store(tmp_path / "s.zarr", image, patch_size=12, compressor=compressor))
+    chunk = path / "image" / "c.1.0.0.0"
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[: len(data) // 2])
+    store = open_patch_store(path)
+    with pytest.raises(InputError, match=r"c\.1\.0\.0\.0.*truncated or damaged"):
+        store[1]
+    (path / "image" / "c.2.0.0.0").unlink()
+    np.testing.assert_array_equal(store[2]["image"], np.zeros((12, 12, 12), np.float32))  # zarr's fill value
+
+
+def test_stores_of_another_layout_are_read_through_zarr(tmp_path, volumes):
+    image, _, _ = volumes
+    path = run_job(write_patch_store(tmp_path / "s.zarr", image, patch_size=12))
+    store = open_patch_store(path)
+    patches = np.asarray(store._arrays["image"][...])
+    group = zarr.open_group(path, mode="r+")
+    del group["image"]
+    group.create_array("image", data=patches, chunks=(2, 6, 12, 12))  # two patches per chunk, split
+    other = open_patch_store(path)
+    assert other._files["image"] is None
+    for i in range(len(other)):
+        np.testing.assert_array_equal(other[i]["image"], patches[i])
