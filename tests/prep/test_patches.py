@@ -146,3 +146,31 @@ def test_keep_nonbackground_drops_exactly_the_all_zero_patches(rng):
     expected = [bool(labels[o[0] : o[0] + 16, o[1] : o[1] + 16, o[2] : o[2] + 16].any()) for o in origins]
     assert keep.tolist() == expected
     assert np.flatnonzero(keep).tolist() == [0, len(origins) - 1]  # starts 0, 8, 16: each voxel in one patch
+
+
+class _Counting:
+    """A read-on-demand sequence of patches that counts its reads."""
+
+    def __init__(self, patches):
+        self.patches, self.reads = patches, 0
+
+    def __len__(self):
+        return len(self.patches)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.patches[i].copy()
+
+
+@pytest.mark.parametrize("mode", ["first", "mean"])
+def test_reassemble_reads_a_lazy_sequence_one_patch_at_a_time(rng, mode):
+    volume = rng.normal(size=(2, 20, 24, 28)).astype(np.float32)
+    origins = patch_grid(volume.shape[1:], (8, 10, 12), 0.5)
+    patches = np.stack([volume[:, z : z + 8, y : y + 10, x : x + 12] for z, y, x in origins])
+    lazy = _Counting(patches)
+    out = reassemble(lazy, origins, volume.shape[1:], mode=mode)
+    np.testing.assert_allclose(out, reassemble(patches, origins, volume.shape[1:], mode=mode), rtol=1e-6)
+    np.testing.assert_allclose(out, volume, rtol=1e-6)
+    assert lazy.reads <= len(patches) + 1
+    empty = reassemble(patches[:0], origins[:0], (3, 4, 5), fill=7)
+    assert empty.shape == (2, 3, 4, 5) and (empty == 7).all()

@@ -588,14 +588,29 @@ class PatchStore:
         """The volume ``key`` rebuilt from the patches (``(C, Z, Y, X)`` for distances).
 
         Exact where patches cover the volume; voxels in no patch get ``fill``. Builds the whole
-        volume in memory: for stores of volumes that fit.
+        volume in memory (for stores of volumes that fit), reading one patch at a time.
         """
         if key not in self._arrays:
             raise KeyError(f"store {self.path} has no {key!r}; it has {self.keys}")
-        return _reassemble(self._arrays[key][...], self.origins, self.volume_shape, mode=mode, fill=fill)
+        return _reassemble(_LazyPatches(self, key), self.origins, self.volume_shape, mode=mode, fill=fill)
 
     def __repr__(self) -> str:
         return f"PatchStore({str(self.path)!r}, n={len(self)}, keys={self.keys}, patch_size={self.patch_size})"
+
+
+class _LazyPatches:
+    """One array of a store as a read-on-demand sequence of patches."""
+
+    def __init__(self, store: PatchStore, key: str):
+        self.store, self.key = store, key
+        array = store._arrays[key]
+        self.shape, self.dtype = tuple(array.shape), np.dtype(array.dtype)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.store._read(self.key, int(i))
 
 
 def open_patch_store(path: str | os.PathLike) -> PatchStore:

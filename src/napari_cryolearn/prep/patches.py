@@ -195,7 +195,9 @@ def reassemble(
     Parameters
     ----------
     patches:
-        (N, [C,] pz, py, px) patches.
+        (N, [C,] pz, py, px) patches: an array, or any sequence of N equal-shaped arrays read
+        one at a time (``len`` and ``patches[i]``; e.g. a patch store's lazy view), so that only
+        the output volume and one patch are in memory.
     origins:
         (N, 3) origins (z, y, x) in voxels.
     shape:
@@ -213,31 +215,36 @@ def reassemble(
     ([C,] Z, Y, X) volume. With ``mode="first"`` and patches cut from a volume by a grid that
     covers it, the volume is reproduced exactly.
     """
-    patches = np.asarray(patches)
+    if not hasattr(patches, "__getitem__") or not hasattr(patches, "__len__"):
+        patches = np.asarray(patches)
     origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)
     if len(patches) != len(origins):
         raise ValueError(f"{len(patches)} patches but {len(origins)} origins")
+    if mode not in ("first", "mean"):
+        raise ValueError(f"mode must be 'first' or 'mean', got {mode!r}")
     shape = tuple(int(s) for s in shape)
-    sizes = patches.shape[-3:]
-    lead = patches.shape[1:-3]
+    if len(patches) == 0:
+        lead = tuple(getattr(patches, "shape", (0, 0, 0, 0))[1:-3])
+        return np.full((*lead, *shape), fill, dtype=getattr(patches, "dtype", np.float32))
+    first = np.asarray(patches[0])
+    sizes = first.shape[-3:]
+    lead = first.shape[:-3]
     lead_idx = (slice(None),) * len(lead)
     if mode == "first":
-        out = np.full((*lead, *shape), fill, dtype=patches.dtype)
+        out = np.full((*lead, *shape), fill, dtype=first.dtype)
         # Writing in reverse order lets the first patch win without masking.
-        for patch, origin in zip(patches[::-1], origins[::-1]):
-            box = _box(origin, sizes)
-            out[lead_idx + box] = patch
+        for i in range(len(origins) - 1, -1, -1):
+            out[lead_idx + _box(origins[i], sizes)] = patches[i]
         return out
     if mode == "mean":
         total = np.zeros((*lead, *shape), dtype=np.float64)
         count = np.zeros(shape, dtype=np.int64)
-        for patch, origin in zip(patches, origins):
+        for i, origin in enumerate(origins):
             box = _box(origin, sizes)
-            total[lead_idx + box] += patch
+            total[lead_idx + box] += patches[i]
             count[box] += 1
-        out_dtype = np.float64 if patches.dtype == np.float64 else np.float32
+        out_dtype = np.float64 if first.dtype == np.float64 else np.float32
         with np.errstate(invalid="ignore", divide="ignore"):
             out = (total / np.maximum(count, 1)).astype(out_dtype)
         out[lead_idx + (count == 0,)] = fill
-        return out
-    raise ValueError(f"mode must be 'first' or 'mean', got {mode!r}")
+    return out
