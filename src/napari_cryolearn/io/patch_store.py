@@ -40,6 +40,7 @@ __all__ = [
     "PatchReader",
     "PatchStore",
     "PatchStoreWriter",
+    "foreground_patches",
     "labels_dtype_for",
     "open_patch_store",
     "read_patches",
@@ -324,7 +325,8 @@ def read_patches(
             pending.cancel()
 
 
-def _keep(labels: PatchReader, origins: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+def foreground_patches(labels: PatchReader, origins: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """(N,) bool: whether the labels patch at each origin holds any non-zero voxel."""
     return np.array([bool(labels.read(o, sizes).any()) for o in origins], dtype=bool)
 
 
@@ -409,7 +411,7 @@ def write_patch_store(
     if remove_only_background:
         if labels is None:
             raise ValueError("remove_only_background needs labels")
-        origins = origins[_keep(readers["labels"], origins, sizes)]
+        origins = origins[foreground_patches(readers["labels"], origins, sizes)]
     if labels is not None and labels_dtype is None:
         size = np.dtype(labels.dtype).itemsize
         labels_dtype = np.uint8 if size == 1 else np.uint16 if size == 2 else np.uint32
@@ -558,11 +560,14 @@ class PatchStore:
     def __len__(self) -> int:
         return len(self.origins)
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    def _index(self, i: int) -> int:
         n = len(self)
-        if not -n <= i < n:
+        if not -n <= int(i) < n:
             raise IndexError(f"patch {i} out of range for a store of {n} patches")
-        i = int(i) % n
+        return int(i) % n
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        i = self._index(i)
         item = {k: self._read(k, i) for k in self.keys}
         item["origin"] = self.origins[i].copy()
         return item
@@ -575,10 +580,7 @@ class PatchStore:
         """One array of patch ``i``."""
         if key not in self._arrays:
             raise KeyError(f"store {self.path} has no {key!r}; it has {self.keys}")
-        n = len(self)
-        if not -n <= int(i) < n:
-            raise IndexError(f"patch {i} out of range for a store of {n} patches")
-        return self._read(key, int(i) % n)
+        return self._read(key, self._index(i))
 
     def _read(self, key: str, i: int) -> np.ndarray:
         files = self._files[key]

@@ -25,7 +25,13 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.cryosiam_patches import SUBFOLDERS, patch_name, write_cryosiam_patch
 from napari_cryolearn.io.mrc import read_mrc
-from napari_cryolearn.io.patch_store import PatchReader, labels_dtype_for, read_patches, write_patch_store
+from napari_cryolearn.io.patch_store import (
+    PatchReader,
+    foreground_patches,
+    labels_dtype_for,
+    read_patches,
+    write_patch_store,
+)
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
 from napari_cryolearn.prep.distance_job import _require, _strip_extension, cryosiam_files, read_distance_maps, scan_labels
 from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, grid_steps, patch_grid
@@ -199,7 +205,7 @@ def _validate(config: PatchesConfig) -> dict[str, Any]:
     if config.remove_only_background:
         assert labels is not None
         with PatchReader(labels) as reader:
-            keep = np.array([bool(reader.read(o, config.patch_size).any()) for o in origins], dtype=bool)
+            keep = foreground_patches(reader, origins, config.patch_size)
         if not keep.any():
             raise InputError(
                 "every patch is background (all labels 0): nothing to write",
