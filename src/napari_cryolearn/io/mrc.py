@@ -379,6 +379,22 @@ def read_mrc(path: str | os.PathLike, mmap: bool = True) -> Volume:
     )
 
 
+def read_mrc_3d(
+    path: str | os.PathLike, *, field: str = "input", what: str = "volume", dtype_error: str = "expected real values"
+) -> Volume:
+    """:func:`read_mrc` (memory-mapped) of a volume that must be 3D and real-valued.
+
+    Raises :class:`InputError` naming ``path`` and ``field``: "expected a 3D ``what``" for any
+    other number of axes, "``dtype_error``, got dtype ..." for complex data (MRC mode 3/4).
+    """
+    vol = read_mrc(path, mmap=True)
+    if vol.data.ndim != 3:
+        raise InputError(f"expected a 3D {what}, got shape {vol.data.shape}", path=path, field=field)
+    if vol.data.dtype.kind not in "biuf":
+        raise InputError(f"{dtype_error}, got dtype {vol.data.dtype}", path=path, field=field)
+    return vol
+
+
 @contextlib.contextmanager
 def create_mrc(
     path: str | os.PathLike,

@@ -26,7 +26,7 @@ from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.io.mrc import create_mrc, read_mrc
+from napari_cryolearn.io.mrc import create_mrc, read_mrc_3d
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, sidecar_path, write_sidecar
 from napari_cryolearn.prep.filtering import (
     apply_label_mapping,
@@ -177,12 +177,8 @@ def filter_labels_job(
         uint16, output equal to the input or existing without ``overwrite``.
     """
     cfg = config
-    vol = read_mrc(cfg.input, mmap=True)
+    vol = read_mrc_3d(cfg.input, what="label volume", dtype_error="labels must be integers")
     data = vol.data
-    if data.ndim != 3:
-        raise InputError(f"expected a 3D label volume, got shape {data.shape}", path=cfg.input, field="input")
-    if data.dtype.kind not in "biuf":
-        raise InputError(f"labels must be integers, got dtype {data.dtype}", path=cfg.input, field="input")
     mapping = label_mapping(cfg.keep, binary=cfg.binary, renumber=cfg.renumber)
     top = max(mapping.values())
     if top > np.iinfo(np.uint16).max:

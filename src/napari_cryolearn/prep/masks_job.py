@@ -24,7 +24,7 @@ from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.io.mrc import create_mrc, read_mrc
+from napari_cryolearn.io.mrc import create_mrc, read_mrc, read_mrc_3d
 from napari_cryolearn.io.star import check_in_bounds, read_star
 from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.prep.filter_job import cryosiam_configs
@@ -274,12 +274,8 @@ def mask_from_threshold_job(
         existing without ``overwrite``.
     """
     cfg = config
-    vol = read_mrc(cfg.input, mmap=True)
+    vol = read_mrc_3d(cfg.input, what="map")
     data = vol.data
-    if data.ndim != 3:
-        raise InputError(f"expected a 3D map, got shape {data.shape}", path=cfg.input, field="input")
-    if data.dtype.kind not in "biuf":
-        raise InputError(f"expected real values, got dtype {data.dtype}", path=cfg.input, field="input")
     try:
         check_mask_params(cfg.threshold, cfg.min_size, cfg.label_value)
     except InputError as err:

@@ -24,7 +24,7 @@ from napari_cryolearn.engine.jobs import check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.cryosiam_patches import SUBFOLDERS, patch_name, write_cryosiam_patch
-from napari_cryolearn.io.mrc import read_mrc
+from napari_cryolearn.io.mrc import read_mrc, read_mrc_3d
 from napari_cryolearn.io.patch_store import (
     PatchReader,
     foreground_patches,
@@ -166,11 +166,7 @@ def _check_output_path(config: PatchesConfig) -> None:
 
 
 def _validate(config: PatchesConfig) -> dict[str, Any]:
-    image = read_mrc(config.image, mmap=True)
-    if image.data.ndim != 3:
-        raise InputError(f"expected a 3D tomogram, got shape {image.data.shape}", path=config.image, field="image")
-    if image.data.dtype.kind not in "biuf":
-        raise InputError(f"expected real values, got dtype {image.data.dtype}", path=config.image, field="image")
+    image = read_mrc_3d(config.image, field="image", what="tomogram")
     _check_output_path(config)
     shape = tuple(int(s) for s in image.data.shape)
     if any(p > s for p, s in zip(config.patch_size, shape)):

@@ -24,7 +24,7 @@ from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.io.mrc import create_mrc, read_mrc
+from napari_cryolearn.io.mrc import create_mrc, read_mrc_3d
 from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.prep.filter_job import cryosiam_configs
 from napari_cryolearn.prep.scaling import (
@@ -155,12 +155,8 @@ def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Pr
         input or existing without ``overwrite``.
     """
     cfg = config
-    vol = read_mrc(cfg.input, mmap=True)
+    vol = read_mrc_3d(cfg.input)
     data = vol.data
-    if data.ndim != 3:
-        raise InputError(f"expected a 3D volume, got shape {data.shape}", path=cfg.input, field="input")
-    if data.dtype.kind not in "biuf":
-        raise InputError(f"expected real values, got dtype {data.dtype}", path=cfg.input, field="input")
     check_output(cfg.input, cfg.output, cfg.overwrite)
 
     threads = default_threads()

@@ -126,18 +126,14 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
     or the device does not exist. NaN or infinite values are found window by window: the
     error then comes during the run, and the outputs begun are removed.
     """
-    from napari_cryolearn.io import create_mrc, read_mrc
+    from napari_cryolearn.io.mrc import create_mrc, read_mrc_3d
     from napari_cryolearn.io.sidecar import write_sidecar
 
     device = torch_device(config.device)
     _check_path(config.output, "output", config.overwrite, (".mrc", ".rec", ".map"))
     _check_path(config.probabilities, "probabilities", config.overwrite, (".npy", ".mrc"))
     _check_path(config.distances, "distances", config.overwrite, (".npy", ".mrc"))
-    vol = read_mrc(config.input, mmap=True)
-    if vol.data.ndim != 3:
-        raise InputError(f"expected a 3D tomogram, got shape {vol.data.shape}", path=config.input)
-    if vol.data.dtype.kind not in "biuf":
-        raise InputError(f"expected real values, got dtype {vol.data.dtype}", path=config.input, field="input")
+    vol = read_mrc_3d(config.input, what="tomogram")
     model = load_model(config.model, device)
     div = model.net.size_divisor
     window = tuple(config.window or model.patch_shape or DEFAULT_WINDOW)
