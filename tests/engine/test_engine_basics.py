@@ -50,12 +50,13 @@ def test_atomic_dir_replaces_folder_whole(tmp_path):
     target = tmp_path / "store.zarr"
     target.mkdir()
     (target / "old").write_text("1")
-    with atomic_dir(target) as tmp:
+    ours = {"overwrite": True, "replaceable": lambda p: True}
+    with atomic_dir(target, **ours) as tmp:
         (tmp / "new").write_text("2")
     assert sorted(os.listdir(target)) == ["new"]
     assert sorted(os.listdir(tmp_path)) == ["store.zarr"]
     with pytest.raises(ValueError):
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, **ours) as tmp:
             (tmp / "partial").write_text("3")
             raise ValueError
     assert sorted(os.listdir(target)) == ["new"]

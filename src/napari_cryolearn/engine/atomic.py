@@ -10,7 +10,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -43,27 +44,31 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
 
 
 @contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_dir(
+    target: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    replaceable: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
     """Like :func:`atomic_path` for a folder (a zarr store, a checkpoint folder).
 
-    The yielded temporary folder exists and is empty. On success an existing ``target`` is
-    replaced: it is moved aside first, so a crash between the two renames leaves either the
-    old or the new folder under a recognisable name, never a mixture. A file at ``target`` is
-    never replaced (``FileExistsError``).
+    The yielded temporary folder exists and is empty. An existing ``target`` is replaced only
+    when ``overwrite`` is true **and** ``replaceable(target)`` says the folder is one this
+    project wrote (e.g. a patch store holding nothing but its own arrays); any other existing
+    folder is refused with ``FileExistsError`` before anything is written, and checked again
+    just before it is replaced. A folder we did not write is never removed. On success the old
+    folder is moved aside under a unique name first, so a crash between the two renames leaves
+    either the old or the new folder, never a mixture. A file at ``target`` is never replaced.
     """
     target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target}: exists and is not a folder")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target}: exists (pass overwrite to replace it)")
+    _check_replaceable_dir(target, overwrite, replaceable)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         yield tmp_path
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
+        if target.exists() or target.is_symlink():
+            _check_replaceable_dir(target, overwrite, replaceable)
+            old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.old")
             os.replace(target, old)
             os.replace(tmp_path, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -72,3 +77,17 @@ def atomic_dir(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     except BaseException:
         shutil.rmtree(tmp_path, ignore_errors=True)
         raise
+
+
+def _check_replaceable_dir(target: Path, overwrite: bool, replaceable: Callable[[Path], bool] | None) -> None:
+    if not (target.exists() or target.is_symlink()):
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise FileExistsError(f"{target}: exists and is not a folder")
+    if not overwrite:
+        raise FileExistsError(f"{target}: exists (pass overwrite to replace it)")
+    if replaceable is None or not replaceable(target):
+        raise FileExistsError(
+            f"{target}: is a folder that napari-cryolearn did not write (or that holds other files);"
+            " it is never replaced: choose a new name"
+        )

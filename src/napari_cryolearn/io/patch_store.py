@@ -16,6 +16,7 @@ A store is written into a temporary folder and renamed when complete
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ __all__ = [
     "PatchStore",
     "PatchStoreWriter",
     "foreground_patches",
+    "is_patch_store",
     "labels_dtype_for",
     "open_patch_store",
     "read_patches",
@@ -50,6 +52,9 @@ __all__ = [
 FORMAT = "napari-cryolearn patch store"
 FORMAT_VERSION = 1
 KEYS = ("image", "labels", "distances")
+
+#: What a store folder holds: its group metadata and one folder per array.
+_STORE_ENTRIES = {"zarr.json", "origins", *KEYS}
 
 _DEFAULT_COMPRESSORS = {"image": None, "labels": "blosc-lz4", "distances": "blosc-lz4"}
 
@@ -65,6 +70,26 @@ def _codecs(compressor: str | None):
     if compressor == "zstd":
         return [ZstdCodec(level=1)], numcodecs.Zstd(level=1)
     raise ValueError(f"compressor must be 'blosc-lz4', 'zstd' or None, got {compressor!r}")
+
+
+def is_patch_store(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder that holds a patch store we wrote and nothing else.
+
+    This is the test a writer applies before it replaces a folder: the group metadata must
+    name our format, and the folder may hold only the store's own entries (a store into which
+    a user copied other files is not replaced, since replacing it would delete them).
+    """
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+        entries = {e.name for e in path.iterdir()}
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or not isinstance(meta.get("attributes"), dict):
+        return False
+    return meta["attributes"].get("format") == FORMAT and entries <= _STORE_ENTRIES
 
 
 def labels_dtype_for(max_label: int) -> np.dtype:
@@ -112,7 +137,9 @@ class PatchStoreWriter:
         dict by array name. (Measured: noisy tomogram patches shrink by only ~6 % under
         Blosc-LZ4 and zstd, at 2-4x the write time; labels shrink 10-100x.)
     overwrite:
-        Replace an existing store (else ``FileExistsError`` before anything is written).
+        Replace an existing store (else ``FileExistsError`` before anything is written). Only a
+        folder that :func:`is_patch_store` recognises is ever replaced; any other existing
+        folder is refused (``FileExistsError``), whatever ``overwrite`` says.
     """
 
     def __init__(
@@ -128,7 +155,7 @@ class PatchStoreWriter:
         distance_channels: int | None = None,
         attrs: dict[str, Any] | None = None,
         compressor: str | None | dict[str, str | None] = "auto",
-        overwrite: bool = True,
+        overwrite: bool = False,
     ):
         self.path = Path(path)
         self.origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)
@@ -158,7 +185,7 @@ class PatchStoreWriter:
 
     def __enter__(self) -> PatchStoreWriter:
         stack = ExitStack()
-        tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite))
+        tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite, replaceable=is_patch_store))
         try:
             group = zarr.open_group(tmp, mode="w", zarr_format=3)
             n = len(self.origins)
@@ -345,7 +372,7 @@ def write_patch_store(
     labels_dtype: np.dtype | type | None = None,
     attrs: dict[str, Any] | None = None,
     compressor: str | None | dict[str, str | None] = "auto",
-    overwrite: bool = True,
+    overwrite: bool = False,
 ) -> Generator[tuple[int, int], None, Path]:
     """Cut ``image`` (and ``labels``, ``distances``) into patches and store them; a generator.
 

@@ -28,6 +28,7 @@ from napari_cryolearn.io.mrc import read_mrc, read_mrc_3d
 from napari_cryolearn.io.patch_store import (
     PatchReader,
     foreground_patches,
+    is_patch_store,
     labels_dtype_for,
     read_patches,
     write_patch_store,
@@ -70,7 +71,9 @@ class PatchesConfig(Config):
         Tomogram name in CryoSiam file names and the store's attributes; default: the image's
         file name without extension.
     overwrite:
-        Replace existing outputs.
+        Replace existing outputs: with ``format="zarr"``, a patch store this project wrote (any
+        other existing folder is refused, never replaced); with ``format="cryosiam"``, the
+        patch files of this tomogram (the folder's other files are left alone).
     """
 
     image: Path
@@ -83,7 +86,7 @@ class PatchesConfig(Config):
     grid: Literal["cover", "cryosiam"] = "cover"
     format: Literal["zarr", "cryosiam"] = "zarr"
     name: str | None = None
-    overwrite: bool = True
+    overwrite: bool = False
 
     @field_validator("patch_size", mode="before")
     @classmethod
@@ -153,16 +156,32 @@ class PatchesConfig(Config):
 
 
 def _check_output_path(config: PatchesConfig) -> None:
-    """The output is a folder: refuse a path that is one of the inputs or an existing file
-    (replacing a folder would otherwise move that file aside)."""
+    """The output is a folder. Refuse a path that is one of the inputs, holds one of them, or
+    is an existing file; with ``format="zarr"`` refuse an existing folder that is not a patch
+    store we wrote (it is never replaced, ``overwrite`` or not) and an existing store without
+    ``overwrite``."""
     out = Path(config.output).resolve()
     for field, given in (("image", config.image), ("labels", config.labels), ("distances", config.distances)):
-        if given is not None and out == Path(given).resolve():
+        if given is None:
+            continue
+        inp = Path(given).resolve()
+        if out == inp:
             raise InputError(f"the output would replace the {field} input; choose another name",
                              path=config.output, field="output")
+        if config.format == "zarr" and out in inp.parents:
+            raise InputError(f"the {field} input {given} is inside this folder, which the store would replace;"
+                             " choose a new folder name", path=config.output, field="output")
     if out.exists() and not out.is_dir():
         raise InputError("is a file; expected a folder name (the patch store or patches folder)",
                          path=config.output, field="output")
+    if config.format == "zarr" and out.exists():
+        if not is_patch_store(out):
+            raise InputError("is an existing folder that is not a patch store written by napari-cryolearn;"
+                             " it is never replaced: choose a new name (e.g. <name>.zarr)",
+                             path=config.output, field="output")
+        if not config.overwrite:
+            raise InputError("a patch store exists here (set overwrite to replace it)",
+                             path=config.output, field="output")
 
 
 def _validate(config: PatchesConfig) -> dict[str, Any]:
@@ -217,8 +236,6 @@ def _validate(config: PatchesConfig) -> dict[str, Any]:
                 target = config.output / sub / f"{patch_name(name, origin)}{suffix}"
                 if given and target.exists():
                     raise InputError("exists (set overwrite to replace it)", path=target, field="output")
-    if config.format == "zarr" and config.output.exists() and not config.overwrite:
-        raise InputError("exists (set overwrite to replace it)", path=config.output, field="output")
     return {
         "image": image,
         "labels": labels,
@@ -277,6 +294,8 @@ def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generato
                 yield Progress(done, n, f"patch {done}/{n}", stage=STAGE)
         except ValueError as err:  # NaN found in a patch: the partial store is already removed
             raise InputError(str(err), path=config.image, field="image") from None
+        except FileExistsError as err:  # the folder appeared or changed since it was checked
+            raise InputError(str(err).removeprefix(f"{config.output}: "), path=config.output, field="output") from None
         finally:
             writer.close()
         return config.output
