@@ -106,14 +106,21 @@ def run_demo(
     quick: bool = False,
     before: Callable[[Stage, Any], None] | None = None,
     after: Callable[[Stage, Any, Any], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Run every registered stage that has a demo, in pipeline order, inside ``outdir``.
 
     ``quick`` makes a smoke run (small volume, one epoch). ``before(stage, config)`` and
-    ``after(stage, config, result)`` are called around each stage (for checks). Returns the
-    paths the stages wrote, by role ("tomogram", "scaled", "model", ...).
+    ``after(stage, config, result)`` are called around each stage (for checks). A folder that
+    is not empty is refused unless ``overwrite`` (then each stage replaces its own outputs).
+    Returns the paths the stages wrote, by role ("tomogram", "scaled", "model", ...).
     """
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError("is a file; expected a folder for the demo", path=outdir, field="outdir")
+    if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
+        raise InputError("is not empty; choose a new folder or pass --overwrite to run the demo again in it",
+                         path=outdir, field="outdir")
     outputs: dict[str, Path] = {}
     for stage in stages():
         build = stage.demo_function()
@@ -122,6 +129,8 @@ def run_demo(
         config = build(outputs, outdir, quick)
         if config is None:
             continue
+        if overwrite and "overwrite" in type(config).model_fields:
+            config = config.model_copy(update={"overwrite": True})
         print(f"== {stage.name}: {stage.summary}", flush=True)
         if before is not None:
             before(stage, config)
@@ -138,7 +147,7 @@ def run_demo(
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    outputs = run_demo(args.outdir, quiet=args.quiet, quick=args.quick)
+    outputs = run_demo(args.outdir, quiet=args.quiet, quick=args.quick, overwrite=args.overwrite)
     volumes = list(dict.fromkeys(str(p) for p in outputs.values() if p.suffix in {".mrc", ".star"}))
     print()
     print("Done. Open the volumes, masks, predictions and picks together in napari:")
@@ -169,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="generate the sample data and run every stage on it")
     demo.add_argument("outdir", type=Path, help="folder for all outputs")
     demo.add_argument("--quick", action="store_true", help="a smoke run: small volume, one training epoch")
+    demo.add_argument("--overwrite", action="store_true", help="run again in a folder that holds an earlier demo")
     demo.set_defaults(handler=_demo_command)
     listing = commands.add_parser("stages", help="list the stages")
     listing.set_defaults(handler=_stages_command)

@@ -276,7 +276,10 @@ def test_read_write_read_does_not_apply_origins_twice(tmp_path):
 def test_2d_write_round_trip(tmp_path):
     path = write_star(tmp_path / "2d.star", np.array([[5.0, 6.0], [7.0, 8.0]]))
     assert "_rlnCoordinateZ" not in path.read_text()
-    np.testing.assert_array_equal(read_star(path).coords, [[0.0, 5.0, 6.0], [0.0, 7.0, 8.0]])
+    with pytest.warns(UserWarning, match="z is taken as 0"):
+        points = read_star(path)
+    np.testing.assert_array_equal(points.coords, [[0.0, 5.0, 6.0], [0.0, 7.0, 8.0]])
+    assert not points.has_z
 
 
 def test_empty_table_round_trip(tmp_path):

@@ -317,7 +317,7 @@ def test_threshold_job_equals_the_operation_across_slabs(tmp_path, rng):
     path = write_mrc(tmp_path / "map.mrc", d, voxel_size=VOXEL)
     for min_size, above in ((0, True), (15, True), (15, False)):
         cfg = MaskFromThresholdConfig(input=path, output=tmp_path / "t.mrc", threshold=t, above=above,
-                                      min_size=min_size, chunk_mb=0.01)
+                                      min_size=min_size, chunk_mb=0.01, overwrite=True)
         vol = read_mrc(run_job(mask_from_threshold_job(cfg)))
         np.testing.assert_array_equal(vol.data, threshold_mask(d, t, min_size=min_size, above=above))
         assert vol.voxel_size == pytest.approx(VOXEL)

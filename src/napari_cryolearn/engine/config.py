@@ -23,7 +23,7 @@ C = TypeVar("C", bound="Config")
 class Config(BaseModel):
     """Base of all stage configs: validated on assignment, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any], source: str | os.PathLike | None = None) -> C:
@@ -54,16 +54,105 @@ class Config(BaseModel):
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+    """Read a YAML mapping of text keys; :class:`InputError` naming the file for anything else.
+
+    Refused, before YAML parses anything: a missing path ("config file not found"), a folder or
+    other non-file, a file that cannot be read (permission denied), one larger than
+    ``_YAML_MAX_BYTES`` (a data file given as a config), one that is not UTF-8 text or holds
+    characters YAML does not allow ("not a text YAML file"). Then: invalid YAML; a top level that
+    is not a mapping; a key that is not text at any level (``1:``, ``yes:``, ``null:``), named
+    with where it is; nesting deeper than ``_YAML_MAX_DEPTH``; a node that contains itself, or
+    aliases that expand to more than ``_YAML_MAX_VALUES`` values. An empty file is ``{}``.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError("config file not found", path=path)
+    if not path.is_file():
+        raise InputError("not a file (a YAML config file is expected)", path=path)
     try:
-        data = yaml.safe_load(path.read_text())
+        with open(path, "rb") as fh:
+            raw = fh.read(_YAML_MAX_BYTES + 1)
+    except OSError as err:
+        raise InputError(f"cannot be read: {(err.strerror or str(err)).lower()}", path=path) from None
+    if len(raw) > _YAML_MAX_BYTES:
+        raise InputError(
+            f"not a text YAML file: larger than {_YAML_MAX_BYTES // 2**20} MiB (a data file given as the config?)",
+            path=path,
+        )
+    text = _yaml_text(raw, path)
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise InputError(f"not valid YAML ({err})", path=path) from None
+    except RecursionError:
+        raise InputError(f"not a usable config: nested more than {_YAML_MAX_DEPTH} levels deep", path=path) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise InputError(f"expected a mapping at the top level, got {type(data).__name__}", path=path)
+    _check_yaml_tree(data, "", {}, set(), path)
     return data
+
+
+#: Limits of :func:`read_yaml`; configs are a few KiB, nest a few levels and hold hundreds of values.
+_YAML_MAX_BYTES = 16 * 2**20
+_YAML_MAX_DEPTH = 100
+_YAML_MAX_VALUES = 1_000_000
+
+
+def _yaml_text(raw: bytes, path: Path) -> str:
+    """``raw`` as text (UTF-8, a BOM allowed); :class:`InputError` "not a text YAML file" for
+    bytes that are not UTF-8 or characters YAML does not allow (NUL and other controls)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"not a text YAML file: byte {err.start} (0x{raw[err.start]:02x}) is not UTF-8 text", path=path
+        ) from None
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise InputError(
+            f"not a text YAML file: character U+{ord(bad.group()):04X} on line {line} is not allowed in YAML",
+            path=path,
+        )
+    return text
+
+
+def _check_yaml_tree(node: Any, where: str, sizes: dict[int, int], open_: set[int], path: Path) -> int:
+    """Check the keys and shape of loaded YAML; returns the number of values under ``node``.
+
+    ``where`` is the dotted key path of ``node``; ``sizes`` caches the count of each container
+    already checked (YAML aliases share them, so each is walked once); ``open_`` holds the
+    containers on the current branch, which catches a node inside itself and bounds the depth.
+    """
+    if not isinstance(node, (dict, list)):
+        return 1
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    here = where or "the top level"
+    if key in open_:
+        raise InputError(f"{here} contains itself (a YAML alias inside its own anchor)", path=path)
+    if len(open_) >= _YAML_MAX_DEPTH:
+        raise InputError(f"not a usable config: nested more than {_YAML_MAX_DEPTH} levels deep at {here}", path=path)
+    open_.add(key)
+    total = 1
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for k, value in items:
+        if isinstance(node, dict) and not isinstance(k, str):
+            hint = (
+                " (YAML reads yes/no/on/off/true/false as booleans, ~ and null as nothing; quote the key)"
+                if k is None or isinstance(k, bool)
+                else " (quote it)"
+            )
+            raise InputError(f"key {k!r} ({type(k).__name__}) in {here} is not text{hint}", path=path)
+        total += _check_yaml_tree(value, f"{where}.{k}" if where else str(k), sizes, open_, path)
+        if total > _YAML_MAX_VALUES:
+            raise InputError(
+                f"not a usable config: {here} holds more than {_YAML_MAX_VALUES} values (aliases expanding?)",
+                path=path,
+            )
+    open_.discard(key)
+    sizes[key] = total
+    return total

@@ -22,3 +22,20 @@ class InputError(ValueError):
             parts.append(field)
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class OutputError(InputError):
+    """An output could not be written: no space left, no permission, a read-only or missing
+    folder, another run writing the same output. Nothing partial is left behind.
+
+    A subclass of :class:`InputError`, so that every caller that reports bad input (the CLI's
+    exit code 2, a widget's message) reports this the same way.
+    """
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output exists and may not be replaced (no overwrite, or a folder we did not write).
+
+    Both an :class:`OutputError` (the CLI's exit code 2, a widget's message) and a
+    ``FileExistsError`` (what Python callers of the atomic writers catch).
+    """

@@ -35,10 +35,14 @@ everything else with three axes as a volume (space group 1).
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import math
 import os
 import re
+import stat
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +50,10 @@ from pathlib import Path
 import mrcfile
 import mrcfile.utils
 import numpy as np
+from mrcfile.dtypes import HEADER_DTYPE
 
 from napari_cryolearn import __version__
-from napari_cryolearn.engine.atomic import atomic_path
+from napari_cryolearn.engine.atomic import atomic_path, reserve_space
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io.pages import release_pages
 
@@ -234,12 +239,81 @@ class _Header:
     voxel_size: tuple[float, float, float]
     origin: tuple[float, float, float]
     compressed: bool
+    #: bytes of the file as stored (compressed size for .gz / .bz2)
+    file_size: int
 
 
-def _is_compressed(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        magic = fh.read(3)
-    return magic[:2] == b"\x1f\x8b" or magic == b"BZh"
+#: Bytes read at a time from a compressed file.
+_READ_CHUNK = 1024**2
+
+
+def _why(err: Exception) -> str:
+    """An OSError in words ("permission denied"), without the path the message names already."""
+    return str(getattr(err, "strerror", None) or err or type(err).__name__).lower()
+
+
+#: Kinds of files that are not regular files, as :func:`check_readable` names them.
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_readable(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path` when it is an existing regular file this process may
+    read; else :class:`InputError` saying why.
+
+    "file not found"; "is a folder, not a file"; "not a regular file (a FIFO ...)" for FIFOs,
+    sockets and devices (reading one could block or never end, so it is not opened);
+    "cannot be read: permission denied" (or the system's reason) when opening it fails.
+    Nothing is read.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputError("file not found", path) from None
+    except OSError as err:
+        raise InputError(f"cannot be read: {_why(err)}", path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is a folder, not a file", path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _SPECIAL_FILES if test(st.st_mode)), "a special file")
+        raise InputError(f"not a regular file ({kind}); it cannot be read as a file", path)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise InputError(f"cannot be read: {_why(err)}", path) from None
+    return path
+
+
+def _open_stream(path: Path, magic: bytes):
+    """A binary stream of the file's content: decompressed for gzip (``\\x1f\\x8b``) and bzip2
+    (``BZh``) files, the file itself otherwise."""
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    if magic[:3] == b"BZh":
+        return bz2.open(path, "rb")
+    return open(path, "rb")
+
+
+def _read_upto(stream, n: int) -> bytearray:
+    """At most ``n`` bytes from ``stream``, fewer only at its end; memory grows with what the
+    stream really holds, never with ``n`` alone (a damaged header may ask for petabytes)."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = stream.read(min(_READ_CHUNK, n - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+#: What reading a damaged gzip or bzip2 stream may raise.
+_STREAM_ERRORS = (OSError, EOFError, zlib.error, ValueError)
 
 
 def _byte_order(header) -> str:
@@ -260,19 +334,50 @@ def _imod_flags(header) -> int | None:
     return int(np.frombuffer(extra[_EXTRA2_IMOD + 4 : _EXTRA2_IMOD + 8], dtype=f"{order}i4")[0])
 
 
-def _read_header(path: str | os.PathLike) -> _Header:
-    """Read and check an MRC header; :class:`InputError` for anything we cannot use."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if not path.is_file():
-        raise InputError("not a file", path)
+def _parse_header(raw: bytes, path: Path):
+    """The 1024 header bytes as mrcfile's header record, in the file's byte order.
+
+    The checks of ``mrcfile.open(..., permissive=False)``: the ``MAP`` stamp and a known machine
+    stamp. Parsed here rather than by mrcfile, which allocates the extended header (up to 2 GiB,
+    from the header's word) before it knows the file holds it.
+    """
+    damaged = "not an MRC file, or its header is damaged"
+    if len(raw) < _HEADER_BYTES:
+        raise InputError(f"not an MRC file: {len(raw)} bytes, shorter than the {_HEADER_BYTES}-byte header", path)
+    header = np.frombuffer(raw[:_HEADER_BYTES], dtype=HEADER_DTYPE).reshape(()).copy().view(np.recarray)
+    if bytes(header.map)[:3] != b"MAP":
+        raise InputError(f"{damaged} (no 'MAP' stamp at byte 208)", path)
     try:
-        compressed = _is_compressed(path)
-        with mrcfile.open(path, mode="r", permissive=False, header_only=True) as mrc:
-            header = mrc.header.copy()
-    except (ValueError, OSError, EOFError) as err:
-        raise InputError(f"not an MRC file, or its header is damaged ({err})", path) from None
+        order = mrcfile.utils.byte_order_from_machine_stamp(header.machst)
+    except ValueError as err:
+        raise InputError(f"{damaged} ({err})", path) from None
+    header.dtype = header.dtype.newbyteorder(order)
+    return header
+
+
+def _read_header(path: str | os.PathLike) -> _Header:
+    """Read and check an MRC header; :class:`InputError` for anything we cannot use.
+
+    Checks, before any data is touched: the file is readable (:func:`check_readable`), its
+    header is an MRC header, the dimensions are > 0, the mode is known, and, for uncompressed
+    files, that the extended header fits in the file (the data size is checked by the readers).
+    """
+    path = check_readable(path)
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(3)
+            file_size = os.fstat(fh.fileno()).st_size
+    except OSError as err:
+        raise InputError(f"cannot be read: {_why(err)}", path) from None
+    compressed = magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh"
+    try:
+        with _open_stream(path, magic) as stream:
+            raw = _read_upto(stream, _HEADER_BYTES)
+    except _STREAM_ERRORS as err:
+        if not compressed:
+            raise InputError(f"cannot be read: {_why(err)}", path) from None
+        raise InputError(f"damaged compressed file ({type(err).__name__}: {err})", path) from None
+    header = _parse_header(raw, path)
 
     nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
     if min(nx, ny, nz) <= 0:
@@ -286,9 +391,18 @@ def _read_header(path: str | os.PathLike) -> _Header:
     flags = _imod_flags(header)
     if int(header.mode) == 0 and flags is not None and not flags & _IMOD_SIGNED_BYTES:
         dtype = np.dtype(np.uint8)
-    shape = tuple(int(s) for s in mrcfile.utils.data_shape_from_header(header))
-    if len(shape) == 4:
+    if mrcfile.utils.spacegroup_is_volume_stack(header.ispg):
         raise InputError(f"volume stacks (space group {int(header.ispg)}) are not supported", path, "ispg")
+    shape = tuple(int(s) for s in mrcfile.utils.data_shape_from_header(header))
+    nsymbt = int(header.nsymbt)
+    if nsymbt < 0:
+        raise InputError(f"not a usable MRC file: extended header size nsymbt={nsymbt} < 0", path, "header")
+    data_offset = _HEADER_BYTES + nsymbt
+    if not compressed and data_offset > file_size:
+        raise InputError(
+            f"truncated: header says {nsymbt} bytes of extended header, file has {file_size - _HEADER_BYTES}",
+            path,
+        )
 
     mx, my, mz = int(header.mx), int(header.my), int(header.mz)
     cella = (float(header.cella.z), float(header.cella.y), float(header.cella.x))
@@ -303,11 +417,42 @@ def _read_header(path: str | os.PathLike) -> _Header:
     return _Header(
         shape=shape,
         dtype=dtype,
-        data_offset=_HEADER_BYTES + int(header.nsymbt),
+        data_offset=data_offset,
         voxel_size=tuple(voxel),
         origin=tuple(origin),
         compressed=compressed,
+        file_size=file_size,
     )
+
+
+def _truncated(head: _Header, n_bytes: int, available: int, path: Path) -> InputError:
+    dims = "x".join(str(s) for s in head.shape)
+    return InputError(
+        f"truncated: header says {dims} {head.dtype.newbyteorder('=')} = {n_bytes} bytes "
+        f"of data, file has {max(available, 0)}",
+        path,
+    )
+
+
+def _read_compressed(path: Path, head: _Header) -> np.ndarray:
+    """The data of a gzip or bzip2 MRC file, in memory, native byte order.
+
+    Reads no more than the header asks for and no more than the stream holds, so a damaged
+    header cannot make it allocate more than the file decompresses to.
+    """
+    n_bytes = math.prod(head.shape) * head.dtype.itemsize
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(3)
+        with _open_stream(path, magic) as stream:
+            raw = _read_upto(stream, head.data_offset + n_bytes)
+    except _STREAM_ERRORS as err:
+        raise InputError(f"damaged compressed file ({type(err).__name__}: {err})", path) from None
+    available = len(raw) - head.data_offset
+    if available < n_bytes:
+        raise _truncated(head, n_bytes, available, path)
+    data = np.frombuffer(raw, dtype=head.dtype, count=math.prod(head.shape), offset=head.data_offset)
+    return data.reshape(head.shape).astype(head.dtype.newbyteorder("="), copy=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,32 +489,30 @@ def read_mrc(path: str | os.PathLike, mmap: bool = True) -> Volume:
     Raises
     ------
     InputError
-        Missing file, not an MRC file, unsupported mode, or a file shorter than its header says.
+        Missing file; a folder, FIFO or device (not opened); a file that cannot be read
+        (permission denied); not an MRC file; unsupported mode or volume stack; a damaged gzip or
+        bzip2 stream; or a file shorter than its header says (checked against the file's length
+        before anything is allocated, so a damaged header cannot ask for petabytes).
     """
     path = Path(path)
     head = _read_header(path)
     if head.compressed:
-        try:
-            with mrcfile.open(path, mode="r", permissive=False) as mrc:
-                data = np.array(mrc.data).view(head.dtype.newbyteorder(mrc.data.dtype.byteorder))
-        except (ValueError, OSError, EOFError) as err:
-            raise InputError(f"cannot read compressed MRC data: {err}", path) from None
-        data = data.astype(data.dtype.newbyteorder("="), copy=False)
+        data = _read_compressed(path, head)
     else:
         n_bytes = math.prod(head.shape) * head.dtype.itemsize
-        available = path.stat().st_size - head.data_offset
+        available = head.file_size - head.data_offset
         if available < n_bytes:
-            dims = "x".join(str(s) for s in head.shape)
-            raise InputError(
-                f"truncated: header says {dims} {head.dtype.newbyteorder('=')} = {n_bytes} bytes "
-                f"of data, file has {max(available, 0)}",
-                path,
-            )
-        if mmap:
-            data = np.memmap(path, dtype=head.dtype, mode="r", offset=head.data_offset, shape=head.shape)
-        else:
-            data = np.fromfile(path, dtype=head.dtype, count=math.prod(head.shape), offset=head.data_offset)
-            data = data.reshape(head.shape).astype(head.dtype.newbyteorder("="), copy=False)
+            raise _truncated(head, n_bytes, available, path)
+        try:
+            if mmap:
+                data = np.memmap(path, dtype=head.dtype, mode="r", offset=head.data_offset, shape=head.shape)
+            else:
+                data = np.fromfile(path, dtype=head.dtype, count=math.prod(head.shape), offset=head.data_offset)
+                data = data.reshape(head.shape).astype(head.dtype.newbyteorder("="), copy=False)
+        except OSError as err:
+            raise InputError(f"cannot be read: {_why(err)}", path) from None
+        except ValueError as err:  # the file shrank after its size was checked
+            raise InputError(f"cannot map the data ({err})", path) from None
     return Volume(
         data=data,
         voxel_size=head.voxel_size,
@@ -403,6 +546,7 @@ def create_mrc(
     voxel_size=(1.0, 1.0, 1.0),
     origin=(0.0, 0.0, 0.0),
     overwrite: bool = True,
+    clean_stale: bool = True,
 ) -> Iterator[np.memmap]:
     """Create an MRC file and yield its data block as a writable ``np.memmap``, for writing
     volumes larger than memory piece by piece.
@@ -427,6 +571,9 @@ def create_mrc(
         Angstrom, (z, y, x).
     overwrite
         False: refuse (``InputError``) when ``path`` exists.
+    clean_stale
+        Remove temporaries that interrupted writes of ``path`` left (see
+        :func:`~napari_cryolearn.engine.atomic.atomic_path`).
 
     Raises
     ------
@@ -448,9 +595,10 @@ def create_mrc(
         raise InputError("exists (pass overwrite=True to replace it)", path)
     mode = 0 if store == np.uint8 else mrcfile.utils.mode_from_dtype(store)
 
-    with atomic_path(path, overwrite=overwrite) as tmp:
+    with atomic_path(path, overwrite=overwrite, clean_stale=clean_stale) as tmp:
         mrc = mrcfile.new_mmap(tmp, shape=dims, mrc_mode=mode, overwrite=True)
         try:
+            reserve_space(tmp, tmp.stat().st_size, target=path)  # a full disk under a map is a SIGBUS
             out = mrc.data.view(np.uint8) if store == np.uint8 else mrc.data
             yield out
             if len(dims) == 3 and path.suffix.lower() in _STACK_SUFFIXES:
@@ -482,6 +630,7 @@ def write_mrc(
     voxel_size=(1.0, 1.0, 1.0),
     origin=(0.0, 0.0, 0.0),
     overwrite: bool = True,
+    clean_stale: bool = True,
 ) -> Path:
     """Write a 2D or 3D array to an MRC file, atomically; returns the path written.
 
@@ -509,7 +658,8 @@ def write_mrc(
     if arr.size == 0:
         raise InputError(f"empty array (shape {arr.shape})", path, "data")
     store = _storage_dtype(arr.dtype, path, data=arr)
-    with create_mrc(path, arr.shape, store, voxel_size=voxel_size, origin=origin, overwrite=overwrite) as out:
+    with create_mrc(path, arr.shape, store, voxel_size=voxel_size, origin=origin, overwrite=overwrite,
+                    clean_stale=clean_stale) as out:
         for sl in _slabs(arr.shape[0], arr[0].nbytes):
             out[sl] = arr[sl]
     return path

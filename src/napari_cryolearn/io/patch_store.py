@@ -8,17 +8,25 @@ one chunk read)::
     distances  (N, C, pz, py, px)  float32                   (optional)
     origins    (N, 3)              int64, (z, y, x) voxel index of each patch's first voxel
     attrs      format, format_version, voxel_size (z, y, x) Å, volume_shape, patch_size,
-               overlap, grid, remove_only_background, sources, label_names, name
+               n_patches, complete, overlap, grid, remove_only_background, sources,
+               label_names, name
 
 A store is written into a temporary folder and renamed when complete
-(:func:`napari_cryolearn.engine.atomic.atomic_dir`): a reader never sees half a store.
+(:func:`napari_cryolearn.engine.atomic.atomic_dir`): a reader never sees half a store. Every
+chunk of every array is written (none is left to zarr's fill value), and ``complete: true`` is
+set only once every patch of every array was; stores of older versions lack ``complete`` but
+hold every chunk too. So on reading, a missing chunk is damage, never zeros: opening a store
+checks its metadata and lists its chunk files (:class:`InputError` naming the file and field),
+and a chunk that disappears after opening is an :class:`InputError` when it is read.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -55,6 +63,10 @@ KEYS = ("image", "labels", "distances")
 
 #: What a store folder holds: its group metadata and one folder per array.
 _STORE_ENTRIES = {"zarr.json", "origins", *KEYS}
+
+#: Largest volume or patch size along one axis that a store may declare (2**31 voxels: far beyond
+#: any tomogram, and small enough that origin arithmetic never overflows int64).
+_MAX_EXTENT = 2**31
 
 _DEFAULT_COMPRESSORS = {"image": None, "labels": "blosc-lz4", "distances": "blosc-lz4"}
 
@@ -98,6 +110,22 @@ def labels_dtype_for(max_label: int) -> np.dtype:
         if max_label <= np.iinfo(dt).max:
             return np.dtype(dt)
     raise ValueError(f"label {max_label} does not fit in uint32")
+
+
+def _check_geometry(origins: np.ndarray, patch_size: tuple[int, ...], voxel_size: tuple[float, ...],
+                    volume_shape: tuple[int, ...]) -> None:
+    """``ValueError`` unless the store's geometry is one :class:`PatchStore` opens: 3 finite
+    positive voxel sizes, volume and patch sizes in ``1 .. 2**31 - 1``, every patch inside the
+    volume."""
+    if len(voxel_size) != 3 or not all(math.isfinite(v) and v > 0 for v in voxel_size):
+        raise ValueError(f"voxel_size must be 3 finite positive numbers (z, y, x), got {voxel_size}")
+    for name, sizes in (("volume_shape", volume_shape), ("patch_size", patch_size)):
+        if len(sizes) != 3 or not all(0 < s < _MAX_EXTENT for s in sizes):
+            raise ValueError(f"{name} must be 3 integers in 1 .. {_MAX_EXTENT - 1} (z, y, x), got {sizes}")
+    outside = np.flatnonzero(((origins < 0) | (origins > np.subtract(volume_shape, patch_size))).any(axis=1))
+    if outside.size:
+        o = tuple(int(v) for v in origins[outside[0]])
+        raise ValueError(f"the patch at {o} of size {patch_size} reaches outside the volume {volume_shape}")
 
 
 class PatchStoreWriter:
@@ -162,6 +190,7 @@ class PatchStoreWriter:
         self.patch_size = as_patch_size(patch_size, 3)
         self.voxel_size = tuple(float(v) for v in voxel_size)
         self.volume_shape = tuple(int(s) for s in volume_shape)
+        _check_geometry(self.origins, self.patch_size, self.voxel_size, self.volume_shape)
         self._spec: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         if image:
             self._spec["image"] = (self.patch_size, np.dtype(np.float32))
@@ -181,7 +210,9 @@ class PatchStoreWriter:
         self.overwrite = overwrite
         self._stack: ExitStack | None = None
         self._arrays: dict[str, Any] = {}
-        self._written = np.zeros(len(self.origins), dtype=bool)
+        self._group: Any = None
+        #: which patches of each array were written
+        self._written = {k: np.zeros(len(self.origins), dtype=bool) for k in self._spec}
 
     def __enter__(self) -> PatchStoreWriter:
         stack = ExitStack()
@@ -200,7 +231,10 @@ class PatchStoreWriter:
                     chunk_key_encoding={"name": "default", "separator": "."},  # flat: no folder per chunk
                     fill_value=0,
                 )
-            group.create_array("origins", data=self.origins, chunks=(max(n, 1), 3), compressors=None)
+            # write_empty_chunks: zarr leaves out an all-zero chunk (one patch at (0, 0, 0)), and a
+            # reader takes any missing chunk for damage
+            group.create_array("origins", data=self.origins, chunks=(max(n, 1), 3), compressors=None,
+                               config={"write_empty_chunks": True})
             group.attrs.update(
                 {
                     **self.attrs,
@@ -210,11 +244,13 @@ class PatchStoreWriter:
                     "volume_shape": list(self.volume_shape),
                     "patch_size": list(self.patch_size),
                     "n_patches": n,
+                    "complete": False,  # set by __exit__ once every patch of every array is written
                 }
             )
         except BaseException:
             stack.close()
             raise
+        self._group = group
         self._stack = stack
         self._tmp = Path(tmp)
         return self
@@ -226,9 +262,18 @@ class PatchStoreWriter:
         labels: np.ndarray | None = None,
         distances: np.ndarray | None = None,
     ) -> None:
-        """Store patch ``i`` (each given array must have the patch's shape)."""
+        """Store patch ``i`` of each given array (each must have the patch's shape).
+
+        Arrays left out (``None``) are not written for this patch: every array of the store must
+        get every patch, over one or several calls, or the block fails at its end.
+        ``IndexError`` for ``i`` outside ``0 .. N-1``.
+        """
         if self._stack is None:
             raise RuntimeError("PatchStoreWriter.write outside its with-block")
+        n = len(self.origins)
+        if isinstance(i, (bool, np.bool_)) or not 0 <= int(i) < n:
+            raise IndexError(f"patch {i} out of range for a store of {n} patches")
+        i = int(i)
         for key, value in (("image", image), ("labels", labels), ("distances", distances)):
             if value is None:
                 continue
@@ -238,8 +283,8 @@ class PatchStoreWriter:
             value = np.asarray(value)
             if value.shape != shape:
                 raise ValueError(f"{key} patch {i}: shape {value.shape}, expected {shape}")
-            self._write_chunk(key, int(i), np.ascontiguousarray(value, dtype=dtype.newbyteorder("<")))
-        self._written[i] = True
+            self._write_chunk(key, i, np.ascontiguousarray(value, dtype=dtype.newbyteorder("<")))
+            self._written[key][i] = True
 
     def _write_chunk(self, key: str, i: int, value: np.ndarray) -> None:
         # One chunk per patch: encode it as the array's metadata says (little-endian bytes, then
@@ -257,12 +302,24 @@ class PatchStoreWriter:
     def __exit__(self, exc_type, exc, tb) -> bool:
         stack, self._stack = self._stack, None
         assert stack is not None
-        if exc_type is None and not self._written.all():
-            missing = int((~self._written).sum())
-            err = RuntimeError(f"{self.path}: {missing} of {len(self._written)} patches were not written")
-            stack.__exit__(RuntimeError, err, None)
-            raise err
+        if exc_type is None:
+            try:
+                self._finish()
+            except BaseException as err:
+                stack.__exit__(type(err), err, err.__traceback__)  # discards the temporary store
+                raise
         return bool(stack.__exit__(exc_type, exc, tb))
+
+    def _finish(self) -> None:
+        """Mark the store complete; ``RuntimeError`` naming each array that misses patches."""
+        gaps = [
+            f"{key}: {int((~done).sum())} of {len(done)} patches (first: patch {int(np.argmin(done))})"
+            for key, done in self._written.items()
+            if not done.all()
+        ]
+        if gaps:
+            raise RuntimeError(f"{self.path}: not written: {'; '.join(gaps)}")
+        self._group.attrs.update({"complete": True})
 
 
 class PatchReader:
@@ -471,23 +528,239 @@ def write_patch_store(
     return Path(path)
 
 
+#: What to do about a damaged store, said in every message about one.
+_REMAKE = "re-create it with `cryolearn prep patches`"
+
+#: The dtype kinds each array may have, and their name in messages.
+_KINDS = {
+    "image": ("f", "floating-point"),
+    "labels": ("iu", "integer"),
+    "distances": ("f", "floating-point"),
+    "origins": ("iu", "integer"),
+}
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a damaged metadata value may be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _damaged(message: str, path: Path, field: str | None = None) -> InputError:
+    """:class:`InputError` for a damaged store: ``message``, then what to do about it."""
+    return InputError(f"{message}; the store is incomplete or damaged; {_REMAKE}", path=path, field=field)
+
+
+def _read_json_object(path: Path, missing: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (a ``zarr.json``).
+
+    :class:`InputError` naming ``path``: ``missing`` when there is no such file, else when it
+    cannot be read, is not JSON, or holds something other than an object.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(missing, path=path) from None
+    except OSError as err:
+        raise _damaged(f"cannot be read ({err.strerror or err})", path) from None
+    try:
+        meta = json.loads(raw)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise _damaged(f"not valid JSON ({_short(str(err))})", path) from None
+    if not isinstance(meta, dict):
+        raise _damaged(f"expected a JSON object, got {type(meta).__name__}", path)
+    return meta
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _attr(attrs: dict[str, Any], name: str, where: Path) -> Any:
+    """``attrs[name]``; :class:`InputError` naming ``where`` and ``name`` when it is absent."""
+    if name not in attrs:
+        raise _damaged("missing from the store's attributes", where, name)
+    return attrs[name]
+
+
+def _extents(attrs: dict[str, Any], name: str, where: Path) -> tuple[int, int, int]:
+    """Attribute ``name`` as (z, y, x) integers in ``1 .. 2**31 - 1``; else :class:`InputError`."""
+    value = _attr(attrs, name, where)
+    if not (isinstance(value, list) and len(value) == 3 and all(_is_int(v) and 0 < v < _MAX_EXTENT for v in value)):
+        raise _damaged(f"expected 3 positive integers (z, y, x), got {_short(value)}", where, name)
+    return tuple(value)  # type: ignore[return-value]
+
+
+def _positive_number(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value)) and value > 0
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
+def _voxel_size(attrs: dict[str, Any], where: Path) -> tuple[float, float, float]:
+    """Attribute ``voxel_size`` as 3 finite positive numbers (z, y, x, Å); else :class:`InputError`."""
+    value = _attr(attrs, "voxel_size", where)
+    if not (isinstance(value, list) and len(value) == 3 and all(_positive_number(v) for v in value)):
+        raise _damaged(f"expected 3 positive numbers (z, y, x, Å), got {_short(value)}", where, "voxel_size")
+    return tuple(float(v) for v in value)  # type: ignore[return-value]
+
+
+def _check_format(attrs: dict[str, Any], where: Path) -> None:
+    """``format``, ``format_version`` and ``complete`` say this is a finished store we can read."""
+    if attrs.get("format") != FORMAT:
+        raise InputError(f"not a napari-cryolearn patch store (format {_short(attrs.get('format'))})",
+                         path=where, field="format")
+    version = _attr(attrs, "format_version", where)
+    if not _is_int(version) or version < 1:
+        raise _damaged(f"expected a positive integer, got {_short(version)}", where, "format_version")
+    if version > FORMAT_VERSION:
+        raise InputError(f"format_version {version} is newer than this reader ({FORMAT_VERSION}); "
+                         "update napari-cryolearn", path=where, field="format_version")
+    complete = attrs.get("complete", True)  # stores of older versions do not say; their writer finished
+    if complete is False:
+        raise _damaged("its writer did not finish (complete: false)", where, "complete")
+    if complete is not True:
+        raise _damaged(f"expected true or false, got {_short(complete)}", where, "complete")
+
+
+def _open_array(folder: Path) -> Any:
+    """The zarr v3 array in ``folder``; :class:`InputError` naming its ``zarr.json`` when there is
+    none or its metadata cannot be used."""
+    meta_path = folder / "zarr.json"
+    meta = _read_json_object(
+        meta_path, f"missing: the {folder.name!r} array has no metadata; the store is incomplete or damaged; {_REMAKE}"
+    )
+    if meta.get("node_type") != "array" or meta.get("zarr_format") != 3:
+        raise _damaged(f"not a zarr v3 array (zarr_format {_short(meta.get('zarr_format'))}, "
+                       f"node_type {_short(meta.get('node_type'))})", meta_path)
+    try:
+        return zarr.open_array(store=str(folder), mode="r", zarr_format=3)
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001  zarr raises many types for metadata it cannot use
+        raise _damaged(f"unusable array metadata ({type(err).__name__}: {_short(str(err))})", meta_path) from None
+
+
+def _check_array(key: str, array: Any, folder: Path, shape: tuple[int | None, ...]) -> None:
+    """``array`` (the store's ``key``) has a dtype of the right kind, ``shape`` (``None``: any
+    size ≥ 1) and a regular chunk grid; else :class:`InputError` naming its ``zarr.json``."""
+    meta_path = folder / "zarr.json"
+    kinds, words = _KINDS[key]
+    try:
+        dtype = np.dtype(array.dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in kinds:
+        raise _damaged(f"data_type {array.dtype}, expected {words} values", meta_path, "data_type")
+    got = tuple(int(s) for s in array.shape)
+    if len(got) != len(shape) or any(e is not None and g != e for g, e in zip(got, shape)) or 0 in got[1:]:
+        want = ", ".join("C" if e is None else str(e) for e in shape)  # (only distances leave one open)
+        raise _damaged(f"shape {got}, expected ({want}) from the store's n_patches, patch_size and origins",
+                       meta_path, "shape")
+    chunks = getattr(array.metadata.chunk_grid, "chunk_shape", None)
+    if chunks is None or len(chunks) != len(got) or min(chunks, default=1) < 1:
+        raise _damaged(f"unsupported chunk grid {_short(array.metadata.chunk_grid)}", meta_path, "chunk_grid")
+
+
+def _chunk_keys(array: Any, row: int | None = None) -> Iterator[tuple[int, str]]:
+    """``(first patch, chunk key)`` of each chunk of ``array``, in order, lazily; with ``row``, of
+    the chunks that hold patch ``row`` only."""
+    meta = array.metadata
+    chunks = meta.chunk_grid.chunk_shape
+    counts = [range(-(-int(s) // int(c))) for s, c in zip(array.shape, chunks)]
+    if row is not None:
+        counts[0] = range(row // chunks[0], row // chunks[0] + 1)
+    for coords in itertools.product(*counts):
+        yield coords[0] * chunks[0], meta.encode_chunk_key(coords)
+
+
+def _key_template(array: Any) -> tuple[str, str, int, int] | None:
+    """``(head, tail, n, step)`` when the chunk keys of ``array`` are ``f"{head}{c}{tail}"`` for
+    ``c`` in ``range(n)``, chunk ``c`` starting at patch ``c * step`` (one chunk across every axis
+    but the first, as in our layout); ``None`` for other grids. (zarr's encoder costs ~5 µs a key.)"""
+    meta = array.metadata
+    chunks = meta.chunk_grid.chunk_shape
+    if any(-(-int(s) // int(c)) != 1 for s, c in zip(array.shape[1:], chunks[1:])):
+        return None
+    rest = (0,) * (len(chunks) - 1)
+    head, probe, tail = meta.encode_chunk_key((7_654_321, *rest)).partition("7654321")
+    if not probe or meta.encode_chunk_key((3, *rest)) != f"{head}3{tail}":
+        return None
+    return head, tail, -(-int(array.shape[0]) // int(chunks[0])), int(chunks[0])
+
+
+def _files_under(folder: Path, nested: bool) -> set[str]:
+    """Paths (``/``-separated, relative to ``folder``) of what lies in ``folder``: with ``nested``,
+    the files under it at any depth; else its entries (one ``listdir``: a folder named like a
+    chunk counts, and is an error when read). A folder that cannot be listed counts as empty."""
+    if not nested:
+        try:
+            return set(os.listdir(folder))
+        except OSError:
+            return set()
+    found: set[str] = set()
+    todo = [("", str(folder))]
+    while todo:
+        prefix, where = todo.pop()
+        try:
+            with os.scandir(where) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append((f"{prefix}{entry.name}/", entry.path))
+                    elif entry.is_file():
+                        found.add(prefix + entry.name)
+        except OSError:
+            continue
+    return found
+
+
+def _first_missing_chunk(folder: Path, array: Any) -> tuple[int, str] | None:
+    """``(first patch, key)`` of the first chunk of ``array`` with no file in ``folder``, or ``None``.
+
+    One listing of the folder. Keys are made lazily while one is missing, so this takes at most
+    as many steps as there are files, whatever shape the metadata claims.
+    """
+    template = _key_template(array)
+    if template is None:
+        keys = _chunk_keys(array)
+        first = next(keys, None)
+        if first is None:
+            return None
+        present = _files_under(folder, nested="/" in first[1])
+        return next(((p, k) for p, k in itertools.chain([first], keys) if k not in present), None)
+    head, tail, n, step = template
+    present = _files_under(folder, nested="/" in head + tail)
+    if n <= len(present) and present.issuperset([f"{head}{c}{tail}" for c in range(n)]):
+        return None
+    return next(((c * step, f"{head}{c}{tail}") for c in range(n) if f"{head}{c}{tail}" not in present), None)
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM of this machine, or ``None`` where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 class _ChunkFiles:
     """Reads whole patches of one store array straight from its chunk files.
 
     For arrays laid out as :class:`PatchStoreWriter` writes them (one chunk per patch, plain
     little-endian bytes, no compressor, Blosc or zstd); ``None`` from :meth:`for_array` for any
     other layout, which is then read through zarr. Skipping zarr's per-call machinery makes a
-    random 128³ patch read about 3x faster.
+    random 128³ patch read about 3x faster. A chunk file that is missing, unreadable, short,
+    long or does not decode is an :class:`InputError` naming it (never zarr's fill value).
     """
 
     def __init__(self, folder: Path, array: Any, decoder: Any):
         self.folder = folder
         self.array = array
         self.decoder = decoder
-        meta = array.metadata
         self.shape = tuple(int(v) for v in array.shape[1:])
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
-        self.fill = meta.fill_value
 
     @classmethod
     def for_array(cls, folder: Path, array: Any) -> _ChunkFiles | None:
@@ -514,9 +787,10 @@ class _ChunkFiles:
     def read(self, i: int) -> np.ndarray:
         """Patch ``i`` as a new, writable array."""
         key = self.array.metadata.encode_chunk_key((i,) + (0,) * len(self.shape))
+        path = self.folder / key
         out = np.empty(self.shape, dtype=self.dtype)
         try:
-            with open(self.folder / key, "rb") as fh:
+            with open(path, "rb") as fh:
                 if self.decoder is None:
                     n = fh.readinto(memoryview(out).cast("B"))
                     complete = n == out.nbytes and not fh.read(1)
@@ -524,14 +798,17 @@ class _ChunkFiles:
                     try:
                         self.decoder.decode(fh.read(), out=out)
                         complete = True
-                    except (RuntimeError, ValueError):
+                    except MemoryError:
+                        raise
+                    except Exception:  # noqa: BLE001  numcodecs raises several types for damaged bytes
                         complete = False
-        except FileNotFoundError:  # never written: zarr's fill value
-            out.fill(self.fill)
-            return out
+        except FileNotFoundError:
+            raise _damaged(f"missing chunk (patch {i} of {self.folder.name!r})", path) from None
+        except OSError as err:
+            raise _damaged(f"cannot read chunk ({err.strerror or err})", path) from None
         if not complete:
-            raise InputError(f"chunk {key} does not hold a {self.shape} {self.dtype} patch (truncated or damaged)",
-                             path=self.folder / key)
+            raise InputError(f"chunk {key} does not hold a {self.shape} {self.dtype} patch (truncated or damaged); "
+                             f"{_REMAKE}", path=path)
         return out.astype(self.dtype.newbyteorder("="), copy=False)
 
 
@@ -540,49 +817,109 @@ class PatchStore:
 
     ``store[i]`` is ``{"image": (pz, py, px) float32, "labels": ..., "distances": (C, ...),
     "origin": (3,) int64}`` with the keys the store has; each array is one chunk read.
+
+    Opening checks, before any patch is read, that the store is whole: the group's
+    ``zarr.json`` and its attributes (format, format_version, complete, voxel_size,
+    volume_shape, patch_size, n_patches), each array's metadata (dtype kind; shape
+    ``(N, pz, py, px)``, ``(N, C, pz, py, px)`` for distances, ``(N, 3)`` for origins, with one
+    N), every origin's patch inside ``volume_shape``, and that every chunk of every array has
+    its file (one listing per array). Anything else is an :class:`InputError` naming the file
+    and field. A chunk that disappears or is damaged after opening is an :class:`InputError`
+    when it is read.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.is_dir():
             raise InputError("patch store not found (expected a <name>.zarr folder)", path=self.path)
-        try:
-            self._group = zarr.open_group(self.path, mode="r")
-        except Exception as err:  # zarr raises several types for a folder that is not a group
-            raise InputError(f"not a zarr group ({err})", path=self.path) from None
-        self.attrs: dict[str, Any] = dict(self._group.attrs)
-        if self.attrs.get("format") != FORMAT:
-            raise InputError(
-                f"not a napari-cryolearn patch store (format {self.attrs.get('format')!r})",
-                path=self.path,
-                field="format",
-            )
-        if int(self.attrs.get("format_version", 0)) > FORMAT_VERSION:
-            raise InputError(
-                f"format_version {self.attrs.get('format_version')} is newer than this reader ({FORMAT_VERSION})",
-                path=self.path,
-                field="format_version",
-            )
-        names = set(self._group.array_keys())
-        self.keys: tuple[str, ...] = tuple(k for k in KEYS if k in names)
-        self._arrays = {k: self._group[k] for k in self.keys}
+        where = self.path / "zarr.json"
+        meta = _read_json_object(
+            where, "missing: not a patch store (a <name>.zarr folder written by `cryolearn prep patches` "
+            "has its group metadata in zarr.json)"
+        )
+        attrs = meta.get("attributes", {})
+        if not isinstance(attrs, dict):
+            raise _damaged(f"expected a JSON object, got {type(attrs).__name__}", where, "attributes")
+        _check_format(attrs, where)
+        if meta.get("node_type") != "group" or meta.get("zarr_format") != 3:
+            raise _damaged(f"not a zarr v3 group (zarr_format {_short(meta.get('zarr_format'))}, "
+                           f"node_type {_short(meta.get('node_type'))})", where)
+        self.attrs: dict[str, Any] = dict(attrs)
+        self._voxel_size = _voxel_size(attrs, where)
+        self._volume_shape = _extents(attrs, "volume_shape", where)
+        self._patch_size = _extents(attrs, "patch_size", where)
+        n_patches = attrs.get("n_patches")
+        if n_patches is not None and not (_is_int(n_patches) and n_patches >= 0):
+            raise _damaged(f"expected a whole number ≥ 0, got {_short(n_patches)}", where, "n_patches")
+        self._records_complete = "complete" in attrs  # written by a version that records it (and always True here)
+
+        self._arrays: dict[str, Any] = {}
+        for key in KEYS:
+            if os.path.lexists(self.path / key):
+                self._arrays[key] = _open_array(self.path / key)
+        self.keys: tuple[str, ...] = tuple(k for k in KEYS if k in self._arrays)
+        if not self.keys:
+            raise _damaged(f"no {', '.join(KEYS[:-1])} or {KEYS[-1]} array", self.path)
+        self.origins = self._read_origins(n_patches)
+        n = len(self.origins)
+        for key, array in self._arrays.items():
+            lead: tuple[int | None, ...] = (None,) if key == "distances" else ()
+            _check_array(key, array, self.path / key, (n, *lead, *self._patch_size))
+            self._check_chunks(key, array)
         self._files = {k: _ChunkFiles.for_array(self.path / k, a) for k, a in self._arrays.items()}
-        self.origins: np.ndarray = np.asarray(self._group["origins"][...], dtype=np.int64).reshape(-1, 3)
+
+    def _read_origins(self, n_patches: int | None) -> np.ndarray:
+        """The (N, 3) int64 origins, checked against ``n_patches`` (when the store records it), the
+        chunk files and ``volume_shape``; :class:`InputError` naming the origins array."""
+        folder = self.path / "origins"
+        array = _open_array(folder)
+        n = n_patches if n_patches is not None else int(array.shape[0]) if len(array.shape) else 0
+        _check_array("origins", array, folder, (n, 3))
+        missing = _first_missing_chunk(folder, array)
+        if missing is not None and (self._records_complete or n != 1):
+            # (older writers left out an all-zero chunk: the one patch of a store at (0, 0, 0))
+            raise _damaged("missing chunk (origins)", folder / missing[1])
+        try:
+            origins = np.asarray(array[...])
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001  zarr raises many types for damaged chunks
+            raise _damaged(f"cannot read the origins ({type(err).__name__}: {_short(str(err))})", folder) from None
+        if origins.dtype.kind == "u" and origins.size and origins.max() > np.iinfo(np.int64).max:
+            raise _damaged(f"origin {int(origins.max())} is beyond any volume", folder, "origins")
+        origins = origins.astype(np.int64).reshape(-1, 3)
+        last = np.array(self._volume_shape, dtype=np.int64) - np.array(self._patch_size, dtype=np.int64)
+        outside = np.flatnonzero(((origins < 0) | (origins > last)).any(axis=1))
+        if outside.size:
+            j = int(outside[0])
+            raise _damaged(
+                f"patch {j} at (z, y, x) {tuple(int(v) for v in origins[j])} of patch_size {self._patch_size} "
+                f"reaches outside volume_shape {self._volume_shape}",
+                folder, "origins",
+            )
+        return origins
+
+    def _check_chunks(self, key: str, array: Any) -> None:
+        """Every chunk of ``array`` has its file; else :class:`InputError` naming the first missing."""
+        folder = self.path / key
+        missing = _first_missing_chunk(folder, array)
+        if missing is not None:
+            raise _damaged(f"missing chunk (patch {missing[0]} of {key!r})", folder / missing[1])
 
     @property
     def voxel_size(self) -> tuple[float, float, float]:
         """(z, y, x) voxel size of the source volume, Å."""
-        return tuple(float(v) for v in self.attrs["voxel_size"])  # type: ignore[return-value]
+        return self._voxel_size
 
     @property
     def volume_shape(self) -> tuple[int, int, int]:
         """(Z, Y, X) of the source volume."""
-        return tuple(int(v) for v in self.attrs["volume_shape"])  # type: ignore[return-value]
+        return self._volume_shape
 
     @property
     def patch_size(self) -> tuple[int, int, int]:
         """(pz, py, px), voxels."""
-        return tuple(int(v) for v in self.attrs["patch_size"])  # type: ignore[return-value]
+        return self._patch_size
 
     def __len__(self) -> int:
         return len(self.origins)
@@ -611,16 +948,46 @@ class PatchStore:
 
     def _read(self, key: str, i: int) -> np.ndarray:
         files = self._files[key]
-        return files.read(i) if files is not None else np.asarray(self._arrays[key][i])
+        return files.read(i) if files is not None else self._read_zarr(key, i)
+
+    def _read_zarr(self, key: str, i: int) -> np.ndarray:
+        """Patch ``i`` of ``key`` through zarr (other layouts), after checking that its chunk files
+        exist (zarr would read a missing one as its fill value)."""
+        array, folder = self._arrays[key], self.path / key
+        for _, chunk in _chunk_keys(array, row=i):
+            if not (folder / chunk).is_file():
+                raise _damaged(f"missing chunk (patch {i} of {key!r})", folder / chunk)
+        try:
+            return np.asarray(array[i])
+        except MemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001  zarr raises many types for damaged chunks
+            raise _damaged(f"cannot read patch {i} of {key!r} ({type(err).__name__}: {_short(str(err))})",
+                           folder) from None
 
     def reassemble(self, key: str = "image", mode: str = "first", fill: float = 0) -> np.ndarray:
         """The volume ``key`` rebuilt from the patches (``(C, Z, Y, X)`` for distances).
 
         Exact where patches cover the volume; voxels in no patch get ``fill``. Builds the whole
-        volume in memory (for stores of volumes that fit), reading one patch at a time.
+        volume in memory (for stores of volumes that fit), reading one patch at a time;
+        :class:`InputError` (field ``volume_shape``) when it would need more than this machine's
+        memory.
         """
         if key not in self._arrays:
             raise KeyError(f"store {self.path} has no {key!r}; it has {self.keys}")
+        array = self._arrays[key]
+        voxels = math.prod(self.volume_shape) * math.prod(int(s) for s in array.shape[1:-3])
+        need = voxels * (np.dtype(array.dtype).itemsize if mode == "first" else 12) + (
+            8 * math.prod(self.volume_shape) if mode == "mean" else 0
+        )
+        memory = _physical_memory()
+        if memory is not None and need > memory:
+            raise InputError(
+                f"reassembling {key!r} needs {need / 2**30:.1f} GiB for volume_shape {self.volume_shape}, more "
+                f"than this machine's {memory / 2**30:.1f} GiB",
+                path=self.path / "zarr.json",
+                field="volume_shape",
+            )
         return _reassemble(_LazyPatches(self, key), self.origins, self.volume_shape, mode=mode, fill=fill)
 
     def __repr__(self) -> str:
@@ -643,5 +1010,6 @@ class _LazyPatches:
 
 
 def open_patch_store(path: str | os.PathLike) -> PatchStore:
-    """Open a patch store for reading; ``InputError`` when ``path`` is not one."""
+    """Open a patch store for reading, checked whole (see :class:`PatchStore`); :class:`InputError`
+    naming the file and field when ``path`` is not a readable, complete store."""
     return PatchStore(path)

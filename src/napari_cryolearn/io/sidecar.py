@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from napari_cryolearn.engine.atomic import atomic_path
+from napari_cryolearn.engine.outputs import SIDECAR_SUFFIX
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     """``data.mrc`` → ``data.mrc.json``."""
     path = Path(path)
-    return path.with_name(path.name + ".json")
+    return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
 def write_sidecar(path: str | os.PathLike, meta: dict[str, Any]) -> Path:

@@ -8,7 +8,12 @@ Reading
 - The table is the data block named ``particles`` when it has coordinates, else the first block
   that has them.
 - ``rlnCoordinateX/Y/Z`` are pixels and are taken as they are. A table without
-  ``rlnCoordinateZ`` (2D picks) gives z = 0.
+  ``rlnCoordinateZ`` (2D picks) gives z = 0, with a :class:`MissingZWarning` naming the file,
+  and ``has_z`` False; ``require_z=True`` (for 3D consumers) refuses such a table instead.
+- A table with no rows gives no points (an empty Points layer saved and reopened, a tomogram
+  without picks); ``require_rows=True`` refuses it instead.
+- Every data block must have distinct column names; a file that is not a STAR file, cannot be
+  read, or cannot be parsed is refused with :class:`InputError` naming it.
 - RELION 5's ``rlnCenteredCoordinateX/Y/ZAngst`` are Angstrom from the tomogram's centre:
   ``pixels = angstrom / pixel_size + size / 2`` per axis, which needs the pixel size and the
   tomogram's shape (``volume_shape``). When a table has both kinds, ``rlnCoordinate*`` is used.
@@ -33,8 +38,11 @@ full precision, so a round trip gives the same values.
 
 from __future__ import annotations
 
+import linecache
 import math
 import os
+import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +53,7 @@ import starfile
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.io.mrc import check_readable
 
 _PIXEL_COLS = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
 _ANGST_COLS = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
@@ -52,6 +61,10 @@ _ORIGIN_ANGST_COLS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
 _ORIGIN_PIXEL_COLS = ("rlnOriginX", "rlnOriginY", "rlnOriginZ")
 _PIXEL_SIZE_COLS = ("rlnTomoTiltSeriesPixelSize", "rlnMicrographPixelSize", "rlnPixelSize", "rlnImagePixelSize")
 _NAME_COLS = ("rlnTomoName", "rlnMicrographName")
+
+
+class MissingZWarning(UserWarning):
+    """A STAR table has ``rlnCoordinateX/Y`` but no ``rlnCoordinateZ``: its points get z = 0."""
 
 
 @dataclass
@@ -73,6 +86,9 @@ class StarPoints:
         Name of the data block the points came from.
     tomo_names
         ``rlnTomoName`` (else ``rlnMicrographName``) per point, as strings, when the table has it.
+    has_z
+        False when the table has no z coordinate (2D ``rlnCoordinateX/Y`` only) and z was set
+        to 0; 3D consumers should refuse such points (or read with ``require_z=True``).
     """
 
     coords: np.ndarray
@@ -81,6 +97,7 @@ class StarPoints:
     path: Path | None = None
     table: str = "particles"
     tomo_names: np.ndarray | None = None
+    has_z: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +192,61 @@ def _pick_table(blocks: Mapping, path) -> str:
     )
 
 
+def _read_blocks(path: Path) -> dict:
+    """All data blocks of a STAR file, via starfile; :class:`InputError` for anything it cannot parse.
+
+    starfile reads lines through :mod:`linecache` and clears that cache only after a successful
+    parse, so after a failure it would keep serving the old lines of a file that was since
+    corrected. The cache is cleared before and after every read, whatever happens.
+    """
+    linecache.clearcache()
+    try:
+        blocks = starfile.read(path, always_dict=True, parse_as_string=list(_NAME_COLS))
+    except Exception as err:  # starfile raises whatever pandas or its parser raise
+        raise InputError(f"not a readable STAR file ({type(err).__name__}: {err})", path) from None
+    finally:
+        linecache.clearcache()
+    if not blocks:
+        raise InputError(_why_no_blocks(path), path)
+    for name, block in blocks.items():
+        if isinstance(block, pd.DataFrame):
+            twice = [str(c) for c, n in Counter(block.columns).items() if n > 1]
+            if twice:
+                raise InputError(
+                    f"data_{name} has the column {'s' if len(twice) > 1 else ''}"
+                    f"{', '.join(twice)} more than once", path, twice[0],
+                )
+    return blocks
+
+
+def _why_no_blocks(path: Path) -> str:
+    """Why starfile found no data block: the file is not UTF-8 text (starfile then sees only
+    empty lines), or it has no ``data_`` line."""
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"not a text STAR file: byte {err.start} is not UTF-8 text"
+    except OSError as err:
+        return f"cannot be read: {str(err.strerror or err).lower()}"
+    return "no data blocks found (not a STAR file?)"
+
+
+def _group_keys(df: pd.DataFrame, path, block: str) -> list[str]:
+    """``rlnOpticsGroup`` per row as text, ``1`` and ``1.0`` alike; InputError for missing values
+    (a row cut short leaves its last columns empty)."""
+    col = df["rlnOpticsGroup"]
+    if col.isna().any():
+        rows = np.flatnonzero(col.isna().to_numpy())
+        raise InputError(f"missing values in data_{block} (rows {rows[:5].tolist()})", path, "rlnOpticsGroup")
+
+    def key(value) -> str:
+        if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    return [key(v) for v in col]
+
+
 def _row_pixel_sizes(df: pd.DataFrame, blocks: Mapping, path) -> np.ndarray | None:
     """Pixel size per row from the table or the optics table; None when the file has none."""
     for col in _PIXEL_SIZE_COLS:
@@ -188,8 +260,8 @@ def _row_pixel_sizes(df: pd.DataFrame, blocks: Mapping, path) -> np.ndarray | No
         return None
     sizes = _numeric(optics, [col], path, "optics")[:, 0]
     if "rlnOpticsGroup" in df.columns and "rlnOpticsGroup" in optics.columns:
-        by_group = dict(zip(optics["rlnOpticsGroup"].astype(str), sizes))
-        groups = df["rlnOpticsGroup"].astype(str)
+        by_group = dict(zip(_group_keys(optics, path, "optics"), sizes))
+        groups = _group_keys(df, path, "particles")
         missing = sorted(set(groups) - set(by_group))
         if missing:
             raise InputError(f"optics groups {missing[:5]} are not in data_optics", path, "rlnOpticsGroup")
@@ -197,6 +269,23 @@ def _row_pixel_sizes(df: pd.DataFrame, blocks: Mapping, path) -> np.ndarray | No
     if np.unique(sizes).size == 1:
         return np.full(len(df), sizes[0])
     return None
+
+
+def _no_z(path: Path, table: str, n_rows: int, refuse: bool) -> None:
+    """A table without rlnCoordinateZ: :class:`InputError` when ``refuse``, else a
+    :class:`MissingZWarning` (none for a table without rows, whose z does not matter)."""
+    if refuse:
+        raise InputError(
+            f"data_{table} has rlnCoordinateX/Y but no z coordinate (2D picks?); 3D coordinates are needed",
+            path,
+            "rlnCoordinateZ",
+        )
+    if n_rows:
+        warnings.warn(
+            f"{path}: data_{table} has no rlnCoordinateZ column; z is taken as 0 for all {n_rows} points",
+            MissingZWarning,
+            stacklevel=3,
+        )
 
 
 def _name_matches(names: pd.Series, wanted: str) -> np.ndarray:
@@ -215,6 +304,9 @@ def read_star(
     tomo_name: str | None = None,
     volume_shape: tuple[int, int, int] | None = None,
     apply_origin: bool = True,
+    *,
+    require_z: bool = False,
+    require_rows: bool = False,
 ) -> StarPoints:
     """Read points from a RELION STAR file (see the module docstring for the conventions).
 
@@ -232,37 +324,37 @@ def read_star(
         coordinates.
     apply_origin
         Subtract the ``rlnOrigin*`` shifts (RELION's refined positions). Default True.
+    require_z
+        Refuse a table without a z coordinate (for 3D consumers). Default False: such a table
+        gives z = 0 with a :class:`MissingZWarning`.
+    require_rows
+        Refuse a table with no rows (after ``tomo_name`` selection there is always at least
+        one). Default False: no rows give no points.
 
     Returns
     -------
     StarPoints
-        coords (N, 3) float64 (z, y, x) pixels, features, pixel_size, table, tomo_names.
+        coords (N, 3) float64 (z, y, x) pixels, features, pixel_size, table, tomo_names, has_z.
 
     Raises
     ------
     InputError
         Missing or unparsable file; no block with coordinates (the columns found are listed);
         non-numeric or missing coordinates; ``tomo_name`` not in the file (names listed);
-        centred coordinates without pixel size or volume shape.
+        centred coordinates without pixel size or volume shape; a column twice in a block;
+        with ``require_z``, no z coordinate; with ``require_rows``, no rows.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path)
-    if not path.is_file():
-        raise InputError("not a file", path)
+    path = check_readable(path)
     if pixel_size is not None:
         pixel_size = _positive(pixel_size, "pixel_size", path)
-    try:
-        blocks = starfile.read(path, always_dict=True, parse_as_string=list(_NAME_COLS))
-    except Exception as err:  # starfile raises whatever pandas or its parser raise
-        raise InputError(f"not a readable STAR file ({type(err).__name__}: {err})", path) from None
-    if not blocks:
-        raise InputError("no data blocks found (not a STAR file?)", path)
+    blocks = _read_blocks(path)
 
     table = _pick_table(blocks, path)
     df = blocks[table]
     if not isinstance(df.index, pd.RangeIndex):
         df = df.reset_index(drop=True)
+    if require_rows and len(df) == 0:
+        raise InputError(f"data_{table} has no rows: the file holds no coordinates", path)
 
     name_col = next((c for c in _NAME_COLS if c in df.columns), None)
     if tomo_name is not None:
@@ -295,8 +387,12 @@ def read_star(
         return row_ps
 
     used_cols: list[str] = []
+    has_z = True
     if set(_PIXEL_COLS[:2]) <= set(df.columns):
         cols = [c for c in _PIXEL_COLS if c in df.columns]
+        has_z = len(cols) == 3
+        if not has_z:
+            _no_z(path, table, n_rows=len(df), refuse=require_z)
         xyz = _numeric(df, cols, path, table)
         if xyz.shape[1] == 2:
             xyz = np.column_stack([xyz, np.zeros(len(df))])
@@ -340,6 +436,7 @@ def read_star(
         path=path,
         table=table,
         tomo_names=tomo_names,
+        has_z=has_z,
     )
 
 

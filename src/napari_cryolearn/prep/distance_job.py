@@ -34,12 +34,17 @@ from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import read_mrc
+from napari_cryolearn.io.npy import create_npy
 from napari_cryolearn.io.pages import release_pages
 from napari_cryolearn.io.patch_store import labels_dtype_for
 from napari_cryolearn.io.sidecar import write_sidecar
 from napari_cryolearn.prep.distances import own_class_distance, signed_distance_map_slabs
 
 __all__ = ["DistanceMapConfig", "cryosiam_files", "distance_map_job", "read_distance_maps", "scan_labels"]
+
+#: More classes than this are refused unless ``n_classes`` is set: a label volume with label
+#: values in the thousands holds instances, and one distance map each would fill a disk.
+MAX_INFERRED_CLASSES = 256
 
 STAGE = "distance-maps"
 _SLAB_BYTES = 16 * 2**20
@@ -89,7 +94,7 @@ class DistanceMapConfig(Config):
     skeleton: Path | None = None
     skeleton_classes: list[int] = []
     skeleton_fraction: float = 0.5
-    overwrite: bool = True
+    overwrite: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> DistanceMapConfig:
@@ -238,6 +243,15 @@ def _validate(config: DistanceMapConfig):
     vol = read_mrc(config.input, mmap=True)
     max_label = scan_labels(vol.data, config.input, field="input")
     n_classes = config.n_classes if config.n_classes is not None else max_label + 1
+    if config.n_classes is None and n_classes > MAX_INFERRED_CLASSES:
+        size = n_classes * int(np.prod(vol.data.shape)) * 4
+        raise InputError(
+            f"labels go up to {max_label}: that is {n_classes} distance maps ({size / 2**30:.1f} GiB). These look like"
+            f" instance labels; renumber or keep the classes you want first (prep filter --renumber / --keep), or"
+            f" set n_classes explicitly",
+            path=config.input,
+            field="n_classes",
+        )
     if max_label >= n_classes:
         raise InputError(
             f"labels go up to {max_label} but n_classes is {n_classes} (classes 0..{n_classes - 1})",
@@ -253,7 +267,7 @@ def _validate(config: DistanceMapConfig):
             raise InputError("the skeleton is written as an MRC (.mrc)", path=config.skeleton, field="skeleton")
         if config.skeleton.resolve() == config.output.resolve():
             raise InputError("skeleton would replace the distance maps", path=config.skeleton, field="skeleton")
-        check_output(config.input, config.skeleton, config.overwrite, field="skeleton")
+        check_output(config.input, config.skeleton, config.overwrite, field="skeleton", others=[config.output])
         wrong = [c for c in config.skeleton_classes if not 0 <= c < n_classes]
         if wrong:
             raise InputError(f"skeleton classes {wrong} are not among the classes 0..{n_classes - 1}",
@@ -360,7 +374,7 @@ def distance_map_job(
     npy_target = config.output if config.format == "npy" else config.output.with_name(f".{config.output.name}.npy")
     try:
         with atomic_path(npy_target) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            out = create_npy(tmp, shape, np.float32, target=config.output)
             try:
                 if config.clip is None:
                     _fill_inside(out, labels, voxel_size, config)

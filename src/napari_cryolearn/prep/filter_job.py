@@ -79,7 +79,7 @@ class FilterLabelsConfig(Config):
     renumber: bool = Field(False, description="kept values -> 1..n in the order given")
     expand: float = Field(0, ge=0, description="grow the kept labels by this many voxels (CryoSiam: 1)")
     chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
-    overwrite: bool = Field(True, description="replace an existing output")
+    overwrite: bool = Field(False, description="replace an existing output")
 
     @field_validator("keep", mode="before")
     @classmethod

@@ -81,7 +81,7 @@ class MasksFromCoordinatesConfig(Config):
     )
     value: int = Field(1, ge=1, le=65535, description="sphere value without a class column")
     tomo_name: str | None = Field(None, description="keep only this tomogram's rows")
-    overwrite: bool = Field(True, description="replace an existing output")
+    overwrite: bool = Field(False, description="replace an existing output")
 
     @classmethod
     def from_cryosiam(
@@ -149,7 +149,7 @@ class MaskFromThresholdConfig(Config):
     min_size: int = Field(0, ge=0, description="drop connected pieces with fewer voxels")
     label_value: int = Field(1, ge=1, le=65535, description="value of the mask voxels")
     chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
-    overwrite: bool = Field(True, description="replace an existing output")
+    overwrite: bool = Field(False, description="replace an existing output")
 
     @classmethod
     def from_cryosiam(
@@ -213,7 +213,8 @@ def masks_from_coordinates_job(
         raise InputError(f"expected a 3D reference volume, got shape {ref.data.shape}", path=cfg.reference)
     shape = tuple(int(s) for s in ref.data.shape)
     pixel_size = None if tuple(ref.voxel_size) == (1.0, 1.0, 1.0) else float(ref.voxel_size[2])
-    points = read_star(cfg.coordinates, pixel_size=pixel_size, tomo_name=cfg.tomo_name, volume_shape=shape)
+    points = read_star(cfg.coordinates, pixel_size=pixel_size, tomo_name=cfg.tomo_name, volume_shape=shape,
+                       require_z=True, require_rows=True)
     coords = points.coords
     check_in_bounds(coords, shape, path=cfg.coordinates)
     classes = _class_values(points, cfg)
@@ -223,8 +224,7 @@ def masks_from_coordinates_job(
         radius_in_voxels(cfg.radius, ref.voxel_size, cfg.radius_unit)
     except InputError as err:
         raise InputError(str(err), path=cfg.reference, field="radius") from None
-    check_output(cfg.reference, cfg.output, cfg.overwrite)
-    check_output(cfg.coordinates, cfg.output, cfg.overwrite)
+    check_output([cfg.reference, cfg.coordinates], cfg.output, cfg.overwrite)
 
     n = len(coords)
     total = max(1, math.ceil(n / _BATCH)) + 1

@@ -20,10 +20,18 @@ from pydantic import field_validator, model_validator
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.atomic import check_space
 from napari_cryolearn.engine.jobs import check_stop
+from napari_cryolearn.engine.locks import output_lock
+from napari_cryolearn.engine.outputs import check_writable_parent
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.io.cryosiam_patches import SUBFOLDERS, patch_name, write_cryosiam_patch
+from napari_cryolearn.io.cryosiam_patches import (
+    SUBFOLDERS,
+    patch_name,
+    remove_stale_patch_temporaries,
+    write_cryosiam_patch,
+)
 from napari_cryolearn.io.mrc import read_mrc, read_mrc_3d
 from napari_cryolearn.io.patch_store import (
     PatchReader,
@@ -174,6 +182,8 @@ def _check_output_path(config: PatchesConfig) -> None:
     if out.exists() and not out.is_dir():
         raise InputError("is a file; expected a folder name (the patch store or patches folder)",
                          path=config.output, field="output")
+    # the store is made beside the output; CryoSiam's patch files go into it
+    check_writable_parent(config.output if config.format == "zarr" else config.output / "image", "output")
     if config.format == "zarr" and out.exists():
         if not is_patch_store(out):
             raise InputError("is an existing folder that is not a patch store written by napari-cryolearn;"
@@ -229,6 +239,8 @@ def _validate(config: PatchesConfig) -> dict[str, Any]:
             )
         origins = origins[keep]
     name = config.name or _strip_extension(Path(config.image).name, None)
+    # the image patches are stored uncompressed: at least that much space is needed
+    check_space(config.output, len(origins) * int(np.prod(config.patch_size)) * 4)
     if config.format == "cryosiam" and not config.overwrite:
         for origin in origins:
             for key, given in (("image", True), ("labels", labels is not None), ("distances", distances is not None)):
@@ -294,8 +306,6 @@ def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generato
                 yield Progress(done, n, f"patch {done}/{n}", stage=STAGE)
         except ValueError as err:  # NaN found in a patch: the partial store is already removed
             raise InputError(str(err), path=config.image, field="image") from None
-        except FileExistsError as err:  # the folder appeared or changed since it was checked
-            raise InputError(str(err).removeprefix(f"{config.output}: "), path=config.output, field="output") from None
         finally:
             writer.close()
         return config.output
@@ -303,20 +313,37 @@ def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generato
 
 
 def _write_cryosiam(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | None):
+    folders = [config.output, *(config.output / sub for sub, _ in SUBFOLDERS.values())]
+    new_folders = [f for f in folders if not f.exists()]
+    config.output.mkdir(parents=True, exist_ok=True)
+    done = False
+    try:
+        with output_lock(config.output / f"{v['name']}_patches"):  # one writer of this tomogram's patches
+            remove_stale_patch_temporaries(config.output, v["name"])
+            done = yield from _write_cryosiam_patches(config, v, stop)
+    finally:
+        if not done:
+            for folder in reversed(new_folders):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+    return config.output if done else None
+
+
+def _write_cryosiam_patches(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | None):
+    """Write every patch's files; True when all were written (else the files written are removed)."""
     sizes = as_patch_size(config.patch_size)
     arrays = {"image": v["image"].data, "labels": v["labels"], "distances": v["distances"]}
     readers = {k: PatchReader(a) for k, a in arrays.items() if a is not None}
     written: list[Path] = []
-    folders = [config.output, *(config.output / sub for sub, _ in SUBFOLDERS.values())]
-    new_folders = [f for f in folders if not f.exists()]
     done = False
     n = len(v["origins"])
     patches = read_patches(readers, v["origins"], sizes)
     try:
         for i, (origin, patch) in enumerate(zip(v["origins"], patches)):
-            written += write_cryosiam_patch(config.output, v["name"], origin, voxel_size=v["image"].voxel_size, **patch)
+            written += write_cryosiam_patch(config.output, v["name"], origin, voxel_size=v["image"].voxel_size,
+                                            clean_stale=False, **patch)
             if check_stop(stop):
-                return None
+                return False
             yield Progress(i + 1, n, f"patch {i + 1}/{n}", stage=STAGE)
         done = True
     except ValueError as err:  # NaN found in a patch
@@ -328,7 +355,4 @@ def _write_cryosiam(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | N
         if not done:
             for path in written:
                 path.unlink(missing_ok=True)
-            for folder in reversed(new_folders):
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
-    return config.output
+    return True

@@ -79,7 +79,7 @@ class ScaleConfig(Config):
         "auto", description="how percentiles are found (histogram: streamed exact; sample: approximate)"
     )
     chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
-    overwrite: bool = Field(True, description="replace an existing output")
+    overwrite: bool = Field(False, description="replace an existing output")
 
     @model_validator(mode="after")
     def _check(self) -> ScaleConfig:

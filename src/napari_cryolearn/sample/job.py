@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io import write_mrc, write_star
@@ -34,12 +35,49 @@ class SampleConfig(Config):
     ``micrograph_size``² pixels. Set ``n_micrographs`` to 0 to skip them.
     """
 
-    output: Path
-    shape: tuple[int, int, int] = (96, 128, 128)
-    voxel_size: float = Field(10.0, gt=0)
-    seed: int = 0
-    n_micrographs: int = Field(32, ge=0)
-    micrograph_size: int = Field(64, ge=16)
+    output: Path = Field(description="folder that receives the sample files")
+    shape: tuple[int, int, int] = Field((96, 128, 128), description="(Z, Y, X) voxels of the tomogram")
+    voxel_size: float = Field(10.0, gt=0, description="Angstrom per voxel")
+    seed: int = Field(0, description="random seed: the same seed gives the same data")
+    n_micrographs: int = Field(32, ge=0, description="number of 2D micrographs (0: none)")
+    micrograph_size: int = Field(64, ge=16, le=4096, description="micrograph side, pixels")
+    overwrite: bool = Field(False, description="replace sample files already in the folder")
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(value) < 8:
+            raise ValueError(f"every side must be at least 8 voxels, got {value}")
+        return value
+
+
+#: Bytes of memory the generator needs per voxel (float32 volume, labels, work arrays).
+_BYTES_PER_VOXEL = 24
+
+
+def _check(config: SampleConfig) -> None:
+    """Refuse, before generating anything: an output that is a file, sample files already there
+    (without overwrite), a volume that needs more memory than is available."""
+    out = Path(config.output)
+    if out.exists() and not out.is_dir():
+        raise InputError("is a file; expected a folder for the sample data", path=out, field="output")
+    names = list(SAMPLE_FILES.values()) + [f"{SAMPLE_FILES['labels']}.json"]
+    present = [n for n in names if (out / n).exists()]
+    if present and not config.overwrite:
+        raise InputError(f"already holds sample files ({', '.join(present)}); set overwrite to replace them"
+                         " or choose another folder", path=out, field="output")
+    voxels = int(np.prod(config.shape, dtype=np.int64))
+    need = voxels * _BYTES_PER_VOXEL
+    have = _available_memory()
+    if need > have:
+        raise InputError(f"a {'×'.join(map(str, config.shape))} volume needs about {need / 2**30:.1f} GiB of memory"
+                         f" to generate; {have / 2**30:.1f} GiB are available: choose a smaller shape", field="shape")
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[Progress, None, dict[str, Path]]:
@@ -51,6 +89,7 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
     """
     from napari_cryolearn.sample import make_micrographs, make_synthetic_tomogram
 
+    _check(config)
     out = Path(config.output)
     total = 5 if config.n_micrographs else 4
     yield Progress(0, total, "generating the synthetic tomogram", stage="sample")

@@ -99,9 +99,9 @@ def patch_store_layer_data(path: str | Path) -> list[tuple[Any, dict, str]]:
     name = Path(path).stem
     scale = store.voxel_size
     meta = {"voxel_size": scale, "source_path": str(path), "patch_size": store.patch_size, "patches": len(store)}
-    layers: list[tuple[Any, dict, str]] = [
-        (store.reassemble("image"), {"name": f"{name} image", "scale": scale, "metadata": meta}, "image"),
-    ]
+    layers: list[tuple[Any, dict, str]] = []
+    if "image" in store.keys:  # a store may hold labels or distances only
+        layers.append((store.reassemble("image"), {"name": f"{name} image", "scale": scale, "metadata": meta}, "image"))
     if "labels" in store.keys:
         names = label_names_from(store.attrs)
         labels_meta = {**meta, "label_names": names} if names else meta
