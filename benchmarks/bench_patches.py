@@ -22,7 +22,7 @@ import numpy as np
 from napari_cryolearn.engine.jobs import run_job
 from napari_cryolearn.io.mrc import create_mrc, read_mrc
 from napari_cryolearn.io.patch_store import open_patch_store, write_patch_store
-from napari_cryolearn.prep.patches import patch_grid
+from napari_cryolearn.io.patch_grid import patch_grid
 
 
 def make_inputs(folder: Path, shape, seed=0):

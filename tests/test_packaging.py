@@ -203,3 +203,18 @@ def test_editable_install_manifest_is_the_repository_manifest():
     spec = importlib.util.find_spec("napari_cryolearn")
     locations = [Path(p).resolve() for p in spec.submodule_search_locations]
     assert (REPO / "src" / "napari_cryolearn").resolve() in locations
+
+
+def test_manifest_widgets_are_the_registry_widgets():
+    """napari.yaml lists exactly the widgets the stages declare, under their titles; a stage
+    added to the registry without its manifest entry (or the reverse) fails here."""
+    import napari_cryolearn.stages as suite
+
+    manifest = yaml.safe_load(ROOT_MANIFEST.read_text())["contributions"]
+    commands = {c["id"]: c for c in manifest["commands"]}
+    listed = {}
+    for entry in manifest["widgets"]:
+        command = commands[entry["command"]]
+        listed[command["python_name"]] = (entry["display_name"], command["title"])
+    declared = {s.widget: (s.title, s.title) for s in suite.all_stages() if s.widget}
+    assert listed == declared

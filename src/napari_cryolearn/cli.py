@@ -21,7 +21,8 @@ from napari_cryolearn.cli_flags import add_config_arguments, configs_from_args
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import run_job
 from napari_cryolearn.engine.progress import Progress
-from napari_cryolearn.engine.registry import Stage, stages
+from napari_cryolearn.engine.registry import Stage
+from napari_cryolearn.stages import all_stages as stages
 from napari_cryolearn.engine.stop import StopFlag
 
 

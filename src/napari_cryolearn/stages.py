@@ -1,9 +1,22 @@
 """The suite's stages, registered by import path so that nothing heavy loads until a stage runs.
 
-``order`` is the pipeline order that ``cryolearn demo`` follows.
+Importing this module registers them; :func:`all_stages` and :func:`get` read the registry.
+``order`` is the pipeline order that ``cryolearn demo`` follows. Adding a stage is one
+``register_stage`` call here (see docs/adding-a-stage.md).
 """
 
-from napari_cryolearn.engine.registry import Stage, register_stage
+from napari_cryolearn.engine.registry import Port, Stage, get_stage, register_stage, stages
+
+
+def all_stages() -> list[Stage]:
+    """The suite's stages, in pipeline order."""
+    return stages()
+
+
+def get(name: str) -> Stage:
+    """The stage called ``name`` (``KeyError`` lists the known names)."""
+    return get_stage(name)
+
 
 register_stage(
     Stage(
@@ -14,6 +27,10 @@ register_stage(
         order=0,
         demo="napari_cryolearn.demo:sample_demo",
         cli_positionals=("output",),
+        inputs=(),
+        outputs=(Port("output", "run"),),
+        widget="napari_cryolearn.ui.sample_widget:SyntheticTomogramWidget",
+        title="Synthetic tomogram",
     )
 )
 register_stage(
@@ -26,6 +43,10 @@ register_stage(
         order=10,
         demo="napari_cryolearn.demo:filter_demo",
         cli_positionals=("input", "output"),
+        inputs=(Port("input", "labels"),),
+        outputs=(Port("output", "labels"),),
+        widget="napari_cryolearn.ui.filter_widget:FilterLabelsWidget",
+        title="Filter labels",
     )
 )
 register_stage(
@@ -38,6 +59,10 @@ register_stage(
         order=15,
         demo="napari_cryolearn.demo:masks_demo",
         cli_positionals=("coordinates", "reference", "output"),
+        inputs=(Port("coordinates", "points"), Port("reference", "tomogram")),
+        outputs=(Port("output", "labels"),),
+        widget="napari_cryolearn.ui.masks_widget:SpheresMaskWidget",
+        title="Masks from points",
     )
 )
 register_stage(
@@ -50,6 +75,10 @@ register_stage(
         order=20,
         demo="napari_cryolearn.demo:scale_demo",
         cli_positionals=("input", "output"),
+        inputs=(Port("input", "tomogram"),),
+        outputs=(Port("output", "tomogram"),),
+        widget="napari_cryolearn.ui.scale_widget:ScaleWidget",
+        title="Scale intensity",
     )
 )
 register_stage(
@@ -62,6 +91,10 @@ register_stage(
         order=25,
         demo="napari_cryolearn.demo:threshold_demo",
         cli_positionals=("input", "output"),
+        inputs=(Port("input", "tomogram"),),
+        outputs=(Port("output", "labels"),),
+        widget="napari_cryolearn.ui.masks_widget:ThresholdMaskWidget",
+        title="Mask from threshold",
     )
 )
 register_stage(
@@ -74,6 +107,10 @@ register_stage(
         order=30,
         demo="napari_cryolearn.demo:distances_demo",
         cli_positionals=("input", "output"),
+        inputs=(Port("input", "labels"),),
+        outputs=(Port("output", "distances"), Port("skeleton", "labels", optional=True)),
+        widget="napari_cryolearn.ui.distance_widget:DistanceMapsWidget",
+        title="Distance maps",
     )
 )
 register_stage(
@@ -86,6 +123,11 @@ register_stage(
         order=40,
         demo="napari_cryolearn.demo:patches_demo",
         cli_positionals=("image", "output"),
+        inputs=(Port("image", "tomogram"), Port("labels", "labels", optional=True),
+                Port("distances", "distances", optional=True)),
+        outputs=(Port("output", "patch_store"),),
+        widget="napari_cryolearn.ui.patches_widget:PatchesWidget",
+        title="Training patches",
     )
 )
 register_stage(
@@ -97,6 +139,10 @@ register_stage(
         order=50,
         demo="napari_cryolearn.demo:train_demo",
         cli_positionals=("patch_stores",),
+        inputs=(Port("patch_stores", "patch_store"), Port("pretrained_model", "model", optional=True)),
+        outputs=(Port("log_dir", "run"),),
+        widget="napari_cryolearn.ui.segment_train_widget:TrainSegmentationWidget",
+        title="Train segmentation",
     )
 )
 register_stage(
@@ -109,5 +155,10 @@ register_stage(
         order=60,
         demo="napari_cryolearn.demo:predict_demo",
         cli_positionals=("model", "input", "output"),
+        inputs=(Port("model", "model"), Port("input", "tomogram")),
+        outputs=(Port("output", "labels"), Port("probabilities", "distances", optional=True),
+                 Port("distances", "distances", optional=True)),
+        widget="napari_cryolearn.ui.segment_widget:SegmentWidget",
+        title="Segment",
     )
 )

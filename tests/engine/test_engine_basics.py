@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Literal
@@ -7,7 +9,7 @@ import pytest
 import yaml
 
 from napari_cryolearn.engine import Config, InputError, Progress, StopFlag, atomic_dir, atomic_path, run_job
-from napari_cryolearn.engine.registry import Stage, get_stage, register_stage, resolve, stages
+from napari_cryolearn.engine.registry import Port, Stage, get_stage, register_stage, resolve, stages
 
 
 class DemoConfig(Config):
@@ -141,8 +143,11 @@ def test_input_error_message():
 
 
 def test_registry_lazy_and_ordered():
+    import napari_cryolearn.stages  # noqa: F401  (registers the suite's stages)
+
     names = [s.name for s in stages()]
     assert names[0] == "sample"
+    assert names.index("prep.patches") < names.index("segment.train") < names.index("segment.predict")
     assert get_stage("sample").config_class().__name__ == "SampleConfig"
     with pytest.raises(KeyError, match="known"):
         get_stage("no-such-stage")
@@ -150,6 +155,25 @@ def test_registry_lazy_and_ordered():
     stage = Stage(name="sample", config="x:y", job="x:z", summary="other")
     with pytest.raises(ValueError):
         register_stage(stage)
+    with pytest.raises(ValueError, match="unknown kind"):
+        Port("input", "volume")
+
+
+def test_every_port_is_a_field_of_its_config():
+    import napari_cryolearn.stages  # noqa: F401
+
+    for stage in stages():
+        fields = stage.config_class().model_fields
+        for port in (*stage.inputs, *stage.outputs):
+            assert port.field in fields, f"{stage.name}: {port.field} is not a field of {stage.config}"
+
+
+def test_the_engine_imports_no_stage():
+    """engine/registry.py used to import napari_cryolearn.stages (and stages.py imported it)."""
+    code = ("import sys, napari_cryolearn.engine.registry as r; "
+            "print(r.stages() == [], 'napari_cryolearn.stages' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]
 
 
 def test_atomic_dir_never_replaces_a_file(tmp_path):

@@ -19,7 +19,7 @@ from napari_cryolearn.io.cryosiam_patches import (
 )
 from napari_cryolearn.io.mrc import read_mrc, write_mrc
 from napari_cryolearn.io.patch_store import PatchReader, open_patch_store, read_patches, write_patch_store
-from napari_cryolearn.prep.patches import patch_grid
+from napari_cryolearn.io.patch_grid import patch_grid
 
 
 @pytest.fixture

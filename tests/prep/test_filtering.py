@@ -12,11 +12,11 @@ from hypothesis.extra.numpy import arrays
 from skimage.segmentation import expand_labels as sk_expand
 
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
 from napari_cryolearn.prep.filtering import (
     expand_labels,
     filter_labels,
     label_mapping,
-    smallest_unsigned_dtype,
 )
 
 

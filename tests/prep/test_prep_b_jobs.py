@@ -17,7 +17,7 @@ from napari_cryolearn.io.patch_store import open_patch_store
 from napari_cryolearn.prep.distance_job import DistanceMapConfig, distance_map_job
 from napari_cryolearn.prep.distances import signed_distance_maps
 from napari_cryolearn.prep.patch_job import PatchesConfig, patches_job
-from napari_cryolearn.prep.patches import cryosiam_grid, patch_grid
+from napari_cryolearn.io.patch_grid import cryosiam_grid, patch_grid
 
 VOXEL = (12.0, 10.0, 8.0)
 

@@ -1,9 +1,15 @@
-"""The registry of stages: one place that the CLI, the demo and the batch runner read.
+"""The registry of stages: one place that the CLI, the widgets, the demo and the batch runner read.
 
 A stage is registered once, with its config class and its job function given as import paths
 (``"package.module:name"``), so that listing the stages (``cryolearn --help``) imports neither
-torch nor any stage's code; a stage's modules load when it runs. File-level stages (those that
-map input files to output files) are what a batch runner iterates over folders.
+torch nor any stage's code; a stage's modules load when it runs. A stage also names its input
+and output fields and their kinds (:class:`Port`), which is what a widget needs to offer layer
+pickers and to open the results, and what a batch runner needs to map folders of inputs to
+outputs. File-level stages (those that map input files to output files) are what a batch
+runner iterates over folders.
+
+The engine knows no stage: the suite's own stages register themselves in
+:mod:`napari_cryolearn.stages`, which the CLI and the widgets import.
 """
 
 from __future__ import annotations
@@ -20,6 +26,24 @@ def resolve(target: str | Any) -> Any:
         return target
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+#: Kinds of data a stage reads or writes; a widget offers a layer of the matching type for an
+#: input of the first four, and opens an output of the first five as a layer.
+KINDS = ("tomogram", "labels", "points", "micrographs", "distances", "patch_store", "model", "run", "config")
+
+
+@dataclass(frozen=True)
+class Port:
+    """One input or output of a stage: the config field that holds its path, and its kind."""
+
+    field: str
+    kind: str
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; known: {', '.join(KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,13 @@ class Stage:
         adds what the stage will write to ``outputs``; ``None`` skips the stage.
     cli_positionals:
         Config fields taken as positional arguments on the command line, in order.
+    inputs, outputs:
+        The config fields that name the files the job reads and writes (:class:`Port`).
+    widget:
+        Import path of the stage's napari dock widget (``"pkg.module:Class"``), or ``None`` for
+        a stage without one. Its ``napari.yaml`` entry is checked against this by a test.
+    title:
+        The widget's name in napari's *Plugins* menu.
     """
 
     name: str
@@ -57,6 +88,10 @@ class Stage:
     order: int = 100
     demo: Any = None
     cli_positionals: tuple[str, ...] = ()
+    inputs: tuple[Port, ...] = ()
+    outputs: tuple[Port, ...] = ()
+    widget: str | None = None
+    title: str | None = None
 
     def config_class(self) -> type:
         """The config class (imports its module)."""
@@ -84,7 +119,6 @@ def register_stage(stage: Stage) -> Stage:
 
 def get_stage(name: str) -> Stage:
     """The stage called ``name``; ``KeyError`` lists the known names."""
-    load_builtin_stages()
     try:
         return _STAGES[name]
     except KeyError:
@@ -93,10 +127,4 @@ def get_stage(name: str) -> Stage:
 
 def stages() -> list[Stage]:
     """All registered stages, in pipeline order."""
-    load_builtin_stages()
     return sorted(_STAGES.values(), key=lambda s: (s.order, s.name))
-
-
-def load_builtin_stages() -> None:
-    """Import the module that registers the suite's own stages."""
-    import napari_cryolearn.stages  # noqa: F401  (registers on import)

@@ -26,8 +26,9 @@ import numpy as np
 
 from napari_cryolearn.engine.atomic import atomic_path, remove_stale_temporaries
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
 from napari_cryolearn.io.mrc import read_mrc, write_mrc
-from napari_cryolearn.io.patch_store import PatchStore, PatchStoreWriter, labels_dtype_for, open_patch_store
+from napari_cryolearn.io.patch_store import PatchStore, PatchStoreWriter, open_patch_store
 
 __all__ = [
     "SUBFOLDERS",
@@ -339,7 +340,7 @@ def import_cryosiam_patches(
             voxel_size=vs,
             volume_shape=shape,
             image="image" in present,
-            labels_dtype=labels_dtype_for(max_label) if "labels" in present else None,
+            labels_dtype=smallest_unsigned_dtype(max_label, largest=np.uint32) if "labels" in present else None,
             distance_channels=first["distances"].shape[0] if "distances" in present else None,
             attrs={"name": name, "grid": "imported", "sources": {"cryosiam_patches": str(folder)}},
             overwrite=overwrite,

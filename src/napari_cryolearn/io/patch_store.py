@@ -40,8 +40,8 @@ from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 from napari_cryolearn.engine.atomic import atomic_dir
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io.pages import release_pages
-from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, patch_grid
-from napari_cryolearn.prep.patches import reassemble as _reassemble
+from napari_cryolearn.io.patch_grid import as_patch_size, cryosiam_grid, patch_grid
+from napari_cryolearn.io.patch_grid import reassemble as _reassemble
 
 __all__ = [
     "FORMAT",
@@ -51,7 +51,6 @@ __all__ = [
     "PatchStoreWriter",
     "foreground_patches",
     "is_patch_store",
-    "labels_dtype_for",
     "open_patch_store",
     "read_patches",
     "write_patch_store",
@@ -102,14 +101,6 @@ def is_patch_store(path: str | os.PathLike) -> bool:
     if not isinstance(meta, dict) or not isinstance(meta.get("attributes"), dict):
         return False
     return meta["attributes"].get("format") == FORMAT and entries <= _STORE_ENTRIES
-
-
-def labels_dtype_for(max_label: int) -> np.dtype:
-    """Smallest unsigned dtype holding labels up to ``max_label``."""
-    for dt in (np.uint8, np.uint16, np.uint32):
-        if max_label <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    raise ValueError(f"label {max_label} does not fit in uint32")
 
 
 def _check_geometry(origins: np.ndarray, patch_size: tuple[int, ...], voxel_size: tuple[float, ...],
@@ -448,7 +439,7 @@ def write_patch_store(
     distances:
         (C, Z, Y, X) distance maps, or ``None``.
     patch_size, overlap:
-        As in :func:`napari_cryolearn.prep.patches.patch_grid`.
+        As in :func:`napari_cryolearn.io.patch_grid.patch_grid`.
     remove_only_background:
         Leave out patches whose labels are all 0 (needs ``labels``).
     voxel_size:

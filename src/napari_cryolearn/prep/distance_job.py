@@ -36,7 +36,7 @@ from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import read_mrc
 from napari_cryolearn.io.npy import create_npy
 from napari_cryolearn.io.pages import release_pages
-from napari_cryolearn.io.patch_store import labels_dtype_for
+from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
 from napari_cryolearn.io.sidecar import write_sidecar
 from napari_cryolearn.prep.distances import own_class_distance, signed_distance_map_slabs
 
@@ -231,7 +231,7 @@ def read_distance_maps(path: str | os.PathLike, mmap: bool = True) -> np.ndarray
 
 
 def _as_integer_labels(data: np.ndarray, max_label: int) -> np.ndarray:
-    out = np.empty(data.shape, dtype=labels_dtype_for(max_label))
+    out = np.empty(data.shape, dtype=smallest_unsigned_dtype(max_label, largest=np.uint32))
     step = max(1, _SLAB_BYTES // max(int(np.prod(data.shape[1:])) * data.dtype.itemsize, 1))
     for z0 in range(0, data.shape[0], step):
         out[z0 : z0 + step] = data[z0 : z0 + step]

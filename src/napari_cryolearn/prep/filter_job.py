@@ -26,6 +26,7 @@ from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.engine.jobs import JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
 from napari_cryolearn.io.mrc import create_mrc, read_mrc_3d
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, sidecar_path, write_sidecar
 from napari_cryolearn.prep.filtering import (
@@ -33,7 +34,6 @@ from napari_cryolearn.prep.filtering import (
     check_integer_labels,
     expand_labels,
     label_mapping,
-    smallest_unsigned_dtype,
     warn_absent,
 )
 from napari_cryolearn.prep.scaling import default_threads, ordered_map, release_pages, slab_bounds

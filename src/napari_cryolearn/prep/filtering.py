@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
+
 from napari_cryolearn.engine.errors import InputError
 
 __all__ = [
@@ -23,7 +25,6 @@ __all__ = [
     "expand_labels",
     "filter_labels",
     "label_mapping",
-    "smallest_unsigned_dtype",
     "warn_absent",
 ]
 
@@ -78,14 +79,6 @@ def label_mapping(
             field="keep",
         )
     return {v: v for v in clean}
-
-
-def smallest_unsigned_dtype(max_value: int) -> np.dtype:
-    """The smallest of uint8/16/32/64 that holds ``max_value`` (≥ 0)."""
-    for dt in (np.uint8, np.uint16, np.uint32, np.uint64):
-        if max_value <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    raise ValueError(f"{max_value} does not fit in 64 bits")
 
 
 def check_integer_labels(labels: np.ndarray) -> None:

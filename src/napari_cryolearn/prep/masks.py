@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io.star import check_in_bounds
-from napari_cryolearn.prep.filtering import smallest_unsigned_dtype
+from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
 
 __all__ = ["radius_in_voxels", "spheres_mask", "threshold_mask"]
 

@@ -32,18 +32,18 @@ from napari_cryolearn.io.cryosiam_patches import (
     remove_stale_patch_temporaries,
     write_cryosiam_patch,
 )
+from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
 from napari_cryolearn.io.mrc import read_mrc, read_mrc_3d
 from napari_cryolearn.io.patch_store import (
     PatchReader,
     foreground_patches,
     is_patch_store,
-    labels_dtype_for,
     read_patches,
     write_patch_store,
 )
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
 from napari_cryolearn.prep.distance_job import _require, _strip_extension, cryosiam_files, read_distance_maps, scan_labels
-from napari_cryolearn.prep.patches import as_patch_size, cryosiam_grid, grid_steps, patch_grid
+from napari_cryolearn.io.patch_grid import as_patch_size, cryosiam_grid, grid_steps, patch_grid
 
 __all__ = ["PatchesConfig", "patches_job"]
 
@@ -288,7 +288,8 @@ def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generato
             voxel_size=v["image"].voxel_size,
             grid=config.grid,
             origins=origins,
-            labels_dtype=labels_dtype_for(v["max_label"]) if v["labels"] is not None else None,
+            labels_dtype=(smallest_unsigned_dtype(v["max_label"], largest=np.uint32)
+                          if v["labels"] is not None else None),
             attrs={
                 "name": v["name"],
                 "sources": sources,

@@ -1,4 +1,4 @@
-"""Patch grids, extraction, background filtering and reassembly (napari_cryolearn.prep.patches)."""
+"""Patch grids, extraction, background filtering and reassembly (napari_cryolearn.io.patch_grid)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from monai.data.utils import iter_patch_slices
 
-from napari_cryolearn.prep.patches import (
+from napari_cryolearn.io.patch_grid import (
     cryosiam_grid,
     extract_patches,
     grid_steps,
