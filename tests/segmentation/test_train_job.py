@@ -194,3 +194,70 @@ hyper_parameters: {cache_rate: 0, val_interval: 2, batch_size: 3, optimizer: sgd
     with pytest.raises(InputError, match="semantic.yaml.*spatial_dims"):
         SegmentationTrainConfig.from_cryosiam({"patches_folder": "x", "parameters": {"network": {"spatial_dims": 2}}},
                                               source="semantic.yaml")
+
+
+def _states_equal(a: dict, b: dict) -> list[str]:
+    """Keys of two checkpoints' weights and optimiser moments that differ (bit for bit)."""
+    differ = [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])]
+    sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    differ += [f"optimizer {k} {m}" for k in sa for m in sa[k] if not torch.equal(torch.as_tensor(sa[k][m]),
+                                                                                torch.as_tensor(sb[k][m]))]
+    return differ
+
+
+def test_resume_after_mid_epoch_stops_equals_uninterrupted_run(tmp_path, blob_store, make_config):
+    """Stopped in the middle of epoch 1, resumed, stopped in the middle of epoch 2, resumed: the
+    weights, optimiser state, schedule, best model and epoch count are those of a run that was
+    never stopped, bit for bit."""
+    kw = dict(max_epochs=2, validation_ratio=0.25, progress_every_n_batches=1)
+    full, _ = _run(make_config([blob_store], tmp_path / "a", **kw))
+    cfg = make_config([blob_store], tmp_path / "b", **kw)
+
+    def stop_at(epoch, batch):
+        stop = StopFlag()
+
+        def on(e):
+            if (e.metrics.get("epoch"), e.metrics.get("batch")) == (epoch, batch):
+                stop.set()
+
+        return stop, on
+
+    first, events = _run(cfg, *stop_at(1, 3))
+    assert first.stopped and first.epochs == 0
+    assert events[-1].message == "stopped in epoch 1 after batch 3/7: continue_training resumes at the next batch"
+    assert torch.load(first.last_checkpoint, weights_only=False)["global_step"] == 3
+    assert not (tmp_path / "b" / "model" / "model_best.ckpt").exists()  # a stopped epoch is not judged
+    # the progress of a stopped epoch has no "epoch done" event
+    assert not [e for e in events if "epoch" in e.metrics and "batch" not in e.metrics]
+    cont = cfg.model_copy(update={"continue_training": True})
+    second, events = _run(cont, *stop_at(2, 5))
+    assert second.stopped and second.epochs == 1
+    batches = [(e.metrics["epoch"], e.metrics["batch"]) for e in events if "batch" in e.metrics]
+    assert batches[0] == (1, 4) and batches[-1] == (2, 5)  # resumed at the batch after the stop
+    assert torch.load(second.last_checkpoint, weights_only=False)["global_step"] == 7 + 5
+    third, _ = _run(cont)
+    assert not third.stopped and third.epochs == full.epochs == 2
+    a = torch.load(tmp_path / "a" / "model" / "last.ckpt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "model" / "last.ckpt", weights_only=False)
+    assert a["global_step"] == b["global_step"] == 14 and a["epoch"] == b["epoch"]
+    assert _states_equal(a, b) == []
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    best_a = torch.load(full.best_checkpoint, weights_only=False)
+    best_b = torch.load(third.best_checkpoint, weights_only=False)
+    assert best_a["global_step"] == best_b["global_step"] and _states_equal(best_a, best_b) == []
+    assert third.metrics["val_dice"] == full.metrics["val_dice"]
+
+
+def test_last_checkpoint_is_written_every_epoch_even_without_a_better_model(tmp_path, blob_store, make_config,
+                                                                              monkeypatch):
+    """Lightning 2.6 writes ``save_last`` only when the monitored model improved; ours is the
+    last epoch's whatever its score."""
+    from napari_cryolearn.segmentation.module import SegmentationModule
+
+    def worse_every_epoch(self):
+        self.log("val_dice", -float(self.current_epoch))
+
+    monkeypatch.setattr(SegmentationModule, "on_validation_epoch_end", worse_every_epoch)
+    result, _ = _run(make_config([blob_store], tmp_path / "run", max_epochs=3))
+    assert torch.load(result.last_checkpoint, weights_only=False)["global_step"] == 3 * 7
+    assert torch.load(result.best_checkpoint, weights_only=False)["global_step"] == 7

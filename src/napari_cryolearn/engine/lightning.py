@@ -8,6 +8,11 @@
 - :class:`ProgressRelay`: turns training into :class:`Progress` events (rank zero only).
 - :class:`StopOnFlag`: a set :class:`StopFlag` → finish the current batch, save a resumable
   checkpoint, stop.
+- :class:`StopOnDivergence`: a non-finite training loss → stop at once, and no checkpoint is
+  written afterwards (:class:`LastCheckpoint`, :class:`BestCheckpoint`); the checkpoint IO
+  refuses to write non-finite weights in any case.
+- :class:`LastCheckpoint` / :class:`BestCheckpoint`: ``last.ckpt`` after every epoch and at a
+  stop in the middle of one (resumable there); the best checkpoint by a monitored metric.
 - :func:`fit_in_thread`: runs a blocking ``trainer.fit`` in a thread and makes a job
   generator of it: each event waits until the consumer asks for the next one, so a consumer
   that sets the stop flag when it sees an event stops training at that very point.
@@ -15,6 +20,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
@@ -25,7 +31,7 @@ from typing import Any, TypeVar
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
@@ -71,10 +77,31 @@ def resolve_strategy(strategy: str, devices: int, num_nodes: int) -> str:
     return strategy
 
 
+class DivergedError(InputError):
+    """Training diverged (a non-finite loss or non-finite weights); no bad checkpoint was written."""
+
+
+def first_non_finite(state: dict[str, Any]) -> str | None:
+    """The first key of ``state`` whose floating-point tensor holds NaN or ±inf, else ``None``."""
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            if not bool(torch.isfinite(value).all()):
+                return str(key)
+    return None
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file and renames it: never a half-written .ckpt."""
+    """Writes each checkpoint to a temporary file and renames it: never a half-written .ckpt.
+
+    A checkpoint whose ``state_dict`` holds a non-finite tensor is not written:
+    :class:`DivergedError` naming the file and the tensor (the file on disk, if any, is kept).
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        bad = first_non_finite(checkpoint.get("state_dict") or {})
+        if bad is not None:
+            raise DivergedError(f"not written: the weights hold NaN or infinite values ({bad}); training "
+                                "diverged (lower the learning rate or check the inputs)", path=path)
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
 
@@ -126,8 +153,8 @@ class ProgressRelay(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # reading callback_metrics may synchronise metrics across ranks: every rank reads them
         metrics = _scalar_metrics(trainer.callback_metrics)
-        if not trainer.is_global_zero:
-            return
+        if not trainer.is_global_zero or epoch_cut_short(trainer):
+            return  # a stopped epoch is not done: it is finished when the run is resumed
         metrics["epoch"] = trainer.current_epoch + 1
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("train_loss", "val_loss", "val_dice"))
         self.emit(Progress(
@@ -137,9 +164,21 @@ class ProgressRelay(Callback):
         ))
 
 
+def epoch_cut_short(trainer: L.Trainer) -> bool:
+    """True at the end of an epoch that training left before its last batch (a stop)."""
+    n = trainer.num_training_batches
+    if not n or n == float("inf"):
+        return False
+    return trainer.fit_loop.epoch_loop.batch_progress.current.completed < int(n)
+
+
+def _last_batch_of_epoch(trainer: L.Trainer, batch_idx: int) -> bool:
+    return batch_idx + 1 >= trainer.num_training_batches
+
+
 class StopOnFlag(Callback):
     """When ``stop`` is set: ``trainer.should_stop = True`` after the current batch (or at the
-    end of the epoch) and a resumable checkpoint is written to ``checkpoint_path``.
+    end of the epoch) and, with ``checkpoint_path``, a resumable checkpoint is written there.
 
     Under DDP the flag is only visible in the process that owns it; the decision is shared
     with every rank (any rank stopping stops all).
@@ -163,11 +202,103 @@ class StopOnFlag(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # at the end of an epoch the epoch hook decides, so the checkpoint counts the epoch as done
-        if batch_idx + 1 < trainer.num_training_batches:
+        if not _last_batch_of_epoch(trainer, batch_idx):
             self._check(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._check(trainer)
+
+
+class StopOnDivergence(Callback):
+    """A training loss that is NaN or infinite stops training after that very batch.
+
+    The decision is shared across DDP ranks (one rank's NaN stops all). Afterwards
+    ``diverged`` is true, ``where`` says ``(epoch, batch, loss)`` (1-based; ``loss`` as this
+    rank saw it), and :class:`LastCheckpoint` / :class:`BestCheckpoint` given this guard
+    write nothing more: the last checkpoint written stays the last good one. Put it before
+    any callback that saves checkpoints.
+    """
+
+    def __init__(self) -> None:
+        self.diverged = False
+        self.where: tuple[int, int, float] | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.diverged:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else None
+        bad = value is not None and not math.isfinite(value)
+        if not trainer.strategy.reduce_boolean_decision(bad, all=False):
+            return
+        self.diverged = True
+        self.where = (trainer.current_epoch + 1, batch_idx + 1, float("nan") if value is None else value)
+        trainer.should_stop = True
+
+    def error(self, last: str | os.PathLike | None, path: str | os.PathLike | None = None) -> DivergedError:
+        """The error to raise after ``fit``: where it diverged and which checkpoint is kept."""
+        epoch, batch, value = self.where or (0, 0, float("nan"))
+        kept = (f"last good checkpoint kept at {last}" if last is not None and Path(last).is_file()
+                else "no checkpoint was written")
+        return DivergedError(f"training diverged at epoch {epoch}, batch {batch}: loss is {_loss_word(value)}; "
+                             f"{kept}; lower the learning rate (lr) or check the inputs", path=path)
+
+
+def _loss_word(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return "not finite on another process"  # DDP: another rank saw it
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``path`` (``last.ckpt``) at the end of every epoch, and at the batch where training
+    is stopped in the middle of an epoch (``trainer.should_stop``): resuming from it continues
+    at the next batch. Nothing is written once ``guard`` (a :class:`StopOnDivergence`) saw a
+    non-finite loss. A :class:`Checkpoint`, so Lightning calls it after the module's and the
+    other callbacks' epoch-end hooks (and after :class:`BestCheckpoint` when listed after it):
+    the file holds the state of the finished epoch, best-model bookkeeping included.
+    """
+
+    def __init__(self, path: str | os.PathLike, guard: StopOnDivergence | None = None) -> None:
+        self.path = Path(path)
+        self.guard = guard
+
+    def _vetoed(self) -> bool:
+        return self.guard is not None and self.guard.diverged
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.should_stop and not _last_batch_of_epoch(trainer, batch_idx) and not self._vetoed():
+            trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not epoch_cut_short(trainer) and not self._vetoed():
+            trainer.save_checkpoint(self.path)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """:class:`ModelCheckpoint` that saves nothing after a divergence (``guard``) or for an epoch
+    cut short by a stop (a stopped epoch's weights are resumed, not judged)."""
+
+    def __init__(self, *args: Any, guard: StopOnDivergence | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard = guard
+
+    def _vetoed(self, trainer: L.Trainer) -> bool:
+        return (self.guard is not None and self.guard.diverged) or (trainer.should_stop and epoch_cut_short(trainer))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not (self.guard is not None and self.guard.diverged) and not trainer.should_stop:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self._vetoed(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not self._vetoed(trainer):
+            super().on_validation_end(trainer, pl_module)
 
 
 def make_trainer(

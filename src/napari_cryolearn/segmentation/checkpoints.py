@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.lightning import first_non_finite
 from napari_cryolearn.segmentation.config import BackboneConfig, NetworkConfig
 
 _PRETRAIN_ONLY = ("predictor.", "global_projector.", "global_predictor.", "encoder.fc.", "level_projector",
@@ -46,20 +47,49 @@ class LoadReport:
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint file onto the CPU (a dict with at least ``state_dict``).
 
-    Checkpoints are pickles: only open files you trust.
+    A bare state dict (a mapping of names to tensors) is wrapped as ``{"state_dict": ...}``.
+    Raises :class:`InputError` naming the file when it is missing, not readable by
+    ``torch.load`` (random bytes, truncated), or not a mapping whose ``state_dict`` maps names
+    to tensors (e.g. a saved tensor, a dict of other things). Checkpoints are pickles: only
+    open files you trust.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("checkpoint not found", path=path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001
-        raise InputError(f"not a readable PyTorch checkpoint ({err})", path=path) from None
-    if isinstance(ckpt, dict) and "state_dict" not in ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+    except Exception as err:  # noqa: BLE001  (truncated, random bytes, a pickle of unknown classes)
+        raise InputError(f"not a readable PyTorch checkpoint ({_short(err)})", path=path) from None
+    if (isinstance(ckpt, dict) and ckpt and "state_dict" not in ckpt
+            and all(isinstance(v, torch.Tensor) for v in ckpt.values())):
         ckpt = {"state_dict": ckpt}
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise InputError("no state_dict in checkpoint", path=path)
+        what = type(ckpt).__name__ if not isinstance(ckpt, dict) else f"a dict with keys {_keys(ckpt)}"
+        raise InputError(f"no state_dict in checkpoint (it holds {what}); expected a checkpoint written by "
+                         "training", path=path)
+    odd = next((k for k, v in ckpt["state_dict"].items() if not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise InputError(f"state_dict entry {odd!r} is a {type(ckpt['state_dict'][odd]).__name__}, not a tensor",
+                         path=path)
     return ckpt
+
+
+def _short(err: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _keys(d: dict, limit: int = 4) -> str:
+    keys = [str(k) for k in list(d)[:limit]]
+    return ", ".join(keys) + (", …" if len(d) > limit else "") if keys else "none"
+
+
+def check_finite(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """:class:`InputError` naming the checkpoint and its first tensor holding NaN or ±inf."""
+    bad = first_non_finite(ckpt["state_dict"])
+    if bad is not None:
+        raise InputError(f"tensor {bad} holds NaN or infinite values (a diverged training?); use an earlier "
+                         "checkpoint", path=path)
 
 
 def detect_layout(state: dict[str, Any]) -> str:
@@ -112,6 +142,11 @@ def load_weights(
 ) -> LoadReport:
     """Load the weights at ``path`` (any layout above) into ``net`` in place.
 
+    Every backbone tensor must be present with the network's shape, and with
+    ``require_heads`` every head tensor too; otherwise :class:`InputError` naming the file and
+    the first problems (never a partly random network). A checkpoint holding NaN or ±inf is
+    refused the same way.
+
     Parameters
     ----------
     net:
@@ -124,6 +159,7 @@ def load_weights(
         The already-read checkpoint, to avoid reading it twice.
     """
     ckpt = read_checkpoint(path) if ckpt is None else ckpt
+    check_finite(ckpt, path)
     state = ckpt["state_dict"]
     layout = detect_layout(state)
     if layout == "unknown":
@@ -213,3 +249,48 @@ def network_config_from_checkpoint(ckpt: dict[str, Any], path=None) -> NetworkCo
         pass
     raise InputError("checkpoint does not describe a segmentation network (no hyper_parameters.config); "
                      "pass a checkpoint written by segmentation training", path=path)
+
+
+_TRAINING_STATE = ("optimizer_states", "loops", "epoch", "global_step")
+
+
+def check_resumable(ckpt: dict[str, Any], module: torch.nn.Module, path: str | os.PathLike,
+                    config: dict[str, Any] | None = None) -> None:
+    """Refuse a checkpoint that Lightning could not continue training ``module`` from.
+
+    :class:`InputError` naming ``path`` when the checkpoint holds no training state (optimizer,
+    loops: e.g. a bare state dict or someone else's file), is not in our layout, holds
+    non-finite tensors, does not match ``module``'s tensors exactly (names and shapes: another
+    ``out_channels``, another network), trains another number of parameters (other
+    ``unfreeze_*`` settings), or, given the new run's ``config`` (a dict), was made with
+    another ``optimizer`` or ``scheduler``.
+    """
+    missing = [k for k in _TRAINING_STATE if k not in ckpt]
+    if missing:
+        raise InputError(f"not a checkpoint of a training run that can be continued (no {', '.join(missing)}); "
+                         "to start from its weights, train a new run with pretrained_model", path=path)
+    state = ckpt["state_dict"]
+    if detect_layout(state) != "ours":
+        raise InputError(f"not a napari-cryolearn segmentation checkpoint (first keys: {_keys(state, 3)})",
+                         path=path)
+    check_finite(ckpt, path)
+    own = module.state_dict()
+    problems = [f"missing {k} {tuple(t.shape)}" for k, t in own.items() if k not in state]
+    problems += [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(t.shape)}"
+                 for k, t in own.items() if k in state and tuple(state[k].shape) != tuple(t.shape)]
+    problems += [f"unexpected {k} {tuple(state[k].shape)}" for k in state if k not in own]
+    if problems:
+        raise InputError(f"does not fit this network: {_describe(problems)}; continue with the settings of the "
+                         "stopped run (its config.yaml)", path=path)
+    groups = (ckpt["optimizer_states"] or [{}])[0].get("param_groups") or []
+    saved = sum(len(g.get("params", [])) for g in groups)
+    trained = sum(1 for p in module.parameters() if p.requires_grad)
+    if groups and saved != trained:
+        raise InputError(f"its optimizer updates {saved} tensors, this network trains {trained} (other "
+                         "unfreeze_backbone / unfreeze_decoder / pretrained_model settings?); continue with the "
+                         "settings of the stopped run", path=path)
+    before = ((ckpt.get("hyper_parameters") or {}).get("config") or {})
+    for key in ("optimizer", "scheduler"):
+        if config is not None and isinstance(before, dict) and key in before and before[key] != config.get(key):
+            raise InputError(f"the stopped run used {key} {before[key]!r}, not {config.get(key)!r}; continue with "
+                             f"{key} {before[key]!r}", path=path, field=key)

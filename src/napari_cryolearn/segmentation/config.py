@@ -127,7 +127,9 @@ class SegmentationTrainConfig(Config):
     Inputs are patch stores (``prep`` stage output). Validation: ``val_stores`` when given;
     else, with several stores, a ``validation_ratio`` of the stores (at least one); with one
     store, a ``validation_ratio`` of its patches. Checkpoints go to ``log_dir/model/``:
-    ``model_best.ckpt`` (highest mean foreground validation Dice) and ``last.ckpt``.
+    ``model_best.ckpt`` (highest mean foreground validation Dice) and ``last.ckpt``. A
+    ``log_dir`` that already holds a run is refused unless ``continue_training`` (resume it)
+    or ``overwrite`` (replace it) is set.
     """
 
     patch_stores: list[Path] = []
@@ -136,6 +138,8 @@ class SegmentationTrainConfig(Config):
     log_dir: Path
     pretrained_model: Path | None = None
     continue_training: bool = False
+    overwrite: bool = Field(False, description="start afresh in a run folder that already holds a run: its "
+                            "checkpoints, config and logs are replaced")
     network: NetworkConfig = NetworkConfig()
     transforms: TransformsConfig = TransformsConfig()
     intensity: IntensityConfig = IntensityConfig()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.segmentation.config import IntensityConfig
@@ -58,8 +58,9 @@ def check_sources(
 ) -> None:
     """Read every patch's labels once and check them against the network.
 
-    Raises :class:`InputError` (naming the store and patch) when a patch has no labels, when
-    an image holds NaN or infinite values, when a label is ≥ ``num_classes`` (and is not
+    Raises :class:`InputError` (naming the store, the patch and the array) when a patch has no
+    labels, when its image, labels or distances hold NaN or infinite values (checked by the
+    patch's min and max, which NaN and ±inf always reach), when a label is ≥ ``num_classes`` (and is not
     ``ignore_index``), when shapes disagree, when distances are needed but missing or have the
     wrong number of channels, when no patch has any annotation, or (``need_foreground``) when
     every annotated voxel is background (0).
@@ -73,8 +74,8 @@ def check_sources(
                                  path=name, field="labels")
             lab = np.asarray(s["labels"])
             img = np.asarray(s["image"])
-            if img.dtype.kind in "fc" and not np.isfinite(img).all():
-                raise InputError(f"patch {i}: the image holds NaN or infinite values", path=name, field="image")
+            _check_finite(img, i, "image", name)
+            _check_finite(lab, i, "labels", name)
             if img.shape != lab.shape:
                 raise InputError(f"patch {i}: image shape {img.shape} differs from labels {lab.shape}",
                                  path=name, field="labels")
@@ -102,11 +103,26 @@ def check_sources(
                         f"patch {i}: distances shape {dist.shape}, expected {(num_classes, *lab.shape)}",
                         path=name, field="distances",
                     )
+                _check_finite(dist, i, "distances", name)
     if annotated == 0:
         raise InputError("no patch has any annotated voxel", path=names[0] if names else None, field="labels")
     if need_foreground and foreground == 0:
         raise InputError("the labels hold only background (0): nothing to learn (empty label volume?)",
                          path=", ".join(names) or None, field="labels")
+
+
+def _check_finite(a: np.ndarray, i: int, field: str, name: str) -> None:
+    """InputError naming store ``name``, patch ``i`` and ``field`` when ``a`` holds NaN or ±inf.
+
+    One min and one max per patch (no temporary array of the patch's size): NaN propagates
+    into both, and ±inf is the min or the max.
+    """
+    if a.size == 0 or a.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(a).all() if a.dtype.kind == "c" else np.isfinite(a.min()) and np.isfinite(a.max())
+    if not finite:
+        raise InputError(f"patch {i}: the {field} hold NaN or infinite values" if field in ("labels", "distances")
+                         else f"patch {i}: the {field} holds NaN or infinite values", path=name, field=field)
 
 
 def split_items(
@@ -262,7 +278,9 @@ class EpochSampler(Sampler):
 
     Lightning calls :meth:`set_epoch` before each epoch. Under DDP every rank takes every
     ``world``-th index of the same permutation (padded to equal length), so ranks see
-    different samples and the same number of batches.
+    different samples and the same number of batches. :meth:`resume` makes the iteration of
+    one epoch begin after its first ``start`` samples (of this rank), for a run resumed in
+    the middle of that epoch; ``len()`` stays the whole epoch's.
     """
 
     def __init__(self, n: int, shuffle: bool = True, seed: int = 0) -> None:
@@ -270,9 +288,22 @@ class EpochSampler(Sampler):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, samples of it already used)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        if self._resume is not None and self._resume[0] != self.epoch:
+            self._resume = None
+
+    def resume(self, epoch: int, start: int) -> None:
+        """Continue ``epoch`` after its first ``start`` samples (sets the epoch too)."""
+        self.epoch = int(epoch)
+        self._resume = (self.epoch, int(start)) if start > 0 else None
+
+    @property
+    def start(self) -> int:
+        """Samples of the current epoch skipped by the next iteration (0 unless resumed)."""
+        return self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
 
     @staticmethod
     def _rank_world() -> tuple[int, int]:
@@ -293,11 +324,56 @@ class EpochSampler(Sampler):
         return order
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(i, self.epoch) for i in self._indices()])
+        return iter([(i, self.epoch) for i in self._indices()[self.start:]])
 
     def __len__(self) -> int:
         rank, world = self._rank_world()
         return math.ceil(self.n / world) if world > 1 else self.n
+
+
+class ResumableLoader(DataLoader):
+    """A :class:`DataLoader` over an :class:`EpochSampler` that resumes in the middle of an epoch.
+
+    ``state_dict()`` → ``{"epoch": e, "batches": b}``: ``b`` batches of epoch ``e`` were handed
+    out. Lightning stores it in every checkpoint (a loader with ``state_dict`` /
+    ``load_state_dict`` is "stateful" to it) and fetches no batch ahead when the loader has a
+    length, so at a batch end ``b`` is the number of batches trained on.
+    ``load_state_dict(state)`` makes the next iteration continue after those ``b`` batches (or
+    start epoch ``e + 1`` when ``e`` was complete). Call it before ``trainer.fit`` too: the
+    sampler's epoch is then right even for loader workers started before Lightning's
+    ``set_epoch``. Every sample's augmentation is seeded from (seed, epoch, index), so the
+    resumed batches are those an uninterrupted run trains on.
+    """
+
+    def __init__(self, dataset, *, sampler: EpochSampler, **kwargs: Any) -> None:
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self._position = (sampler.epoch, 0)
+
+    def __iter__(self):
+        return self._counted(super().__iter__())
+
+    def _counted(self, batches):
+        # runs at the first next(): after Lightning's set_epoch
+        sampler = self.sampler
+        epoch, done = sampler.epoch, sampler.start // (self.batch_size or 1)
+        self._position = (epoch, done)
+        for batch in batches:
+            done += 1
+            self._position = (epoch, done)
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, done = self._position
+        return {"epoch": int(epoch), "batches": int(done)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        epoch, done = int(state["epoch"]), int(state["batches"])
+        if done >= len(self):
+            self.sampler.set_epoch(epoch + 1)
+            self._position = (epoch + 1, 0)
+        else:
+            self.sampler.resume(epoch, done * (self.batch_size or 1))
+            self._position = (epoch, done)
 
 
 def collate(batch: list[dict]) -> dict:

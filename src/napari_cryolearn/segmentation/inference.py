@@ -71,6 +71,16 @@ def _window_weight(
     return wgt.astype(np.float32, copy=False)
 
 
+def fit_window(window: Sequence[int], shape: Sequence[int], divisor: int = 1) -> tuple[int, ...]:
+    """``window`` with each axis cut to at most ``shape``'s, rounded up to a multiple of ``divisor``.
+
+    A window larger than the volume only adds zero padding (and time: a 512³ window on a
+    48×64×64 volume is ~700 times the work); the cut window keeps the network's stride.
+    """
+    d = max(1, int(divisor))
+    return tuple(min(int(w), -(-int(s) // d) * d) for w, s in zip(window, shape))
+
+
 def _run(model: nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]], sigmoid: bool):
     probs = None
     dist = None

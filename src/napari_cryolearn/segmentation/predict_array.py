@@ -17,7 +17,7 @@ from napari_cryolearn.engine.lightning import torch_device
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.segmentation.inference import Prediction, iter_sliding_window
-from napari_cryolearn.segmentation.predict_job import DEFAULT_WINDOW, STAGE, LoadedModel, load_model
+from napari_cryolearn.segmentation.predict_job import STAGE, LoadedModel, load_model, window_for
 
 
 def predict_array_job(
@@ -35,8 +35,9 @@ def predict_array_job(
     """Segment a (Z, Y, X) ``volume`` with a checkpoint (path) or a loaded model.
 
     ``window`` defaults to the model's training patch (else 64³) and must be a multiple of the
-    network's stride. Yields progress per batch of windows; returns ``(prediction, class
-    names)``, or ``None`` when stopped.
+    network's stride; one larger than the volume is clamped to it (a progress message says so).
+    Yields progress per batch of windows; returns ``(prediction, class names)``, or ``None``
+    when stopped.
     """
     volume = np.asarray(volume)
     if volume.ndim != 3:
@@ -45,12 +46,11 @@ def predict_array_job(
     loaded = model if isinstance(model, LoadedModel) else load_model(model, dev)
     if isinstance(model, LoadedModel):
         loaded.net.to(dev)
-    div = loaded.net.size_divisor
-    window = tuple(int(w) for w in (window or loaded.patch_shape or DEFAULT_WINDOW))
-    if len(window) != 3 or any(w <= 0 or w % div for w in window):
-        raise InputError(f"window {window} must be 3 positive multiples of {div} (the network's stride)",
-                         field="window")
-    yield Progress(0, None, f"predicting {volume.shape} on {dev.type}, window {window}", STAGE)
+    window, note = window_for(window, loaded, volume.shape)
+    if note is not None:
+        yield Progress(0, None, note, STAGE, {"window": list(window)})
+    yield Progress(0, None, f"predicting {volume.shape} on {dev.type}, window {window}", STAGE,
+                   {"window": list(window)})
     steps = iter_sliding_window(
         loaded.net, volume, window, num_classes=loaded.network.out_channels, overlap=overlap,
         batch_size=batch_size, tta_flips=tta_flips, device=dev, preprocess=loaded.intensity.apply,

@@ -24,7 +24,7 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.segmentation.checkpoints import load_weights, network_config_from_checkpoint, read_checkpoint
 from napari_cryolearn.segmentation.config import IntensityConfig, NetworkConfig, SegmentationPredictConfig
-from napari_cryolearn.segmentation.inference import iter_sliding_window
+from napari_cryolearn.segmentation.inference import fit_window, iter_sliding_window
 from napari_cryolearn.segmentation.network import SegmentationNet, build_network
 
 STAGE = "segment.predict"
@@ -43,26 +43,64 @@ class LoadedModel:
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
-    """Build the network a checkpoint describes (ours or CryoSiam semantic), load it, eval mode."""
+    """Build the network a checkpoint describes (ours or CryoSiam semantic), load it, eval mode.
+
+    Raises :class:`InputError` naming the checkpoint when it cannot be read (random bytes,
+    truncated), holds no segmentation network (a bare tensor, someone else's state dict),
+    does not fit the network its own config describes (every tensor must match: no part of
+    the model is left random), or holds NaN or infinite weights.
+    """
     ckpt = read_checkpoint(path)
     net_cfg = network_config_from_checkpoint(ckpt, path)
     net = build_network(net_cfg)
     load_weights(net, path, require_heads=True, ckpt=ckpt)
     net.eval().to(device)
     hp = ckpt.get("hyper_parameters") or {}
+    hp = hp if isinstance(hp, dict) else {}
     cfg = hp.get("config") or {}
     intensity = IntensityConfig()
     patch = hp.get("patch_shape")
     if isinstance(cfg, dict):
         if isinstance(cfg.get("intensity"), dict):
             intensity = IntensityConfig.from_dict(cfg["intensity"], source=path)
-        if "parameters" in cfg:  # CryoSiam
+        if isinstance(cfg.get("parameters"), dict):  # CryoSiam
             data = cfg["parameters"].get("data") or {}
+            data = data if isinstance(data, dict) else {}
             intensity = IntensityConfig.from_dict({k: data.get(k) for k in ("min", "max", "mean", "std")}, source=path)
             patch = patch or data.get("patch_size")
         patch = cfg.get("patch_size") or patch
-    patch_shape = tuple(int(v) for v in patch) if patch else None
-    return LoadedModel(net, net_cfg, intensity, patch_shape, hp)  # type: ignore[arg-type]
+    return LoadedModel(net, net_cfg, intensity, _shape_or_none(patch), hp)
+
+
+def _shape_or_none(patch: Any) -> tuple[int, int, int] | None:
+    """A checkpoint's training patch shape as three ints, or ``None`` when it has none (or a bad one)."""
+    try:
+        shape = tuple(int(v) for v in patch) if patch else None
+    except (TypeError, ValueError):
+        return None
+    return shape if shape is not None and len(shape) == 3 and min(shape) > 0 else None  # type: ignore[return-value]
+
+
+def window_for(window: Sequence[int] | None, model: LoadedModel, shape: Sequence[int]
+               ) -> tuple[tuple[int, int, int], str | None]:
+    """The prediction window for a volume of ``shape`` and a note when it was clamped.
+
+    ``window`` (default: the model's training patch, else 64³) must be three positive
+    multiples of the network's size divisor (:class:`InputError`, field ``window``). An axis
+    larger than the volume is cut to the volume's extent rounded up to that divisor (the
+    window is zero-padded as at any volume edge): a larger window adds only padding and time.
+    """
+    div = model.net.size_divisor
+    asked = tuple(int(w) for w in (window or model.patch_shape or DEFAULT_WINDOW))
+    if len(asked) != 3 or any(w <= 0 or w % div for w in asked):
+        raise InputError(f"window {asked} must be 3 positive multiples of {div} (the network's stride)",
+                         field="window")
+    used = fit_window(asked, shape, div)
+    note = None
+    if used != asked:
+        note = (f"window {asked} is larger than the volume {tuple(int(s) for s in shape)}: using {used} "
+                f"(the volume rounded up to a multiple of {div})")
+    return used, note  # type: ignore[return-value]
 
 
 class _PerClassFiles:
@@ -83,10 +121,11 @@ def _class_paths(path: Path, names: Sequence[str]) -> list[Path]:
 def _open_output(stack: ExitStack, path: Path, shape, names, voxel_size, origin, overwrite: bool):
     """A (C, Z, Y, X) float32 target: one .npy memory map, or one MRC per class."""
     from napari_cryolearn.io import create_mrc
+    from napari_cryolearn.io.npy import create_npy
 
     if path.suffix.lower() == ".npy":
         tmp = stack.enter_context(atomic_path(path, overwrite=overwrite))
-        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(names), *shape))
+        return create_npy(tmp, (len(names), *shape), np.float32, target=path)
     maps = [stack.enter_context(create_mrc(p, shape, np.float32, voxel_size, origin, overwrite))
             for p in _class_paths(path, names)]
     return _PerClassFiles(maps)
@@ -101,19 +140,36 @@ def _check_path(path: Path | None, field: str, overwrite: bool, suffixes: tuple[
         raise InputError("exists (set overwrite to replace it)", path=path, field=field)
 
 
-def _check_not_an_input(config: SegmentationPredictConfig, names: Sequence[str]) -> None:
-    """Refuse outputs (per-class MRC files included) that would replace the tomogram or the model."""
-    inputs = {Path(config.input).resolve(), Path(config.model).resolve()}
+def _output_targets(config: SegmentationPredictConfig, names: Sequence[str]) -> list[tuple[str, Path]]:
+    """(field, file) for every file the run writes: labels, and each per-class map (or .npy)."""
+    out = []
     for field in ("output", "probabilities", "distances"):
         path = getattr(config, field)
         if path is None:
             continue
         path = Path(path)
         targets = [path] if field == "output" or path.suffix.lower() == ".npy" else _class_paths(path, names)
-        for target in targets:
-            if target.resolve() in inputs:
-                raise InputError("would replace an input (the tomogram or the model); choose another name",
-                                 path=target, field=field)
+        out += [(field, t) for t in targets]
+    return out
+
+
+def _check_not_an_input(config: SegmentationPredictConfig, names: Sequence[str]) -> None:
+    """Refuse outputs (per-class MRC files included) that would replace the tomogram or the model,
+    or that coincide with another output of the same run (e.g. labels ``o_class_0.mrc`` beside
+    ``--probabilities o.mrc``, whose class-0 map has that name)."""
+    inputs = {Path(config.input).resolve(), Path(config.model).resolve()}
+    seen: dict[Path, tuple[str, Path]] = {}
+    for field, target in _output_targets(config, names):
+        key = target.resolve()
+        if key in inputs:
+            raise InputError("would replace an input (the tomogram or the model); choose another name",
+                             path=target, field=field)
+        if key in seen:
+            other, first = seen[key]
+            what = "the labels" if other == "output" else f"a {other} map ({first.name})"
+            raise InputError(f"is also the file of {what}: one run would write it twice; choose another name",
+                             path=target, field=field)
+        seen[key] = (field, target)
 
 
 def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None) -> Generator[Progress, None, dict]:
@@ -121,9 +177,11 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
 
     Yields a :class:`Progress` (stage ``"segment.predict"``) after each batch of windows.
     Raises :class:`InputError` before writing anything when the input is not a 3D MRC of real
-    values, the checkpoint is not a segmentation model, the window does not suit the network,
-    distances are asked of a model without a distance head, an output would replace an input,
-    or the device does not exist. NaN or infinite values are found window by window: the
+    values, the checkpoint is not a segmentation model (or holds non-finite weights), the
+    window is not a multiple of the network's stride, distances are asked of a model without a
+    distance head, an output would replace an input or another output of the run, or the
+    device does not exist. A window larger than the volume is clamped to it (see
+    :func:`window_for`; a progress message says so). NaN or infinite values are found window by window: the
     error then comes during the run, and the outputs begun are removed.
     """
     from napari_cryolearn.io.mrc import create_mrc, read_mrc_3d
@@ -135,25 +193,23 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
     _check_path(config.distances, "distances", config.overwrite, (".npy", ".mrc"))
     vol = read_mrc_3d(config.input, what="tomogram")
     model = load_model(config.model, device)
-    div = model.net.size_divisor
-    window = tuple(config.window or model.patch_shape or DEFAULT_WINDOW)
-    if len(window) != 3 or any(w <= 0 or w % div for w in window):
-        raise InputError(f"window {window} must be 3 positive multiples of {div} (the network's stride)",
-                         field="window")
+    shape = tuple(int(s) for s in vol.data.shape)
+    window, note = window_for(config.window, model, shape)
     if config.distances is not None and model.net.heads.distance_head is None:
         raise InputError("this model has no distance head (trained without distance_prediction)",
                          path=config.model, field="distances")
     names = model.network.names()
     _check_not_an_input(config, names)
-    shape = tuple(int(s) for s in vol.data.shape)
 
     def preprocess(win: np.ndarray) -> np.ndarray:
         if not np.isfinite(win).all():  # NaN would spread through the blending, silently
             raise InputError("the tomogram holds NaN or infinite values", path=config.input, field="input")
         return model.intensity.apply(win)
 
+    if note is not None:
+        yield Progress(0, None, note, STAGE, {"window": list(window)})
     yield Progress(0, None, f"predicting {Path(config.input).name} {shape} on {device.type}, window {window}",
-                   STAGE)
+                   STAGE, {"window": list(window)})
 
     written = {"labels": Path(config.output)}
     try:
