@@ -196,3 +196,33 @@ def test_distinct_outputs_are_all_written(data, tmp_path):
                                  str(tmp_path / "p.mrc"), "--distances", str(tmp_path / "d.mrc"))]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(["labels.mrc", "labels.mrc.json", *(f"{k}_class_{i}.mrc" for k in "pd" for i in range(3))])
+
+
+def test_a_margin_that_leaves_nothing_of_the_window_is_refused(data, tmp_path, capsys):
+    out = tmp_path / "l.mrc"
+    assert main(["-q", *_predict(data["model"], data["tomogram"], out, "--margin", "1000")]) == 2
+    err = capsys.readouterr().err
+    assert "margin: a margin of 1000 voxels" in err and "at most 7" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_prediction_is_replaced_only_with_overwrite(data, tmp_path, capsys):
+    out = tmp_path / "l.mrc"
+    assert main(["-q", *_predict(data["model"], data["tomogram"], out)]) == 0
+    before = out.read_bytes()
+    assert main(["-q", *_predict(data["model"], data["tomogram"], out)]) == 2
+    assert "exists (set overwrite to replace it)" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["-q", *_predict(data["model"], data["tomogram"], out, "--overwrite")]) == 0
+
+
+@pytest.mark.parametrize("where", ["readonly", "under_a_file"])
+def test_predict_into_a_folder_it_cannot_write(where, data, tmp_path, readonly_dir, capsys):
+    if where == "readonly":
+        out = readonly_dir / "l.mrc"
+    else:
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "l.mrc"
+    assert main(["-q", *_predict(data["model"], data["tomogram"], out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(out.parent) in err, err

@@ -249,4 +249,4 @@ class SegmentationPredictConfig(Config):
     tta_flips: bool = False
     threshold: float | None = Field(None, ge=0, le=1)
     device: Device = "auto"
-    overwrite: bool = True
+    overwrite: bool = Field(False, description="replace existing outputs")

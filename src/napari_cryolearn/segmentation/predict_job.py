@@ -188,18 +188,21 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
     from napari_cryolearn.io.sidecar import write_sidecar
 
     device = torch_device(config.device)
-    _check_path(config.output, "output", config.overwrite, (".mrc", ".rec", ".map"))
-    _check_path(config.probabilities, "probabilities", config.overwrite, (".npy", ".mrc"))
-    _check_path(config.distances, "distances", config.overwrite, (".npy", ".mrc"))
     vol = read_mrc_3d(config.input, what="tomogram")
     model = load_model(config.model, device)
     shape = tuple(int(s) for s in vol.data.shape)
     window, note = window_for(config.window, model, shape)
+    if 2 * config.margin >= min(window):
+        raise InputError(f"a margin of {config.margin} voxels at each face leaves nothing of the window {tuple(window)}"
+                         f" (at most {(min(window) - 1) // 2})", field="margin")
     if config.distances is not None and model.net.heads.distance_head is None:
         raise InputError("this model has no distance head (trained without distance_prediction)",
                          path=config.model, field="distances")
     names = model.network.names()
     _check_not_an_input(config, names)
+    _check_path(config.output, "output", config.overwrite, (".mrc", ".rec", ".map"))
+    _check_path(config.probabilities, "probabilities", config.overwrite, (".npy", ".mrc"))
+    _check_path(config.distances, "distances", config.overwrite, (".npy", ".mrc"))
 
     def preprocess(win: np.ndarray) -> np.ndarray:
         if not np.isfinite(win).all():  # NaN would spread through the blending, silently

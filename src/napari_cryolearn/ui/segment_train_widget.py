@@ -40,6 +40,7 @@ class TrainSegmentationWidget(JobWidget):
                                 label="run folder")
         self.pretrained = FileEdit(mode="r", filter="*.ckpt", value="", label="pretrained model (optional)")
         self.resume = CheckBox(value=False, text="continue training from the run folder")
+        self.overwrite = CheckBox(value=False, text="start afresh (replace the run in this folder)")
         self.device = ComboBox(choices=available_devices(), value="auto", label="device")
         self.plot = MetricsPlot()
         plot_box = Container(labels=False)
@@ -47,7 +48,8 @@ class TrainSegmentationWidget(JobWidget):
         super().__init__(
             napari_viewer,
             [self.source, self.image, self.label_layer, self.stores, self.patch_size, self.classes, self.epochs,
-             self.batch_size, self.lr, self.log_dir, self.pretrained, self.resume, self.device, plot_box],
+             self.batch_size, self.lr, self.log_dir, self.pretrained, self.resume, self.overwrite, self.device,
+             plot_box],
             title="Train segmentation",
             run_text="Train",
         )
@@ -76,6 +78,7 @@ class TrainSegmentationWidget(JobWidget):
             "device": self.device.value,
             "pretrained_model": Path(pretrained) if pretrained not in ("", ".") else None,
             "continue_training": bool(self.resume.value),
+            "overwrite": bool(self.overwrite.value),
         })
 
     def make_job(self):
