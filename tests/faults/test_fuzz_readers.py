@@ -36,14 +36,6 @@ EXAMPLES = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-def _skip_unless_locked(path) -> None:
-    """Skip when ``path`` can still be opened after a chmod (root, or a filesystem without modes)."""
-    try:
-        with open(path, "rb"):
-            pass
-    except PermissionError:
-        return
-    pytest.skip("this process reads files whatever their mode (root)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,26 +502,26 @@ def test_mrc_that_cannot_be_opened(mrc_seeds, tmp_path, monkeypatch):
             read(path)
 
 
-def test_mrc_without_read_permission(mrc_seeds, tmp_path):
+def test_mrc_without_read_permission(mrc_seeds, tmp_path, skip_unless_locked):
     path = tmp_path / "locked.mrc"
     path.write_bytes(mrc_seeds[0])
     path.chmod(0)
     try:
-        _skip_unless_locked(path)
+        skip_unless_locked(path)
         with pytest.raises(InputError, match=r"locked\.mrc: cannot be read: permission denied$"):
             read_mrc(path)
     finally:
         path.chmod(0o644)
 
 
-def test_mrc_in_a_folder_without_permission(mrc_seeds, tmp_path):
+def test_mrc_in_a_folder_without_permission(mrc_seeds, tmp_path, skip_unless_locked):
     folder = tmp_path / "private"
     folder.mkdir()
     path = folder / "tomo.mrc"
     path.write_bytes(mrc_seeds[0])
     folder.chmod(0)
     try:
-        _skip_unless_locked(path)
+        skip_unless_locked(path)
         with pytest.raises(InputError, match=r"tomo\.mrc: cannot be read: permission denied$"):
             read_mrc(path)
     finally:

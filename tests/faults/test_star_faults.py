@@ -27,14 +27,6 @@ def _write(folder, text: str, name: str = "picks.star"):
     return path
 
 
-def _skip_unless_locked(path) -> None:
-    """Skip when ``path`` can still be opened after a chmod (root, or a filesystem without modes)."""
-    try:
-        with open(path, "rb"):
-            pass
-    except PermissionError:
-        return
-    pytest.skip("this process reads files whatever their mode (root)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,11 +198,11 @@ def test_fifo_given_as_star_file_is_not_opened(tmp_path):
         read_star(fifo)
 
 
-def test_star_file_without_read_permission(tmp_path):
+def test_star_file_without_read_permission(tmp_path, skip_unless_locked):
     path = _write(tmp_path, HEADER_XYZ + "1 2 3\n", "locked.star")
     path.chmod(0)
     try:
-        _skip_unless_locked(path)
+        skip_unless_locked(path)
         with pytest.raises(InputError, match=r"locked\.star: cannot be read: permission denied"):
             read_star(path)
     finally:
@@ -235,3 +227,16 @@ def test_masks_refuse_2d_and_empty_tables(tmp_path, reference, capsys, text, pro
     err = capsys.readouterr().err
     assert code == 2 and "picks.star" in err and problem in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_optics_groups_of_mixed_types_are_an_input_error(tmp_path):
+    """Found by the fuzz test: a row cut to one token made the group keys mix text and numbers
+    (sorting them for the message raised TypeError)."""
+    text = ("data_optics\nloop_\n_rlnOpticsGroup #1\n_rlnOpticsGroupName #2\n_rlnImagePixelSize #3\n"
+            "1 opticsGroup1 2.0\n\ndata_particles\nloop_\n_rlnTomoName #1\n_rlnCoordinateX #2\n"
+            "_rlnCoordinateY #3\n_rlnCoordinateZ #4\n_rlnOpticsGroup #5\n"
+            "TS_01 10.0 20.0 30.0 1\nnan\nTS_01 11.5 21.5 31.5 1\nTS_02 \"5\" 6 7 1\n")
+    path = tmp_path / "mixed.star"
+    path.write_text(text)
+    with pytest.raises(InputError, match="mixed.star"):
+        read_star(path, tomo_name="b")

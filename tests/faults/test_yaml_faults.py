@@ -26,14 +26,6 @@ def _cli_error(argv: list[str], capsys) -> str:
     return lines[0]
 
 
-def _skip_unless_locked(path) -> None:
-    """Skip when ``path`` can still be opened after a chmod (root, or a filesystem without modes)."""
-    try:
-        with open(path, "rb"):
-            pass
-    except PermissionError:
-        return
-    pytest.skip("this process reads files whatever their mode (root)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,12 +179,12 @@ def test_config_that_cannot_be_opened(tmp_path, monkeypatch):
         read_yaml(path)
 
 
-def test_config_without_read_permission(tmp_path):
+def test_config_without_read_permission(tmp_path, skip_unless_locked):
     path = tmp_path / "locked.yaml"
     path.write_text("input: a.mrc\n")
     path.chmod(0)
     try:
-        _skip_unless_locked(path)
+        skip_unless_locked(path)
         with pytest.raises(InputError, match=r"locked\.yaml: cannot be read: permission denied"):
             read_yaml(path)
     finally:

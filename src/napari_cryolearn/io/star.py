@@ -262,7 +262,7 @@ def _row_pixel_sizes(df: pd.DataFrame, blocks: Mapping, path) -> np.ndarray | No
     if "rlnOpticsGroup" in df.columns and "rlnOpticsGroup" in optics.columns:
         by_group = dict(zip(_group_keys(optics, path, "optics"), sizes))
         groups = _group_keys(df, path, "particles")
-        missing = sorted(set(groups) - set(by_group))
+        missing = sorted(set(groups) - set(by_group), key=str)  # keys may mix numbers and text
         if missing:
             raise InputError(f"optics groups {missing[:5]} are not in data_optics", path, "rlnOpticsGroup")
         return np.array([by_group[g] for g in groups], dtype=np.float64)
@@ -366,7 +366,7 @@ def read_star(
             )
         keep = _name_matches(df[name_col].astype(str), str(tomo_name))
         if not keep.any():
-            names = sorted(df[name_col].astype(str).unique())
+            names = sorted((str(n) for n in df[name_col].unique()), key=str)
             listed = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
             raise InputError(f"tomogram {tomo_name!r} not found; the file has: {listed}", path, name_col)
         df = df[keep].reset_index(drop=True)
