@@ -9,7 +9,9 @@ remove partial output).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from napari_cryolearn.engine.progress import Progress
@@ -17,6 +19,41 @@ from napari_cryolearn.engine.stop import StopFlag
 
 R = TypeVar("R")
 Job = Generator[Progress, None, R]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a job produced: its outputs by role, numbers worth reporting, whether it was stopped.
+
+    Every job returns one, so the CLI, the demo, the widgets and a batch runner collect results
+    the same way. A role is the config field that named the output (a stage's output
+    :class:`~napari_cryolearn.engine.registry.Port`: ``"output"``, ``"skeleton"``,
+    ``"log_dir"``) or, for files a job writes beside it, a name of its own (``"model"``,
+    ``"mapping"``). A stopped job lists only what it finished.
+
+    Examples
+    --------
+    >>> r = JobResult({"output": Path("a.mrc")}, metrics={"voxels": 8})
+    >>> r["output"].name, r.lines()
+    ('a.mrc', ['output: a.mrc', 'voxels: 8'])
+    """
+
+    outputs: Mapping[str, Path] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    stopped: bool = False
+
+    def __getitem__(self, role: str) -> Path:
+        return self.outputs[role]
+
+    def get(self, role: str, default: Any = None) -> Any:
+        """The output for ``role``, or ``default``."""
+        return self.outputs.get(role, default)
+
+    def lines(self) -> list[str]:
+        """One ``role: value`` line per output and metric, for a terminal."""
+        out = [f"{k}: {v}" for k, v in self.outputs.items()]
+        out += [f"{k}: {v}" for k, v in self.metrics.items()]
+        return [*out, "stopped before the end"] if self.stopped else out
 
 
 class JobStopped(RuntimeError):
