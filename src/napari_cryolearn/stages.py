@@ -29,7 +29,7 @@ register_stage(
         cli_positionals=("output",),
         inputs=(),
         outputs=(Port("output", "run"),),
-        widget="napari_cryolearn.ui.sample_widget:SyntheticTomogramWidget",
+        widget="napari_cryolearn.ui.stage_widget:sample",
         title="Synthetic tomogram",
     )
 )
@@ -45,7 +45,7 @@ register_stage(
         cli_positionals=("input", "output"),
         inputs=(Port("input", "labels"),),
         outputs=(Port("output", "labels"),),
-        widget="napari_cryolearn.ui.filter_widget:FilterLabelsWidget",
+        widget="napari_cryolearn.ui.stage_widget:prep_filter",
         title="Filter labels",
     )
 )
@@ -61,7 +61,7 @@ register_stage(
         cli_positionals=("coordinates", "reference", "output"),
         inputs=(Port("coordinates", "points"), Port("reference", "tomogram")),
         outputs=(Port("output", "labels"),),
-        widget="napari_cryolearn.ui.masks_widget:SpheresMaskWidget",
+        widget="napari_cryolearn.ui.stage_widget:prep_masks",
         title="Masks from points",
     )
 )
@@ -77,7 +77,7 @@ register_stage(
         cli_positionals=("input", "output"),
         inputs=(Port("input", "tomogram"),),
         outputs=(Port("output", "tomogram"),),
-        widget="napari_cryolearn.ui.scale_widget:ScaleWidget",
+        widget="napari_cryolearn.ui.stage_widget:prep_scale",
         title="Scale intensity",
     )
 )
@@ -93,7 +93,7 @@ register_stage(
         cli_positionals=("input", "output"),
         inputs=(Port("input", "tomogram"),),
         outputs=(Port("output", "labels"),),
-        widget="napari_cryolearn.ui.masks_widget:ThresholdMaskWidget",
+        widget="napari_cryolearn.ui.stage_widget:prep_threshold",
         title="Mask from threshold",
     )
 )
@@ -109,7 +109,7 @@ register_stage(
         cli_positionals=("input", "output"),
         inputs=(Port("input", "labels"),),
         outputs=(Port("output", "distances"), Port("skeleton", "labels", optional=True)),
-        widget="napari_cryolearn.ui.distance_widget:DistanceMapsWidget",
+        widget="napari_cryolearn.ui.stage_widget:prep_distances",
         title="Distance maps",
     )
 )
@@ -126,7 +126,7 @@ register_stage(
         inputs=(Port("image", "tomogram"), Port("labels", "labels", optional=True),
                 Port("distances", "distances", optional=True)),
         outputs=(Port("output", "patch_store"),),
-        widget="napari_cryolearn.ui.patches_widget:PatchesWidget",
+        widget="napari_cryolearn.ui.stage_widget:prep_patches",
         title="Training patches",
     )
 )
@@ -158,7 +158,7 @@ register_stage(
         inputs=(Port("model", "model"), Port("input", "tomogram")),
         outputs=(Port("output", "labels"), Port("probabilities", "distances", optional=True),
                  Port("distances", "distances", optional=True)),
-        widget="napari_cryolearn.ui.segment_widget:SegmentWidget",
+        widget="napari_cryolearn.ui.stage_widget:segment_predict",
         title="Segment",
     )
 )

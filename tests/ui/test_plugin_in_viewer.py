@@ -16,30 +16,6 @@ def _manifest():
     return pm.get_manifest(PLUGIN)
 
 
-def test_every_manifest_widget_opens(make_napari_viewer):
-    viewer = make_napari_viewer()
-    widgets = _manifest().contributions.widgets
-    assert widgets
-    for contribution in widgets:
-        dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, contribution.display_name)
-        assert widget is not None and dock is not None
-
-
-def test_synthetic_widget_generates_layers(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Synthetic tomogram")
-    widget.size_z.value, widget.size_y.value, widget.size_x.value = 32, 48, 48
-    widget.voxel_size.value = 8.0
-    running = widget.run()
-    qtbot.waitUntil(lambda: running.done, timeout=30000)
-    image = viewer.layers["synthetic tomogram"]
-    labels = viewer.layers["synthetic labels"]
-    assert image.data.shape == (32, 48, 48)
-    assert tuple(labels.scale) == (8.0, 8.0, 8.0)
-    assert set(np.unique(labels.data)) >= {0, 1}
-    assert widget.status.value == "done"
-
-
 def test_open_mrc_and_star_with_scale(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     vol = np.random.default_rng(0).normal(size=(8, 10, 12)).astype(np.float32)

@@ -33,17 +33,32 @@ def resolve(target: str | Any) -> Any:
 KINDS = ("tomogram", "labels", "points", "micrographs", "distances", "patch_store", "model", "run", "config")
 
 
+#: The file name ending of each kind, for a port that does not give its own ("" is a folder).
+SUFFIXES = {"tomogram": ".mrc", "labels": ".mrc", "points": ".star", "micrographs": ".mrc", "distances": ".npy",
+            "patch_store": ".zarr", "model": ".ckpt", "run": "", "config": ".yaml"}
+
+
 @dataclass(frozen=True)
 class Port:
-    """One input or output of a stage: the config field that holds its path, and its kind."""
+    """One input or output of a stage: the config field that holds its path, and its kind.
+
+    ``optional``: the field may be left unset. ``suffix``: how a file of this port's name ends
+    (default: the kind's, :data:`SUFFIXES`); a widget names its temporary files with it.
+    """
 
     field: str
     kind: str
     optional: bool = False
+    suffix: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown kind {self.kind!r}; known: {', '.join(KINDS)}")
+
+    @property
+    def file_suffix(self) -> str:
+        """``suffix``, or the kind's (``".mrc"`` for a tomogram, ``""`` for a run folder)."""
+        return SUFFIXES[self.kind] if self.suffix is None else self.suffix
 
 
 @dataclass(frozen=True)
@@ -74,8 +89,10 @@ class Stage:
     inputs, outputs:
         The config fields that name the files the job reads and writes (:class:`Port`).
     widget:
-        Import path of the stage's napari dock widget (``"pkg.module:Class"``), or ``None`` for
-        a stage without one. Its ``napari.yaml`` entry is checked against this by a test.
+        Import path of the stage's napari dock widget (``"pkg.module:name"``), or ``None`` for
+        a stage without one: ``"napari_cryolearn.ui.stage_widget:<name with _ for .>"`` is the
+        form built from the config (:mod:`napari_cryolearn.ui.stage_widget`), any other path a
+        custom widget. Its ``napari.yaml`` entry is checked against this by a test.
     title:
         The widget's name in napari's *Plugins* menu.
     """

@@ -1,0 +1,332 @@
+"""A stage's dock widget, built from its registration: its config's form, layer pickers for its
+inputs, and its outputs opened as layers at the input's scale.
+
+The widget runs the stage's registered job with the stage's config, exactly as
+``cryolearn <stage>`` does: the form's values become the config (whose validation gives the
+message a user sees, before anything runs), a layer chosen for an input is handed to the job
+as a file (the file it was opened from, when its data is that file unchanged; else a
+temporary MRC or STAR written from the layer, at the layer's scale), and each output the job
+reports is opened as a layer with the scale and translation of the stage's first input layer.
+An output left without a file name is written to a temporary folder, loaded into memory and
+removed: the result is in the viewer, not on disk, until the user saves it. Stop sets the job's
+stop flag; the job finishes its current step, removes what it had begun and returns.
+
+A stage registers ``widget="napari_cryolearn.ui.stage_widget:<name>"`` (its name with ``_``
+for ``.``); this module makes that factory on demand (:func:`__getattr__`).
+
+Examples
+--------
+>>> from napari_cryolearn.ui.stage_widget import stage_for_factory
+>>> stage_for_factory("prep_filter").name
+'prep.filter'
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import napari.layers
+import numpy as np
+from magicgui.widgets import CheckBox, FileEdit, Widget, create_widget
+
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import JobResult
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.registry import Port, Stage
+from napari_cryolearn.stages import all_stages, get
+from napari_cryolearn.ui.forms import field_widget, form_values
+from napari_cryolearn.ui.job_widget import JobWidget
+
+#: Layer types offered for an input of each kind (other kinds are chosen as files).
+LAYER_TYPES = {"tomogram": napari.layers.Image, "labels": napari.layers.Labels, "points": napari.layers.Points,
+               "micrographs": napari.layers.Image}
+#: Layer type an output of each kind opens as (other kinds: as the reader decides).
+OUTPUT_LAYER_TYPES = {"tomogram": "image", "labels": "labels", "distances": "image", "micrographs": "image",
+                      "points": "points"}
+_FOLDER_KINDS = ("patch_store", "run")
+
+
+class StageWidget(JobWidget):
+    """The dock widget of a registered stage (see the module docstring).
+
+    Attributes
+    ----------
+    stage:
+        The :class:`~napari_cryolearn.engine.registry.Stage`.
+    form:
+        ``{field: widget}`` for every config field, in the config's order; an optional output
+        is a check box (``also write``) named after its field.
+    config:
+        The config of the last run (``None`` before the first).
+    """
+
+    def __init__(self, napari_viewer, stage: Stage | str):
+        self.stage = get(stage) if isinstance(stage, str) else stage
+        self.config_class = self.stage.config_class()
+        self.fields = self.config_class.model_fields
+        self._inputs = {p.field: p for p in self.stage.inputs}
+        self._outputs = {p.field: p for p in self.stage.outputs}
+        self.form: dict[str, Widget] = {name: self._widget(name, field) for name, field in self.fields.items()}
+        self.config = None
+        self.result: JobResult | None = None
+        super().__init__(napari_viewer, list(self.form.values()), title=self.stage.title or self.stage.name,
+                         run_text="Run")
+
+    def _widget(self, name: str, field) -> Widget:
+        tooltip = field.description or None
+        port = self._inputs.get(name)
+        if port is not None and port.kind in LAYER_TYPES:
+            kind = LAYER_TYPES[port.kind]
+            return create_widget(annotation=kind | None if port.optional else kind, name=name,
+                                 label=f"{name.replace('_', ' ')} ({port.kind})", options={"tooltip": tooltip})
+        port = self._outputs.get(name)
+        if port is not None and port.optional:
+            return CheckBox(value=False, name=name, text=f"also write {name.replace('_', ' ')}", tooltip=tooltip)
+        if port is not None:
+            mode = "d" if port.kind in _FOLDER_KINDS else "w"
+            return FileEdit(mode=mode, value="", name=name, tooltip=tooltip,
+                            filter=f"*{port.file_suffix}" if port.file_suffix else None,
+                            label=f"save {name.replace('_', ' ')} as (empty: not saved)")
+        widget = field_widget(name, field)
+        port = self._inputs.get(name)
+        if port is not None and port.kind in _FOLDER_KINDS and isinstance(widget, FileEdit):
+            widget.mode = "d"
+        return widget
+
+    # -- building the job (GUI thread) -------------------------------------------------------------
+
+    def make_job(self):
+        plain = {n: w for n, w in self.form.items() if n not in self._outputs
+                 and not (n in self._inputs and self._inputs[n].kind in LAYER_TYPES)}
+        values = form_values(plain, self.fields)
+        scratch = Path(tempfile.mkdtemp(prefix="cryolearn-"))
+        try:
+            to_write, reference = self._input_files(values, scratch)
+            saved = self._output_files(values, scratch)
+            config = self.config_class.from_dict(values)
+        except Exception:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        self.config = config
+        job_function = self.stage.job_function()
+        outputs = self._outputs
+
+        def job(stop):
+            try:
+                for (data, attrs, layer_type), path in to_write:
+                    yield Progress(0, None, f"handing layer {attrs['name']!r} to the job", stage=self.stage.name)
+                    _WRITERS[layer_type](str(path), data, attrs)
+                result = yield from job_function(config, stop=stop)
+                result = as_job_result(result, config, outputs, stopped=stop.is_set())
+                if result.stopped:
+                    return result, [], []
+                layers = output_layers(result, outputs, reference=reference, scratch=scratch, stage=self.stage)
+                return result, layers, sorted(str(p) for p in saved)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+        return job
+
+    def _input_files(self, values: dict, scratch: Path) -> tuple[list, Any]:
+        """Put each chosen input layer into ``values`` as a file; (layers to write, reference layer)."""
+        to_write, reference = [], None
+        for port in self.stage.inputs:
+            if port.kind not in LAYER_TYPES:
+                continue
+            layer = self.form[port.field].value
+            if layer is None:
+                if port.optional:
+                    continue
+                raise InputError(f"choose a {port.kind} layer", field=port.field)
+            if reference is None and port.kind != "points":
+                reference = layer
+            path = source_file(layer)
+            if path is None:
+                path = scratch / f"{port.field}_{_safe(layer.name)}{port.file_suffix}"
+                to_write.append((layer.as_layer_data_tuple(), path))
+            values[port.field] = path
+        if reference is None:  # points only: their scale is the reference
+            reference = next((self.form[p.field].value for p in self.stage.inputs if p.kind in LAYER_TYPES
+                              and self.form[p.field].value is not None), None)
+        return to_write, reference
+
+    def _output_files(self, values: dict, scratch: Path) -> set[Path]:
+        """Put each output's file into ``values``; returns the files the user named (kept)."""
+        saved: set[Path] = set()
+        main = None
+        for port in self.stage.outputs:
+            widget = self.form[port.field]
+            if isinstance(widget, CheckBox):
+                if not widget.value:
+                    continue
+                base = main if main is not None and main.parent != scratch else None
+                path = (base.with_name(f"{base.stem}_{port.field}{port.file_suffix}") if base is not None
+                        else scratch / f"{port.field}{port.file_suffix}")
+                if base is not None:
+                    saved.add(path)
+            else:
+                text = str(widget.value).strip()
+                path = Path(text) if text not in ("", ".") else scratch / f"{port.field}{port.file_suffix}"
+                if text not in ("", "."):
+                    saved.add(path)
+            values[port.field] = path
+            main = path if main is None else main
+        return saved
+
+    # -- results (GUI thread) -----------------------------------------------------------------------
+
+    def on_result(self, payload) -> None:
+        from napari_cryolearn.ui.layers import add_layer_data
+
+        result, layers, kept = payload
+        self.result = result
+        if result.stopped:
+            self.status.value = "stopped: nothing was kept"
+            return
+        add_layer_data(self.viewer, layers)
+        self.status.value = f"done; saved {', '.join(kept)}" if kept else "done (in the viewer only: not saved)"
+
+
+_WRITERS: dict[str, Callable] = {}
+
+
+def _writers() -> None:
+    from napari_cryolearn.ui.io_hooks import write_image, write_labels, write_points
+
+    _WRITERS.update(image=write_image, labels=write_labels, points=write_points)
+
+
+_writers()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "layer"
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def source_file(layer) -> Path | None:
+    """The MRC file a layer's data is, unchanged: a read-only memory map of the file it was opened
+    from (so the job may read the file instead of a copy); ``None`` otherwise."""
+    data = layer.data
+    source = dict(layer.metadata).get("source_path")
+    filename = getattr(data, "filename", None)
+    if not source or filename is None or getattr(data, "flags", None) is None or data.flags.writeable:
+        return None
+    try:
+        same = Path(filename).resolve() == Path(source).resolve() and Path(source).is_file()
+    except OSError:
+        return None
+    return Path(source) if same else None
+
+
+def as_job_result(result: Any, config, outputs: dict[str, Port], *, stopped: bool) -> JobResult:
+    """A job's return value as a :class:`JobResult` (jobs that return paths or ``{role: path}``
+    are read the same way; ``None`` is a stopped job)."""
+    if isinstance(result, JobResult):
+        return result
+    if result is None:
+        return JobResult(stopped=True)
+    if isinstance(result, dict):
+        found = {k: Path(v) for k, v in result.items() if isinstance(v, (str, Path))}
+        if "labels" in found and "output" in outputs and outputs["output"].kind == "labels":  # until predict returns JobResult
+            found["output"] = found.pop("labels")
+    elif isinstance(result, (str, Path)):
+        found = {next(iter(outputs), "output"): Path(result)}
+    else:
+        found = {f: Path(getattr(config, f)) for f in outputs if getattr(config, f, None) is not None}
+    return JobResult(found, stopped=stopped)
+
+
+def output_layers(result: JobResult, outputs: dict[str, Port], *, reference, scratch: Path, stage: Stage) -> list[tuple[Any, dict, str]]:
+    """Layer data of every output the job reported, at the reference layer's scale.
+
+    Outputs in ``scratch`` are loaded into memory (the folder is removed after the job); saved
+    ones stay memory-mapped from their file. Files the viewer cannot open (CSV, folders that are
+    not patch stores) are left out.
+    """
+    from napari_cryolearn.ui.io_hooks import get_reader, read_layers
+
+    layers = []
+    short = stage.name.split(".")[-1]
+    for role, path in result.outputs.items():
+        path = Path(path)
+        temporary = _is_under(path, scratch)
+        if path.suffix.lower() == ".npy" and path.is_file():
+            found = [_npy_layer_data(path)]
+        elif get_reader(str(path)) is not None and path.exists():
+            found = read_layers(str(path))
+        else:
+            continue
+        port = outputs.get(role)
+        for data, kwargs, layer_type in found:
+            if temporary and isinstance(data, np.ndarray):
+                data = np.array(data)
+            if port is not None and port.kind in OUTPUT_LAYER_TYPES:
+                layer_type = OUTPUT_LAYER_TYPES[port.kind]
+            kwargs = dict(kwargs)
+            meta = dict(kwargs.get("metadata") or {})
+            if temporary:
+                meta.pop("source_path", None)
+                words = [reference.name if reference is not None else None, short,
+                         None if role == "output" else role.replace("_", " ")]
+                base = " ".join(w for w in words if w)
+                name = str(kwargs.get("name", ""))
+                kwargs["name"] = base if len(found) == 1 else name.replace(path.stem, base, 1)
+            if reference is not None:
+                ndim = data.shape[1] if layer_type == "points" else data.ndim - (1 if "channel_axis" in kwargs else 0)
+                kwargs["scale"] = tuple(reference.scale)[-ndim:]
+                kwargs["translate"] = tuple(reference.translate)[-ndim:]
+                meta["derived_from"] = reference.name
+            if "channel_axis" in kwargs and isinstance(kwargs.get("name"), str):
+                kwargs["name"] = [f"{kwargs['name']} {c}" for c in range(data.shape[kwargs["channel_axis"]])]
+            kwargs["metadata"] = meta
+            if layer_type == "labels" and not np.issubdtype(np.asarray(data[:0]).dtype, np.integer):
+                data = np.asarray(data).astype(np.int32)
+            layers.append((data, kwargs, layer_type))
+    return layers
+
+
+def _npy_layer_data(path: Path) -> tuple[Any, dict, str]:
+    """A ``.npy`` of maps ((C,) Z, Y, X): one Image layer per channel."""
+    data = np.load(path, mmap_mode="r")
+    kwargs: dict[str, Any] = {"name": path.stem, "metadata": {"source_path": str(path)}}
+    if data.ndim == 4:
+        kwargs.update(channel_axis=0, colormap="twilight_shifted", visible=True)
+    return data, kwargs, "image"
+
+
+def stage_for_factory(name: str) -> Stage:
+    """The stage whose registered widget is ``stage_widget:<name>``."""
+    target = f"{__name__}:{name}"
+    for stage in all_stages():
+        if stage.widget == target:
+            return stage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r} (no stage registers {target!r})")
+
+
+def __getattr__(name: str) -> type[StageWidget]:
+    """``stage_widget.prep_filter`` → the widget class of the stage registered with that name
+    (napari instantiates it with the viewer)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    stage = stage_for_factory(name)
+
+    def __init__(self, napari_viewer):
+        StageWidget.__init__(self, napari_viewer, stage)
+
+    cls = type(name, (StageWidget,), {"__init__": __init__, "__module__": __name__,
+                                      "__doc__": f"The dock widget of stage {stage.name!r}: {stage.summary}."})
+    globals()[name] = cls
+    return cls
