@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -11,28 +10,12 @@ from pydantic import Field, model_validator
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.models.config import BackboneConfig, TransformsConfig
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
 #: Label value of unannotated voxels: excluded from every loss term and from Dice.
 DEFAULT_IGNORE_INDEX = 255
-
-
-class BackboneConfig(Config):
-    """Architecture of :class:`~napari_cryolearn.segmentation.network.DenseBackbone`.
-
-    Names follow CryoSiam's DenseSimSiam pretraining config (``parameters.network``). The
-    defaults are a small network that trains on a CPU.
-    """
-
-    block_type: Literal["basic", "bottleneck"] = "basic"
-    in_channels: int = Field(1, ge=1)
-    num_layers: tuple[int, int, int, int] = (1, 1, 1, 1)
-    num_filters: tuple[int, int, int, int] = (8, 16, 32, 64)
-    fpn_channels: int = Field(16, ge=1)
-    dense_dim: int = Field(16, ge=1)
-    no_max_pool: bool = True
-    add_later_conv: bool = False
 
 
 class NetworkConfig(Config):
@@ -69,31 +52,6 @@ class NetworkConfig(Config):
     def names(self) -> list[str]:
         """One name per class (``class_names`` or ``class_0``, ``class_1``, ...)."""
         return list(self.class_names) if self.class_names else [f"class_{i}" for i in range(self.out_channels)]
-
-
-class TransformsConfig(Config):
-    """On-the-fly augmentation (CryoSiam ``parameters.transforms``); ``None`` turns one off.
-
-    Sigmas are in voxels, rotation ranges in radians (± per axis z, y, x), zoom a factor
-    range. One of {low-pass, band-pass, noise, nothing} is applied to the image (all three in
-    a row when ``combine_transforms``).
-    """
-
-    flip: bool = True
-    flip_prob: float = Field(0.5, ge=0, le=1)
-    rotate90: bool = False
-    rotate: tuple[float, float, float] | None = (math.pi, math.pi, math.pi)
-    rotate_prob: float = Field(0.5, ge=0, le=1)
-    zoom: tuple[float, float] | None = (0.8, 1.2)
-    zoom_prob: float = Field(0.5, ge=0, le=1)
-    low_pass_sigma_range: tuple[float, float] | None = (0.5, 2.0)
-    high_pass_sigma_range: tuple[float, float] | None = (0.1, 0.5)
-    high_pass_sigma2_range: tuple[float, float] | None = (4.0, 5.0)
-    noise_sigma_range: tuple[float, float] | None = (0.1, 0.5)
-    combine_transforms: bool = False
-    filter_prob: float = Field(0.5, ge=0, le=1)
-    scale_intensity_factors: float | None = None
-    scale_intensity_prob: float = Field(0.5, ge=0, le=1)
 
 
 class IntensityConfig(Config):

@@ -44,8 +44,8 @@ from napari_cryolearn.engine.lightning import (
 from napari_cryolearn.engine.locks import output_lock
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.segmentation.augment import build_eval_transform, build_train_transform
-from napari_cryolearn.segmentation.checkpoints import (
+from napari_cryolearn.models.augment import build_eval_transform, build_train_transform
+from napari_cryolearn.models.checkpoints import (
     backbone_config_from_checkpoint,
     check_resumable,
     load_weights,

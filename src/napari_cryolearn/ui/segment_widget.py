@@ -30,7 +30,7 @@ class SegmentWidget(JobWidget):
         )
 
     def make_job(self):
-        from napari_cryolearn.segmentation.predict_array import predict_array_job
+        from napari_cryolearn.segmentation.predict_array import predict_array
 
         model = str(self.model.value).strip()
         if model in ("", "."):
@@ -42,7 +42,7 @@ class SegmentWidget(JobWidget):
                       probabilities=bool(self.probabilities.value), device=self.device.value)
 
         def job(stop):
-            result = yield from predict_array_job(model, volume, stop=stop, **kwargs)
+            result = yield from predict_array(model, volume, stop=stop, **kwargs)
             if result is None:
                 return None
             prediction, names = result
