@@ -28,7 +28,7 @@ from napari_cryolearn.segmentation.config import (
     SegmentationTrainConfig,
     TransformsConfig,
 )
-from napari_cryolearn.segmentation.inference import sliding_window_predict
+from napari_cryolearn.models.sliding_window import sliding_window_predict
 from napari_cryolearn.segmentation.losses import dice_counts, dice_from_counts
 from napari_cryolearn.segmentation.predict_job import load_model
 from napari_cryolearn.segmentation.train_job import train_job

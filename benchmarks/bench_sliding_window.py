@@ -47,7 +47,7 @@ def peak_mib():
 import numpy as np, torch
 from monai.inferers import sliding_window_inference
 from napari_cryolearn.segmentation.config import NetworkConfig
-from napari_cryolearn.segmentation.inference import sliding_window_predict
+from napari_cryolearn.models.sliding_window import sliding_window_predict
 from napari_cryolearn.segmentation.network import build_network
 mode, path = sys.argv[1], sys.argv[2]
 window = (int(sys.argv[3]),) * 3

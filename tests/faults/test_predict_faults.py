@@ -157,7 +157,7 @@ def test_a_window_that_fits_is_used_as_given(data, tmp_path):
 
 
 def test_fit_window():
-    from napari_cryolearn.segmentation.inference import fit_window
+    from napari_cryolearn.models.sliding_window import fit_window
 
     assert fit_window((512, 512, 512), (48, 64, 64), 16) == (48, 64, 64)
     assert fit_window((64, 64, 64), (50, 200, 7), 8) == (56, 64, 8)

@@ -12,7 +12,7 @@ from napari_cryolearn.segmentation.config import (
     SegmentationPredictConfig,
     SegmentationTrainConfig,
 )
-from napari_cryolearn.segmentation.inference import sliding_window_predict
+from napari_cryolearn.models.sliding_window import sliding_window_predict
 from napari_cryolearn.segmentation.network import build_network
 from napari_cryolearn.segmentation.predict_job import load_model, predict_job
 
@@ -50,20 +50,22 @@ def test_predict_writes_labels_probabilities_distances_with_voxel_size(tmp_path,
                                     device="cpu")
     events = []
     out = run_job(predict_job(cfg), events.append)
-    labels = read_mrc(out["labels"])
+    labels = read_mrc(out["output"])
     assert labels.data.dtype == np.uint8 and labels.data.shape == vol.shape
     assert labels.voxel_size == (12.5, 12.5, 12.5) and labels.origin == (10.0, 20.0, 30.0)
     probs = np.load(out["probabilities"])
     assert probs.shape == (3, *vol.shape)
     np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
-    assert out["distances"] == [tmp_path / "dist_bg.mrc", tmp_path / "dist_mem.mrc", tmp_path / "dist_prot.mrc"]
+    assert [out[f"distances_{n}"] for n in ("bg", "mem", "prot")] == [
+        tmp_path / "dist_bg.mrc", tmp_path / "dist_mem.mrc", tmp_path / "dist_prot.mrc"]
+    assert "distances" not in out.outputs and out.get("probabilities") == tmp_path / "probs.npy" and not out.stopped
     # same as the operation on the array with the training intensity mapping (x - 0.5) / 2
     ref = sliding_window_predict(net, (vol - 0.5) / 2.0, (16, 16, 16), num_classes=3, probabilities_out=True,
                                  distances_out=True)
     assert np.array_equal(np.asarray(labels.data), ref.labels)
     assert len(np.unique(ref.labels)) > 1
     np.testing.assert_allclose(probs, ref.probabilities, atol=1e-5)
-    d_mem = read_mrc(out["distances"][1])
+    d_mem = read_mrc(out["distances_mem"])
     np.testing.assert_allclose(np.asarray(d_mem.data), ref.distances[1], atol=1e-5)
     assert d_mem.voxel_size == (12.5, 12.5, 12.5)
     assert events[-1].message.startswith("wrote") and any(e.total == 2 * 3 * 4 for e in events)
@@ -74,7 +76,8 @@ def test_stop_leaves_nothing(tmp_path, model_ckpt, tomogram):
     stop.set()
     cfg = SegmentationPredictConfig(model=model_ckpt[0], input=tomogram[0], output=tmp_path / "out" / "labels.mrc",
                                     probabilities=tmp_path / "out" / "p.mrc", device="cpu", batch_size=1)
-    assert run_job(predict_job(cfg, stop)) == {}
+    result = run_job(predict_job(cfg, stop))
+    assert result.stopped and dict(result.outputs) == {}
     assert not list((tmp_path / "out").glob("*"))
 
 

@@ -43,7 +43,7 @@ def test_train_then_predict_held_out_tomogram_membrane_dice(tmp_path):
     write_mrc(tomo, test.volume, voxel_size=10.0)
     out = run_job(predict_job(SegmentationPredictConfig(model=result.last_checkpoint, input=tomo,
                                                         output=tmp_path / "pred.mrc", device="cpu", batch_size=4)))
-    pred = read_mrc(out["labels"])
+    pred = read_mrc(out["output"])
     assert pred.voxel_size == (10.0, 10.0, 10.0)
     p = torch.from_numpy(np.asarray(pred.data).astype(np.int64))
     t = torch.from_numpy(test.labels.astype(np.int64))

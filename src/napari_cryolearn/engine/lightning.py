@@ -121,14 +121,18 @@ class ProgressRelay(Callback):
 
     ``step``/``total`` count training batches over the whole run. Per-batch events carry
     ``train_loss`` (the batch's loss); per-epoch events carry everything the module logged
-    (``trainer.callback_metrics``) and ``epoch`` (1-based). Only global rank zero emits (but
-    every rank must carry this callback: reading the metrics is a collective under DDP).
+    (``trainer.callback_metrics``) and ``epoch`` (1-based), and their message shows the
+    metrics named in ``shown`` (the stage's: segmentation adds its ``val_dice``). Only global
+    rank zero emits (but every rank must carry this callback: reading the metrics is a
+    collective under DDP).
     """
 
-    def __init__(self, emit: Callable[[Progress], Any], stage: str, every_n_batches: int = 10) -> None:
+    def __init__(self, emit: Callable[[Progress], Any], stage: str, every_n_batches: int = 10,
+                 shown: Sequence[str] = ("train_loss", "val_loss")) -> None:
         self.emit = emit
         self.stage = stage
         self.every = max(1, int(every_n_batches))
+        self.shown = tuple(shown)
 
     def _total(self, trainer: L.Trainer) -> int | None:
         n = trainer.num_training_batches
@@ -156,7 +160,7 @@ class ProgressRelay(Callback):
         if not trainer.is_global_zero or epoch_cut_short(trainer):
             return  # a stopped epoch is not done: it is finished when the run is resumed
         metrics["epoch"] = trainer.current_epoch + 1
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("train_loss", "val_loss", "val_dice"))
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in self.shown)
         self.emit(Progress(
             step=trainer.global_step, total=self._total(trainer),
             message=f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done" + (f": {shown}" if shown else ""),

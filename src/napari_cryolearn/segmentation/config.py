@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -11,28 +10,11 @@ from pydantic import Field, model_validator
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
-
-Device = Literal["auto", "cpu", "cuda", "mps"]
+from napari_cryolearn.engine.training import Device, TrainerConfig
+from napari_cryolearn.models.config import BackboneConfig, TransformsConfig
 
 #: Label value of unannotated voxels: excluded from every loss term and from Dice.
 DEFAULT_IGNORE_INDEX = 255
-
-
-class BackboneConfig(Config):
-    """Architecture of :class:`~napari_cryolearn.segmentation.network.DenseBackbone`.
-
-    Names follow CryoSiam's DenseSimSiam pretraining config (``parameters.network``). The
-    defaults are a small network that trains on a CPU.
-    """
-
-    block_type: Literal["basic", "bottleneck"] = "basic"
-    in_channels: int = Field(1, ge=1)
-    num_layers: tuple[int, int, int, int] = (1, 1, 1, 1)
-    num_filters: tuple[int, int, int, int] = (8, 16, 32, 64)
-    fpn_channels: int = Field(16, ge=1)
-    dense_dim: int = Field(16, ge=1)
-    no_max_pool: bool = True
-    add_later_conv: bool = False
 
 
 class NetworkConfig(Config):
@@ -71,31 +53,6 @@ class NetworkConfig(Config):
         return list(self.class_names) if self.class_names else [f"class_{i}" for i in range(self.out_channels)]
 
 
-class TransformsConfig(Config):
-    """On-the-fly augmentation (CryoSiam ``parameters.transforms``); ``None`` turns one off.
-
-    Sigmas are in voxels, rotation ranges in radians (± per axis z, y, x), zoom a factor
-    range. One of {low-pass, band-pass, noise, nothing} is applied to the image (all three in
-    a row when ``combine_transforms``).
-    """
-
-    flip: bool = True
-    flip_prob: float = Field(0.5, ge=0, le=1)
-    rotate90: bool = False
-    rotate: tuple[float, float, float] | None = (math.pi, math.pi, math.pi)
-    rotate_prob: float = Field(0.5, ge=0, le=1)
-    zoom: tuple[float, float] | None = (0.8, 1.2)
-    zoom_prob: float = Field(0.5, ge=0, le=1)
-    low_pass_sigma_range: tuple[float, float] | None = (0.5, 2.0)
-    high_pass_sigma_range: tuple[float, float] | None = (0.1, 0.5)
-    high_pass_sigma2_range: tuple[float, float] | None = (4.0, 5.0)
-    noise_sigma_range: tuple[float, float] | None = (0.1, 0.5)
-    combine_transforms: bool = False
-    filter_prob: float = Field(0.5, ge=0, le=1)
-    scale_intensity_factors: float | None = None
-    scale_intensity_prob: float = Field(0.5, ge=0, le=1)
-
-
 class IntensityConfig(Config):
     """Intensity mapping applied to every patch and prediction window (CryoSiam ``data``).
 
@@ -121,7 +78,7 @@ class IntensityConfig(Config):
         return x
 
 
-class SegmentationTrainConfig(Config):
+class SegmentationTrainConfig(TrainerConfig):
     """Everything a segmentation training run needs; saved as ``log_dir/config.yaml``.
 
     Inputs are patch stores (``prep`` stage output). Validation: ``val_stores`` when given;
@@ -129,37 +86,20 @@ class SegmentationTrainConfig(Config):
     store, a ``validation_ratio`` of its patches. Checkpoints go to ``log_dir/model/``:
     ``model_best.ckpt`` (highest mean foreground validation Dice) and ``last.ckpt``. A
     ``log_dir`` that already holds a run is refused unless ``continue_training`` (resume it)
-    or ``overwrite`` (replace it) is set.
+    or ``overwrite`` (replace it) is set. The fields every training stage shares (run folder,
+    devices, optimiser, schedule, epochs, ...) are :class:`~napari_cryolearn.engine.training.TrainerConfig`'s.
     """
 
-    patch_stores: list[Path] = []
-    val_stores: list[Path] | None = None
-    validation_ratio: float = Field(0.1, ge=0, lt=1)
-    log_dir: Path
-    pretrained_model: Path | None = None
-    continue_training: bool = False
-    overwrite: bool = Field(False, description="start afresh in a run folder that already holds a run: its "
-                            "checkpoints, config and logs are replaced")
+    patch_stores: list[Path] = Field([], description="patch stores to train on (or CryoSiam patch folders)")
+    val_stores: list[Path] | None = Field(None, description="patch stores to validate on (default: a "
+                                          "validation_ratio of the stores, or of the patches of one store)")
+    validation_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of stores (or patches) kept for "
+                                    "validation when val_stores is not given")
     network: NetworkConfig = NetworkConfig()
     transforms: TransformsConfig = TransformsConfig()
     intensity: IntensityConfig = IntensityConfig()
-    patch_size: tuple[int, int, int] | None = None
-    batch_size: int = Field(2, ge=1)
-    max_epochs: int = Field(10, ge=1)
-    val_interval: int = Field(1, ge=1)
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    scheduler: Literal["onecycle", "none"] = "onecycle"
-    device: Device = "auto"
-    gpu_devices: int = Field(1, ge=1)
-    nodes: int = Field(1, ge=1)
-    strategy: str = "auto"
-    precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed"] = "auto"
-    num_workers: int = Field(0, ge=0)
-    seed: int = 0
-    progress_every_n_batches: int = Field(10, ge=1)
+    patch_size: tuple[int, int, int] | None = Field(None, description="training patch (z, y, x), cropped from "
+                                                    "the stored patches (default: the stored patch shape)")
 
     @classmethod
     def from_cryosiam(

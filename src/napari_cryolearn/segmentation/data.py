@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.io.patch_grid import patch_grid
 from napari_cryolearn.segmentation.config import IntensityConfig
 
 Item = tuple[int, int]  # (source index, patch index)
@@ -198,13 +199,11 @@ class ArrayPatchSource:
             if img.shape != lab.shape or img.ndim != 3:
                 raise InputError(f"volume {v}: image {img.shape} and labels {lab.shape} must be equal 3D shapes",
                                  field="labels")
-            starts = [grid_starts(s, p, overlap) for s, p in zip(img.shape, patch_size)]
-            for z in starts[0]:
-                for y in starts[1]:
-                    for x in starts[2]:
-                        sl = tuple(slice(a, a + min(p, s)) for a, p, s in zip((z, y, x), patch_size, img.shape))
-                        if (lab[sl] != ignore_index).any():
-                            self.patches.append((v, sl))
+            sizes = tuple(min(int(p), s) for p, s in zip(patch_size, img.shape))
+            for origin in patch_grid(img.shape, sizes, float(overlap)).tolist():
+                sl = tuple(slice(a, a + p) for a, p in zip(origin, sizes))
+                if (lab[sl] != ignore_index).any():
+                    self.patches.append((v, sl))
 
     def __len__(self) -> int:
         return len(self.patches)
@@ -214,16 +213,6 @@ class ArrayPatchSource:
         dist = None if self.distances is None else self.distances[v][(slice(None), *sl)]
         return {"image": self.images[v][sl], "labels": self.labels[v][sl], "distances": dist,
                 "origin": tuple(s.start for s in sl)}
-
-
-def grid_starts(size: int, window: int, overlap: float) -> list[int]:
-    """Window starts along one axis: step ``round(window·(1−overlap))``, last one flush with the end."""
-    if size <= window:
-        return [0]
-    step = max(1, int(round(window * (1.0 - overlap))))
-    starts = list(range(0, size - window, step))
-    starts.append(size - window)
-    return sorted(set(starts))
 
 
 class SegmentationDataset(Dataset):

@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss, GeneralizedDiceLoss
 from torch import nn
 
-#: Distances are clipped to ±DISTANCE_CLIP voxels and divided by it (CryoSiam).
-DISTANCE_CLIP = 5.0
+from napari_cryolearn.models.heads import DISTANCE_CLIP
 
 
 @dataclass
@@ -30,11 +29,6 @@ class LossTerms:
 def distance_target(distances: torch.Tensor) -> torch.Tensor:
     """Signed distances (voxels) → training target in [−1, 1]: ``clip(d, −5, 5) / 5``."""
     return distances.clamp(-DISTANCE_CLIP, DISTANCE_CLIP) / DISTANCE_CLIP
-
-
-def distance_from_output(raw: torch.Tensor) -> torch.Tensor:
-    """Raw distance-head output → signed distance in voxels, in [−5, 5]."""
-    return torch.tanh(raw) * DISTANCE_CLIP
 
 
 class SegmentationLoss(nn.Module):

@@ -15,7 +15,7 @@ from napari_cryolearn.segmentation.network import build_network
 
 
 class SegmentationModule(L.LightningModule):
-    """Trains a :class:`~napari_cryolearn.segmentation.network.SegmentationNet`.
+    """Trains a :class:`~napari_cryolearn.models.heads.SegmentationNet`.
 
     Parameters
     ----------

@@ -1,8 +1,11 @@
 """Prediction of an in-memory volume (a napari layer's data), as a job generator.
 
 The file-level :func:`~napari_cryolearn.segmentation.predict_job.predict_job` reads and writes
-MRC files; this one takes an array and returns the :class:`Prediction`, so the "Segment" widget
-and the annotate → train loop run exactly the same sliding-window inference.
+MRC files; :func:`predict_array` takes an array and returns the
+:class:`~napari_cryolearn.models.sliding_window.Prediction` and the class names, so the
+"Segment" widget and the annotate → train loop run exactly the same sliding-window inference.
+:func:`predict_array_job` is the same as a job: its :class:`JobResult` holds the arrays'
+summary (classes, voxels per class); its outputs are empty, as nothing is written.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ from collections.abc import Generator, Sequence
 import numpy as np
 
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import JobResult
 from napari_cryolearn.engine.lightning import torch_device
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.segmentation.inference import Prediction, iter_sliding_window
+from napari_cryolearn.models.sliding_window import Prediction, iter_sliding_window
 from napari_cryolearn.segmentation.predict_job import STAGE, LoadedModel, load_model, window_for
 
 
-def predict_array_job(
+def predict_array(
     model: str | os.PathLike | LoadedModel,
     volume: np.ndarray,
     *,
@@ -51,18 +55,27 @@ def predict_array_job(
         yield Progress(0, None, note, STAGE, {"window": list(window)})
     yield Progress(0, None, f"predicting {volume.shape} on {dev.type}, window {window}", STAGE,
                    {"window": list(window)})
-    steps = iter_sliding_window(
+    prediction = yield from iter_sliding_window(
         loaded.net, volume, window, num_classes=loaded.network.out_channels, overlap=overlap,
         batch_size=batch_size, tta_flips=tta_flips, device=dev, preprocess=loaded.intensity.apply,
-        probabilities_out=True if probabilities else None,
+        probabilities_out=True if probabilities else None, stop=stop, stage=STAGE,
     )
-    try:
-        while True:
-            done, total = next(steps)
-            yield Progress(done, total, f"window {done}/{total}", STAGE)
-            if stop is not None and stop.is_set():
-                return None
-    except StopIteration as end:
-        return end.value, list(loaded.network.names())
-    finally:
-        steps.close()
+    return None if prediction is None else (prediction, list(loaded.network.names()))
+
+
+def predict_array_job(
+    model: str | os.PathLike | LoadedModel,
+    volume: np.ndarray,
+    *,
+    stop: StopFlag | None = None,
+    **kwargs,
+) -> Generator[Progress, None, JobResult]:
+    """:func:`predict_array` as a job (same arguments): a :class:`JobResult` with no outputs
+    (nothing is written), ``metrics`` ``classes`` (their names) and ``voxels`` (per class), and
+    ``stopped``. Use :func:`predict_array` for the arrays."""
+    got = yield from predict_array(model, volume, stop=stop, **kwargs)
+    if got is None:
+        return JobResult(stopped=True)
+    prediction, names = got
+    counts = np.bincount(prediction.labels.ravel(), minlength=len(names))
+    return JobResult(metrics={"classes": names, "voxels": {n: int(c) for n, c in zip(names, counts)}})

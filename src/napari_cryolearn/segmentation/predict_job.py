@@ -19,13 +19,21 @@ import torch
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import JobResult
 from napari_cryolearn.engine.lightning import torch_device
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.segmentation.checkpoints import load_weights, network_config_from_checkpoint, read_checkpoint
+from napari_cryolearn.models.checkpoints import (
+    backbone_config_from_checkpoint,
+    detect_layout,
+    load_weights,
+    read_checkpoint,
+)
+from napari_cryolearn.models.config import BackboneConfig
+from napari_cryolearn.models.heads import SegmentationNet
+from napari_cryolearn.models.sliding_window import fit_window, iter_sliding_window
 from napari_cryolearn.segmentation.config import IntensityConfig, NetworkConfig, SegmentationPredictConfig
-from napari_cryolearn.segmentation.inference import fit_window, iter_sliding_window
-from napari_cryolearn.segmentation.network import SegmentationNet, build_network
+from napari_cryolearn.segmentation.network import build_network
 
 STAGE = "segment.predict"
 DEFAULT_WINDOW = (64, 64, 64)
@@ -40,6 +48,25 @@ class LoadedModel:
     intensity: IntensityConfig
     patch_shape: tuple[int, int, int] | None
     hyper_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def network_config_from_checkpoint(ckpt: dict[str, Any], path=None) -> NetworkConfig:
+    """The full network (backbone and heads) a trained checkpoint needs, for prediction."""
+    hp = ckpt.get("hyper_parameters") or {}
+    layout = detect_layout(ckpt["state_dict"])
+    try:
+        if layout == "ours":
+            return NetworkConfig.from_dict(hp["config"]["network"], source=path)
+        if layout == "cryosiam_semantic":
+            backbone = backbone_config_from_checkpoint(ckpt, path) or BackboneConfig()
+            net = hp["config"]["parameters"]["network"]
+            fields = {k: net[k] for k in ("out_channels", "filters", "kernel_size", "padding",
+                                          "distance_prediction") if k in net}
+            return NetworkConfig.from_dict({**fields, "backbone": backbone.to_dict()}, source=path)
+    except (KeyError, TypeError):
+        pass
+    raise InputError("checkpoint does not describe a segmentation network (no hyper_parameters.config); "
+                     "pass a checkpoint written by segmentation training", path=path)
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> LoadedModel:
@@ -172,8 +199,12 @@ def _check_not_an_input(config: SegmentationPredictConfig, names: Sequence[str])
         seen[key] = (field, target)
 
 
-def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None) -> Generator[Progress, None, dict]:
-    """Predict ``config.input`` with ``config.model``; returns ``{"labels": path, ...}``.
+def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None
+                ) -> Generator[Progress, None, JobResult]:
+    """Predict ``config.input`` with ``config.model``; returns a :class:`JobResult` whose outputs
+    are ``output`` (the labels) and, when asked, ``probabilities`` / ``distances`` (a ``.npy``)
+    or ``probabilities_<class>`` / ``distances_<class>`` (one MRC per class). Stopped: a result
+    with ``stopped`` and no outputs (nothing is left on disk).
 
     Yields a :class:`Progress` (stage ``"segment.predict"``) after each batch of windows.
     Raises :class:`InputError` before writing anything when the input is not a 3D MRC of real
@@ -214,7 +245,6 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
     yield Progress(0, None, f"predicting {Path(config.input).name} {shape} on {device.type}, window {window}",
                    STAGE, {"window": list(window)})
 
-    written = {"labels": Path(config.output)}
     try:
         with ExitStack() as stack:
             labels_out = stack.enter_context(
@@ -223,40 +253,43 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None)
             if config.probabilities is not None:
                 probs_out = _open_output(stack, Path(config.probabilities), shape, names, vol.voxel_size,
                                          vol.origin, config.overwrite)
-                written["probabilities"] = Path(config.probabilities)
             if config.distances is not None:
                 dist_out = _open_output(stack, Path(config.distances), shape, names, vol.voxel_size, vol.origin,
                                         config.overwrite)
-                written["distances"] = Path(config.distances)
-            steps = iter_sliding_window(
+            prediction = yield from iter_sliding_window(
                 model.net, vol.data, window, num_classes=model.network.out_channels, overlap=config.overlap,
                 blend=config.blend, margin=config.margin, batch_size=config.batch_size,
                 tta_flips=config.tta_flips, threshold=config.threshold, device=device,
                 preprocess=preprocess, probabilities_out=probs_out, distances_out=dist_out,
-                labels_out=labels_out,
+                labels_out=labels_out, stop=stop, stage=STAGE,
             )
-            try:
-                while True:
-                    done, total = next(steps)
-                    yield Progress(done, total, f"window {done}/{total}", STAGE)
-                    if stop is not None and stop.is_set():
-                        raise _Stopped  # leaves the with-block: temporaries are removed
-            except StopIteration:
-                pass
-            finally:
-                steps.close()
+            if prediction is None:
+                raise _Stopped  # leaves the with-block: temporaries are removed
             for m in [*getattr(probs_out, "maps", [probs_out]), *getattr(dist_out, "maps", [dist_out])]:
                 if isinstance(m, np.memmap):
                     m.flush()
     except _Stopped:
         yield Progress(0, None, "stopped: nothing written", STAGE)
-        return {}
+        return JobResult(stopped=True)
     write_sidecar(config.output, {"label_names": dict(enumerate(names)), "model": str(config.model),
                                   "source": str(config.input)})
     yield Progress(1, 1, f"wrote {Path(config.output).name}", STAGE)
-    out: dict[str, Any] = {}
-    for key, path in written.items():
-        out[key] = path if key == "labels" or path.suffix.lower() == ".npy" else _class_paths(path, names)
+    return JobResult(outputs=_result_outputs(config, names), metrics={"classes": len(names),
+                                                                     "window": list(window)})
+
+
+def _result_outputs(config: SegmentationPredictConfig, names: Sequence[str]) -> dict[str, Path]:
+    """Role → file written: ``output``, ``probabilities`` / ``distances`` (a ``.npy``), or one
+    ``probabilities_<class>`` / ``distances_<class>`` per class (MRC files)."""
+    out: dict[str, Path] = {"output": Path(config.output)}
+    for field in ("probabilities", "distances"):
+        path = getattr(config, field)
+        if path is None:
+            continue
+        if Path(path).suffix.lower() == ".npy":
+            out[field] = Path(path)
+        else:
+            out.update({f"{field}_{n}": p for n, p in zip(names, _class_paths(Path(path), names))})
     return out
 
 

@@ -240,8 +240,6 @@ def as_job_result(result: Any, config, outputs: dict[str, Port], *, stopped: boo
         return JobResult(stopped=True)
     if isinstance(result, dict):
         found = {k: Path(v) for k, v in result.items() if isinstance(v, (str, Path))}
-        if "labels" in found and "output" in outputs and outputs["output"].kind == "labels":  # until predict returns JobResult
-            found["output"] = found.pop("labels")
     elif isinstance(result, (str, Path)):
         found = {next(iter(outputs), "output"): Path(result)}
     else:

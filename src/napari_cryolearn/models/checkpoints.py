@@ -1,10 +1,10 @@
-"""Reading weights into a :class:`~napari_cryolearn.segmentation.network.SegmentationNet`.
+"""Reading weights into a :class:`~napari_cryolearn.models.heads.SegmentationNet` (2D or 3D).
 
 Three checkpoint layouts are understood (Lightning ``.ckpt`` files, or a bare state dict):
 
 ``ours``
     ``state_dict`` keys ``net.backbone.*`` and ``net.heads.*``; ``hyper_parameters.config``
-    is the :class:`SegmentationTrainConfig` of the run.
+    is the training config of the run (``network.backbone`` its architecture).
 ``cryosiam_semantic``
     CryoSiam's semantic model: ``_model_backbone.<DenseSimSiam key>`` and
     ``_model.semantic_head.*`` / ``_model.distance_head.*``; ``hyper_parameters`` holds
@@ -29,7 +29,7 @@ import torch
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.lightning import first_non_finite
-from napari_cryolearn.segmentation.config import BackboneConfig, NetworkConfig
+from napari_cryolearn.models.config import BackboneConfig
 
 _PRETRAIN_ONLY = ("predictor.", "global_projector.", "global_predictor.", "encoder.fc.", "level_projector",
                   "level_predictor")
@@ -230,25 +230,6 @@ def backbone_config_from_checkpoint(ckpt: dict[str, Any], path=None) -> Backbone
     except (KeyError, TypeError):
         return None
     return None
-
-
-def network_config_from_checkpoint(ckpt: dict[str, Any], path=None) -> NetworkConfig:
-    """The full network (backbone and heads) a trained checkpoint needs, for prediction."""
-    hp = ckpt.get("hyper_parameters") or {}
-    layout = detect_layout(ckpt["state_dict"])
-    try:
-        if layout == "ours":
-            return NetworkConfig.from_dict(hp["config"]["network"], source=path)
-        if layout == "cryosiam_semantic":
-            backbone = backbone_config_from_checkpoint(ckpt, path) or BackboneConfig()
-            net = hp["config"]["parameters"]["network"]
-            fields = {k: net[k] for k in ("out_channels", "filters", "kernel_size", "padding",
-                                          "distance_prediction") if k in net}
-            return NetworkConfig.from_dict({**fields, "backbone": backbone.to_dict()}, source=path)
-    except (KeyError, TypeError):
-        pass
-    raise InputError("checkpoint does not describe a segmentation network (no hyper_parameters.config); "
-                     "pass a checkpoint written by segmentation training", path=path)
 
 
 _TRAINING_STATE = ("optimizer_states", "loops", "epoch", "global_step")

@@ -5,7 +5,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from napari_cryolearn.segmentation.config import BackboneConfig, NetworkConfig
-from napari_cryolearn.segmentation.inference import sliding_window_predict
+from napari_cryolearn.models.sliding_window import sliding_window_predict
 from napari_cryolearn.segmentation.network import build_network
 
 
@@ -94,3 +94,38 @@ def test_distances_progress_and_stop():
     assert sliding_window_predict(net, vol, (8, 16, 16), num_classes=2, stop=lambda: True) is None
     with pytest.raises(ValueError, match="margin"):
         sliding_window_predict(net, vol, (8, 16, 16), num_classes=2, margin=3)
+
+
+class SmallFCN2D(nn.Module):
+    """The 2D twin of :class:`SmallFCN` (receptive-field radius 2), returning logits and raw distances."""
+
+    def __init__(self, classes=3):
+        super().__init__()
+        torch.manual_seed(1)
+        self.body = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 2 * classes, 3, padding=1))
+        self.classes = classes
+        self.eval()
+
+    def forward(self, x):
+        out = self.body(x)
+        return out[:, :self.classes], out[:, self.classes:]
+
+
+def test_2d_images_equal_whole_image_prediction_with_distances_and_flips():
+    net = SmallFCN2D()
+    img = _volume((37, 30), seed=3)  # not a multiple of the window along either axis
+    with torch.no_grad():
+        logits, raw = net(torch.from_numpy(img)[None, None])
+    whole = torch.softmax(logits, 1)[0].numpy()
+    pred = sliding_window_predict(net, img, (16, 12), num_classes=3, overlap=0.5, margin=2, batch_size=3,
+                                  probabilities_out=True, distances_out=True)
+    assert pred.labels.shape == (37, 30) and pred.probabilities.shape == (3, 37, 30)
+    np.testing.assert_allclose(pred.probabilities, whole, atol=1e-5)
+    np.testing.assert_allclose(pred.distances, 5 * np.tanh(raw[0].numpy()), atol=1e-5)
+    assert np.array_equal(pred.labels, whole.argmax(0))
+    events = []
+    flipped = sliding_window_predict(net, img, (16, 16), num_classes=3, tta_flips=True,
+                                     on_progress=lambda d, t: events.append((d, t)))
+    assert events[-1] == (12, 12) and flipped.labels.shape == (37, 30)  # starts 0, 8, 16, 21 × 0, 8, 14
+    with pytest.raises(ValueError, match="window"):
+        sliding_window_predict(net, img, (16, 16, 16), num_classes=3)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from napari_cryolearn.segmentation.config import BackboneConfig, NetworkConfig
-from napari_cryolearn.segmentation.network import DenseBackbone, build_network
+from napari_cryolearn.models.backbones import DenseBackbone
+from napari_cryolearn.segmentation.network import build_network
 
 
 def test_output_shapes_and_full_resolution():
@@ -56,3 +57,20 @@ def test_fine_tuning_switches(backbone, decoder, trainable):
     for name, mod in parts.items():
         flags = {p.requires_grad for p in mod.parameters()}
         assert flags == {name in trainable}, name
+
+
+def test_2d_backbone_and_heads_have_the_3d_names_with_2d_kernels():
+    from napari_cryolearn.models.heads import SegmentationNet, SemanticHeads
+
+    kw = dict(num_filters=(4, 8, 8, 8), fpn_channels=8, dense_dim=8)
+    nets = {d: SegmentationNet(DenseBackbone(**kw, spatial_dims=d),
+                               SemanticHeads(8, 3, (8, 8), distance_prediction=True, spatial_dims=d))
+            for d in (2, 3)}
+    s2, s3 = nets[2].state_dict(), nets[3].state_dict()
+    assert list(s2) == list(s3)
+    assert s3["backbone.encoder.conv1.weight"].shape == (4, 1, 7, 7, 7)
+    assert s2["backbone.encoder.conv1.weight"].shape == (4, 1, 7, 7)
+    logits, dist = nets[2].eval()(torch.zeros(2, 1, 16, 24))
+    assert logits.shape == (2, 3, 16, 24) and dist.shape == (2, 3, 16, 24)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        DenseBackbone(**kw, spatial_dims=1)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cryolearn.segmentation.augment import (
+from napari_cryolearn.models.augment import (
     RandBandPassd,
     RandLowPassd,
     build_eval_transform,
@@ -91,3 +91,24 @@ def test_default_pipeline_runs_and_keeps_classes(combine):
     out = t(_sample())
     assert set(torch.unique(out["labels"]).tolist()) <= {0, 1, 2, IGN}
     assert out["distances"].shape == (3, 12, 16, 20)
+
+
+def test_2d_pipeline_moves_image_labels_distances_together():
+    t = build_train_transform(EXACT, IGN, with_distances=True, spatial_dims=2)
+    changed = 0
+    for seed in range(8):
+        t.set_random_state(seed)
+        s = _sample(shape=(16, 20))
+        out = t(s)
+        assert out["labels"].shape in ((16, 20), (20, 16)) and out["image"].shape[0] == 1
+        assert torch.equal(out["image"][0].long(), out["labels"])
+        assert torch.equal(out["distances"][2], 3 * out["labels"].float())
+        changed += not torch.equal(out["labels"], s["labels"]) if out["labels"].shape == s["labels"].shape else 1
+    assert changed > 0
+    blurred = build_train_transform(TransformsConfig(flip=False, rotate=(math.pi / 4, 0, 0), rotate_prob=1.0,
+                                                     zoom=None, low_pass_sigma_range=(2.0, 2.0), filter_prob=1.0,
+                                                     high_pass_sigma_range=None, noise_sigma_range=None),
+                                    IGN, spatial_dims=2)
+    blurred.set_random_state(0)
+    out = blurred(_sample(shape=(16, 20)))
+    assert out["image"].shape == (1, 16, 20) and IGN in torch.unique(out["labels"]).tolist()

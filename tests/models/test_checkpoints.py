@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from napari_cryolearn.engine.errors import InputError
-from napari_cryolearn.segmentation.checkpoints import (
+from napari_cryolearn.models.checkpoints import (
     backbone_config_from_checkpoint,
     load_weights,
-    network_config_from_checkpoint,
     read_checkpoint,
 )
 from napari_cryolearn.segmentation.config import BackboneConfig, NetworkConfig
 from napari_cryolearn.segmentation.network import build_network
+from napari_cryolearn.segmentation.predict_job import network_config_from_checkpoint
 
 BB = BackboneConfig(block_type="bottleneck", num_filters=(4, 8, 8, 8), fpn_channels=8, dense_dim=6)
 CRYOSIAM_BB = {"block_type": "bottleneck", "spatial_dims": 3, "in_channels": 1, "num_layers": [1, 1, 1, 1],

@@ -1,13 +1,15 @@
 """On-the-fly augmentation of training patches with MONAI dictionary transforms.
 
 A sample is a dict with ``image`` (1, Z, Y, X) float32, ``labels`` (Z, Y, X) int64 and
-optionally ``distances`` (C, Z, Y, X) float32. Spatial transforms move all three together;
+optionally ``distances`` (C, Z, Y, X) float32 (in 2D: (1, Y, X), (Y, X), (C, Y, X), with
+``spatial_dims=2``). Spatial transforms move all three together;
 labels use nearest-neighbour interpolation, and voxels that a rotation, zoom or padding
 brings in from outside the patch become ``ignore_index`` (not background): labels are
 shifted by one during the spatial steps so that the zero fill means "unknown".
 
 Rotation ranges are radians around z, y and x (default ±π around each; ``rotate=(π, 0, 0)``
 rotates within the yx plane only, which keeps the missing wedge along z as in real tomograms).
+In 2D only the first range is used (the rotation in the image plane).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from monai.transforms import (
     SpatialPadd,
 )
 
-from napari_cryolearn.segmentation.config import TransformsConfig
+from napari_cryolearn.models.config import TransformsConfig
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
@@ -41,10 +43,10 @@ def _as_tensor(x: Any) -> torch.Tensor:
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Isotropic Gaussian blur of a (C, Z, Y, X) tensor; ``sigma`` in voxels."""
+    """Isotropic Gaussian blur of a (C, Z, Y, X) or (C, Y, X) tensor; ``sigma`` in voxels."""
     if sigma <= 0:
         return image
-    filt = GaussianFilter(spatial_dims=3, sigma=float(sigma))
+    filt = GaussianFilter(spatial_dims=image.ndim - 1, sigma=float(sigma))
     return filt(image.float().unsqueeze(0))[0]
 
 
@@ -129,7 +131,7 @@ class _Identityd(MapTransform):
 
 
 class LabelsToSpatiald(MapTransform):
-    """labels (Z, Y, X) int → (1, Z, Y, X) float ``labels + 1`` (0 then means 'outside')."""
+    """labels (Z, Y, X) or (Y, X) int → (1, ...) float ``labels + 1`` (0 then means 'outside')."""
 
     def __init__(self, key: str = "labels") -> None:
         super().__init__([key])
@@ -183,16 +185,20 @@ def build_train_transform(
     ignore_index: int,
     with_distances: bool = False,
     patch_size: Sequence[int] | None = None,
+    spatial_dims: int = 3,
 ) -> Compose:
-    """The training augmentation pipeline described by ``cfg``.
+    """The training augmentation pipeline described by ``cfg``, for 3D (default) or 2D samples.
 
     Order: (pad and random crop to ``patch_size``) → one of {low-pass, band-pass, noise,
     nothing} on the image → zoom → rotation → 90° turns in yx → flips per axis → intensity
     scaling. Returns a MONAI ``Compose``; seed it with ``set_random_state``.
     """
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    interp = "trilinear" if spatial_dims == 3 else "bilinear"
     spatial = ["image", "labels"] + (["distances"] if with_distances else [])
     modes = ["bilinear", "nearest"] + (["bilinear"] if with_distances else [])
-    zoom_modes = ["trilinear", "nearest"] + (["trilinear"] if with_distances else [])
+    zoom_modes = [interp, "nearest"] + ([interp] if with_distances else [])
     steps: list = [LabelsToSpatiald()]
     steps += _crop_steps(spatial, patch_size, random=True)
 
@@ -219,16 +225,15 @@ def build_train_transform(
             )
         )
     if cfg.rotate and any(cfg.rotate) and cfg.rotate_prob > 0:
+        ranges = ({"range_x": cfg.rotate[0], "range_y": cfg.rotate[1], "range_z": cfg.rotate[2]}
+                  if spatial_dims == 3 else {"range_x": cfg.rotate[0]})
         steps.append(
-            RandRotated(
-                spatial, range_x=cfg.rotate[0], range_y=cfg.rotate[1], range_z=cfg.rotate[2],
-                prob=cfg.rotate_prob, mode=modes, padding_mode="zeros", keep_size=True,
-            )
+            RandRotated(spatial, **ranges, prob=cfg.rotate_prob, mode=modes, padding_mode="zeros", keep_size=True)
         )
     if cfg.rotate90:
-        steps.append(RandRotate90d(spatial, prob=0.75, max_k=3, spatial_axes=(1, 2)))
+        steps.append(RandRotate90d(spatial, prob=0.75, max_k=3, spatial_axes=(spatial_dims - 2, spatial_dims - 1)))
     if cfg.flip and cfg.flip_prob > 0:
-        steps += [RandFlipd(spatial, prob=cfg.flip_prob, spatial_axis=a) for a in (0, 1, 2)]
+        steps += [RandFlipd(spatial, prob=cfg.flip_prob, spatial_axis=a) for a in range(spatial_dims)]
     if cfg.scale_intensity_factors:
         steps.append(RandScaleIntensityd(["image"], factors=cfg.scale_intensity_factors, prob=cfg.scale_intensity_prob))
     steps += [LabelsFromSpatiald(ignore_index), _PlainTensorsd(["image"] + (["distances"] if with_distances else []))]

@@ -1,14 +1,15 @@
-"""Sliding-window prediction over a whole tomogram, streamed slab by slab along z.
+"""Sliding-window prediction over a whole image or tomogram, streamed slab by slab.
 
-Windows of ``window`` voxels cover the volume on a grid (neighbours share ``overlap``; the
-last window of each axis ends flush with the volume, so no padding is needed unless the
-volume is smaller than a window). Windows are read from the (memory-mapped) input one at a
-time, converted to float32, run through the network in batches, and their class
-probabilities are blended with a Gaussian (or constant) weight into a float32 buffer that
-spans one window in z: once every window touching a z slice has been added, the slice is
-final: it is turned into labels and handed to the outputs, and the buffer moves on. Memory
-is therefore ``C × window_z × Y × X`` float32 (plus the outputs), whatever the depth of
-the tomogram; the input is never loaded whole.
+Windows of ``window`` pixels or voxels cover the image (Y, X) or volume (Z, Y, X) on a grid
+(:func:`napari_cryolearn.io.patch_grid.patch_grid`: neighbours share ``overlap``; the last
+window of each axis ends flush with the volume, so no padding is needed unless the volume is
+smaller than a window). Windows are read from the (memory-mapped) input one at a time,
+converted to float32, run through the network in batches, and their class probabilities are
+blended with a Gaussian (or constant) weight into a float32 buffer that spans one window
+along the first axis: once every window touching a slice has been added, the slice is final:
+it is turned into labels and handed to the outputs, and the buffer moves on. Memory is
+therefore ``C × window_z × Y × X`` float32 (plus the outputs), whatever the depth of the
+tomogram; the input is never loaded whole.
 
 ``margin`` voxels at each window face that lies inside the volume get zero weight: with a
 margin at least the network's receptive-field radius, the result equals a prediction on
@@ -25,16 +26,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_cryolearn.segmentation.data import grid_starts
-from napari_cryolearn.segmentation.losses import distance_from_output
+from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.stop import StopFlag
+from napari_cryolearn.io.patch_grid import patch_grid
+from napari_cryolearn.models.heads import distance_from_output
 
 
 @dataclass
 class Prediction:
     """Outputs of :func:`sliding_window_predict`.
 
-    labels: (Z, Y, X) uint8 class map. probabilities: (C, Z, Y, X) float32 or ``None``.
-    distances: (C, Z, Y, X) float32 signed distance in voxels (±5 at most) or ``None``.
+    labels: (Z, Y, X) (or (Y, X)) uint8 class map. probabilities: (C, Z, Y, X) float32 or
+    ``None``. distances: (C, Z, Y, X) float32 signed distance in voxels (±5 at most) or ``None``.
     """
 
     labels: np.ndarray
@@ -58,8 +61,11 @@ def _window_weight(
 ) -> np.ndarray:
     """Weight of one window's voxels: product of the profiles, floored at ``floor`` (as MONAI
     does), zero within ``margin`` of faces inside the volume."""
-    prof = [p[:w] for p, w in zip(profiles, sizes)]
-    wgt = np.maximum(prof[0][:, None, None] * prof[1][None, :, None] * prof[2][None, None, :], floor)
+    ndim = len(sizes)
+    wgt = np.ones((1,) * ndim, np.float32)
+    for axis, (p, w) in enumerate(zip(profiles, sizes)):
+        wgt = wgt * p[:w].reshape([-1 if a == axis else 1 for a in range(ndim)])
+    wgt = np.maximum(wgt, floor)
     if margin:
         for axis, (s, w, n) in enumerate(zip(starts, sizes, shape)):
             keep = np.ones(w, np.float32)
@@ -67,8 +73,14 @@ def _window_weight(
                 keep[:margin] = 0
             if s + w < n:
                 keep[w - margin:] = 0
-            wgt = wgt * keep.reshape([-1 if a == axis else 1 for a in range(3)])
+            wgt = wgt * keep.reshape([-1 if a == axis else 1 for a in range(ndim)])
     return wgt.astype(np.float32, copy=False)
+
+
+def window_starts(size: int, window: int, overlap: float) -> list[int]:
+    """Window starts along one axis (:func:`~napari_cryolearn.io.patch_grid.patch_grid`'s grid;
+    one window at 0 when the axis is no longer than the window)."""
+    return patch_grid((int(size),), (min(int(window), int(size)),), float(overlap))[:, 0].tolist()
 
 
 def fit_window(window: Sequence[int], shape: Sequence[int], divisor: int = 1) -> tuple[int, ...]:
@@ -102,26 +114,19 @@ def _run(model: nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]], si
 
 
 def sliding_window_predict(*args, on_progress: Callable[[int, int], None] | None = None,
-                           stop: Callable[[], bool] | None = None, **kwargs) -> Prediction | None:
-    """Predict a (Z, Y, X) volume window by window; arguments as :func:`iter_sliding_window`.
+                           stop: StopFlag | Callable[[], bool] | None = None, **kwargs) -> Prediction | None:
+    """Predict an image or volume window by window; arguments as :func:`iter_sliding_window`.
 
     on_progress:
         Called with (windows done, windows in all) after each batch.
     stop:
-        Polled after each batch; when it returns True, prediction ends and ``None`` is returned.
+        A :class:`StopFlag` or a callable polled after each batch; when set (or it returns
+        True), prediction ends and ``None`` is returned.
     """
-    steps = iter_sliding_window(*args, **kwargs)
-    try:
-        while True:
-            done, total = next(steps)
-            if on_progress is not None:
-                on_progress(done, total)
-            if stop is not None and stop():
-                return None
-    except StopIteration as end:
-        return end.value
-    finally:
-        steps.close()
+    from napari_cryolearn.engine.jobs import run_job
+
+    report = None if on_progress is None else (lambda e: on_progress(e.step, e.total))
+    return run_job(iter_sliding_window(*args, stop=stop, **kwargs), report)
 
 
 def iter_sliding_window(
@@ -142,19 +147,22 @@ def iter_sliding_window(
     probabilities_out: np.ndarray | None | bool = None,
     distances_out: np.ndarray | None | bool = None,
     labels_out: np.ndarray | None = None,
-) -> Generator[tuple[int, int], None, Prediction]:
-    """Predict a (Z, Y, X) volume window by window; a generator of (windows done, total)
-    after each batch that returns a :class:`Prediction`.
+    stop: StopFlag | Callable[[], bool] | None = None,
+    stage: str = "",
+) -> Generator[Progress, None, Prediction | None]:
+    """Predict a (Z, Y, X) volume or a (Y, X) image window by window: a job generator that
+    yields a :class:`Progress` (windows done out of all, stage ``stage``) after each batch and
+    returns a :class:`Prediction`, or ``None`` when ``stop`` was set.
 
     Parameters
     ----------
     model:
-        Maps (N, 1, wz, wy, wx) to logits (N, C, ...) or ``(logits, distance_raw)``; put it in
+        Maps (N, 1, *window) to logits (N, C, ...) or ``(logits, distance_raw)``; put it in
         eval mode and on ``device`` first.
     volume:
-        (Z, Y, X) array of any dtype, typically a read-only ``np.memmap``.
+        (Z, Y, X) or (Y, X) array of any dtype, typically a read-only ``np.memmap``.
     window:
-        Window size (wz, wy, wx) in voxels (a multiple of the network's size divisor).
+        Window size, one value per axis (a multiple of the network's size divisor).
     num_classes:
         C, the network's output channels (1: sigmoid, else softmax).
     overlap:
@@ -166,50 +174,57 @@ def iter_sliding_window(
     batch_size:
         Windows per forward pass.
     tta_flips:
-        Also predict the window flipped along z, y and x and average (4 passes).
+        Also predict the window flipped along each axis and average (4 passes in 3D, 3 in 2D).
     threshold:
         Softmax probability below which a voxel is labelled 0 (sigmoid cut with one class).
     preprocess:
         Applied to each float32 window before the network (intensity scaling).
     probabilities_out, distances_out:
-        ``True`` to return in-memory (C, Z, Y, X) float32 arrays, or a writable array of that
+        ``True`` to return in-memory (C, *shape) float32 arrays, or a writable array of that
         shape (e.g. a memory map) to fill; ``None`` for none. Distances need a model with a
         distance head.
     labels_out:
-        A writable (Z, Y, X) array to fill instead of a new uint8 array.
+        A writable array of ``volume``'s shape to fill instead of a new uint8 array.
+    stop:
+        A :class:`StopFlag` or a callable, checked after each batch.
     """
-    if volume.ndim != 3:
-        raise ValueError(f"expected a (Z, Y, X) volume, got shape {volume.shape}")
+    if volume.ndim not in (2, 3):
+        raise ValueError(f"expected a (Z, Y, X) volume or a (Y, X) image, got shape {volume.shape}")
+    ndim = volume.ndim
     shape = tuple(int(s) for s in volume.shape)
     window = tuple(int(w) for w in window)
+    if len(window) != ndim:
+        raise ValueError(f"window {window} has {len(window)} axes, the input {ndim}")
+    should_stop = (stop.is_set if isinstance(stop, StopFlag) else stop) or (lambda: False)
     sizes = tuple(min(w, s) for w, s in zip(window, shape))  # part of each window inside the volume
     for w, s in zip(window, sizes):
         step = max(1, int(round(w * (1.0 - overlap))))
         if s == w and w > step and 2 * margin > w - step:
             raise ValueError(f"margin {margin} leaves gaps: it must be at most (window - step) / 2 = {(w - step) // 2}")
-    zs, ys, xs = (grid_starts(s, w, overlap) for s, w in zip(shape, window))
+    starts = [window_starts(s, w, overlap) for s, w in zip(shape, window)]
+    zs, rest = starts[0], starts[1:]
     profiles = gaussian_weights(window, sigma_scale) if blend == "gaussian" else [
         np.ones(w, np.float32) for w in window]
     sigmoid = num_classes == 1
     n_prob = max(num_classes, 1)
-    flips: list[tuple[int, ...]] = [()] + ([(2,), (3,), (4,)] if tta_flips else [])
+    flips: list[tuple[int, ...]] = [()] + ([(a,) for a in range(2, 2 + ndim)] if tta_flips else [])
     device = torch.device(device)
 
-    Z, Y, X = shape
+    Z, plane = shape[0], shape[1:]
     wz = sizes[0]
     # accumulators live on the compute device: blending is as fast as the network's output
-    acc = torch.zeros((n_prob, wz, Y, X), dtype=torch.float32, device=device)
-    wacc = torch.zeros((wz, Y, X), dtype=torch.float32, device=device)
+    acc = torch.zeros((n_prob, wz, *plane), dtype=torch.float32, device=device)
+    wacc = torch.zeros((wz, *plane), dtype=torch.float32, device=device)
     dacc = None
     labels = labels_out if labels_out is not None else np.zeros(shape, np.uint8)
     probs_arr = np.zeros((n_prob, *shape), np.float32) if probabilities_out is True else probabilities_out
     dist_arr = np.zeros((n_prob, *shape), np.float32) if distances_out is True else distances_out
     with_distances = dist_arr is not None and dist_arr is not False
-    total = len(zs) * len(ys) * len(xs)
+    total = int(np.prod([len(a) for a in starts]))
     done = 0
     weights: dict[tuple, torch.Tensor] = {}
 
-    def weight(start: tuple[int, int, int]) -> torch.Tensor:
+    def weight(start: tuple[int, ...]) -> torch.Tensor:
         # depends only on which faces are inside the volume (the margin), not on the position
         key = tuple((s > 0, s + w < n) for s, w, n in zip(start, sizes, shape)) if margin else ()
         if key not in weights:
@@ -232,34 +247,38 @@ def iter_sliding_window(
         if dacc is not None and dist_arr is not None and dist_arr is not False:
             dist_arr[:, z0:z1] = (dacc[:, a:b] / w).cpu().numpy()
 
-    crop = (slice(None), slice(0, sizes[0]), slice(0, sizes[1]), slice(0, sizes[2]))
+    crop = (slice(None), *(slice(0, s) for s in sizes))
+    inside = tuple(slice(0, s) for s in sizes)
     for zi, z in enumerate(zs):
         # the buffers cover [z, z + wz)
-        boxes = [(z, y, x) for y, x in product(ys, xs)]
+        boxes = [(z, *r) for r in product(*rest)]
         for b0 in range(0, len(boxes), batch_size):
             chunk = boxes[b0:b0 + batch_size]
             batch = np.zeros((len(chunk), 1, *window), np.float32)
-            for i, (bz, by, bx) in enumerate(chunk):
-                win = np.asarray(volume[bz:bz + sizes[0], by:by + sizes[1], bx:bx + sizes[2]], dtype=np.float32)
+            for i, box in enumerate(chunk):
+                win = np.asarray(volume[tuple(slice(o, o + s) for o, s in zip(box, sizes))], dtype=np.float32)
                 if preprocess is not None:
                     win = preprocess(win)
-                batch[i, 0, :sizes[0], :sizes[1], :sizes[2]] = win
+                batch[(i, 0, *inside)] = win
             with torch.no_grad():
                 probs, dist = _run(model, torch.from_numpy(batch).to(device), flips, sigmoid)
                 probs = probs.float()
                 if with_distances and dist is not None and dacc is None:
-                    dacc = torch.zeros((dist.shape[1], wz, Y, X), dtype=torch.float32, device=device)
+                    dacc = torch.zeros((dist.shape[1], wz, *plane), dtype=torch.float32, device=device)
                 if dacc is None:
                     dist = None
-                for i, (bz, by, bx) in enumerate(chunk):
-                    wgt = weight((bz, by, bx))
-                    sl = (slice(bz - z, bz - z + sizes[0]), slice(by, by + sizes[1]), slice(bx, bx + sizes[2]))
+                for i, box in enumerate(chunk):
+                    wgt = weight(box)
+                    sl = (slice(box[0] - z, box[0] - z + sizes[0]),
+                          *(slice(o, o + s) for o, s in zip(box[1:], sizes[1:])))
                     acc[(slice(None), *sl)].addcmul_(probs[i][crop], wgt)
                     wacc[sl] += wgt
                     if dist is not None:
                         dacc[(slice(None), *sl)].addcmul_(dist[i][crop].float(), wgt)
             done += len(chunk)
-            yield done, total
+            yield Progress(done, total, f"window {done}/{total}", stage)
+            if should_stop():
+                return None
         z_next = zs[zi + 1] if zi + 1 < len(zs) else Z
         flush(z, min(z_next, z + wz) if zi + 1 < len(zs) else Z, z)
         if zi + 1 < len(zs):

@@ -1,0 +1,11 @@
+"""Model parts every learning stage shares, in 2D and 3D.
+
+- :mod:`.config`: the architecture and augmentation configs (pydantic only, no torch);
+- :mod:`.backbones`: the dense encoder-decoder backbone (CryoSiam's ``DenseSimSiam`` layout);
+- :mod:`.heads`: the semantic and distance heads, and the backbone + heads network;
+- :mod:`.checkpoints`: reading weights from our, CryoSiam's and SimSiam-ImageNet checkpoints;
+- :mod:`.augment`: MONAI dictionary augmentations of image / labels / distances samples;
+- :mod:`.sliding_window`: blended sliding-window inference over a whole image or volume.
+
+Importing this package imports nothing; import the module you need.
+"""
