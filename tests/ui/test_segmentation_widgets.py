@@ -18,10 +18,10 @@ def _train_widget(viewer, tmp_path, epochs):
     widget.reset_choices()
     widget.image.value = viewer.layers["synthetic tomogram"]
     widget.label_layer.value = viewer.layers["synthetic labels"]
-    widget.patch_size.value = 32
-    widget.epochs.value = epochs
-    widget.log_dir.value = str(tmp_path / "run")
-    widget.device.value = "cpu"
+    widget.form["patch_size"].value = "32"
+    widget.form["max_epochs"].value = epochs
+    widget.form["log_dir"].value = str(tmp_path / "run")
+    widget.form["device"].value = "cpu"
     return widget
 
 
@@ -61,3 +61,25 @@ def test_stop_keeps_a_resumable_checkpoint(viewer, qtbot, tmp_path):
     assert "stopped" in train.status.value
     model = load_model(train.result.last_checkpoint)
     assert model.network.out_channels == 4
+
+
+def test_train_widget_fields_are_the_configs(viewer, tmp_path):
+    from napari_cryolearn.segmentation.config import SegmentationTrainConfig
+
+    train = _train_widget(viewer, tmp_path, epochs=1)
+    fields = SegmentationTrainConfig.model_fields
+    assert train.form["batch_size"].value == fields["batch_size"].default
+    assert train.form["lr"].tooltip == fields["lr"].description
+    train.form["lr"].value = "-1"
+    assert train.run() is None
+    assert "lr: Input should be greater than 0" in train.status.value
+
+
+def test_class_names_of_the_labels_layer_reach_the_model(viewer, qtbot, tmp_path):
+    train = _train_widget(viewer, tmp_path, epochs=1)
+    running = train.run()
+    qtbot.waitUntil(lambda: running.done, timeout=180000)
+    assert running.error is None, running.error
+    names = viewer.layers["synthetic labels"].metadata["label_names"]
+    model = load_model(train.result.last_checkpoint)
+    assert list(model.network.class_names) == [names[c] for c in range(4)]

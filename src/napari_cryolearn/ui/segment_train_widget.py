@@ -11,11 +11,11 @@ from pathlib import Path
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, SpinBox, create_widget
+from magicgui.widgets import ComboBox, Container, LineEdit, SpinBox, create_widget
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.progress import Progress
-from napari_cryolearn.ui.devices import available_devices
+from napari_cryolearn.ui.forms import field_widget, form_values
 from napari_cryolearn.ui.job_widget import JobWidget
 from napari_cryolearn.ui.layers import volume_of
 from napari_cryolearn.ui.metrics_plot import MetricsPlot
@@ -23,33 +23,50 @@ from napari_cryolearn.ui.metrics_plot import MetricsPlot
 PLOTTED = ("train_loss", "val_loss", "val_dice")
 
 
+def _class_names(layer, n_classes: int) -> list[str] | None:
+    """The labels layer's class names (``metadata["label_names"]``, {value: name}) when they
+    name every class 0..n-1; ``None`` otherwise."""
+    names = dict(layer.metadata).get("label_names") or {}
+    try:
+        by_value = {int(k): str(v) for k, v in dict(names).items()}
+    except (TypeError, ValueError):
+        return None
+    return [by_value[c] for c in range(n_classes)] if set(range(n_classes)) <= set(by_value) else None
+
+
+#: The config fields the form shows (the rest keep the config's defaults; a YAML config
+#: given to ``cryolearn segment train`` sets them all).
+FORM_FIELDS = ("max_epochs", "batch_size", "lr", "patch_size", "validation_ratio", "device", "log_dir",
+               "pretrained_model", "continue_training", "overwrite")
+
+
 class TrainSegmentationWidget(JobWidget):
-    """Trains a segmentation network; the run folder holds checkpoints, logs and the config."""
+    """Trains a segmentation network; the run folder holds checkpoints, logs and the config.
+
+    The form's fields are :class:`~napari_cryolearn.segmentation.config.SegmentationTrainConfig`'s
+    (defaults, tooltips and validation from it); training on layers cuts them into patches of
+    ``patch_size`` (empty: 64 voxels) in memory.
+    """
 
     def __init__(self, napari_viewer):
+        from napari_cryolearn.segmentation.config import SegmentationTrainConfig
+
+        self.fields = SegmentationTrainConfig.model_fields
         self.source = ComboBox(choices=["layers", "patch stores"], value="layers", label="train on")
         self.image = create_widget(annotation=napari.layers.Image, label="tomogram")
         self.label_layer = create_widget(annotation=napari.layers.Labels, label="labels")
-        self.stores = LineEdit(value="", label="patch stores (.zarr, comma-separated)")
-        self.patch_size = SpinBox(value=48, min=16, max=256, step=16, label="patch size (voxels)")
+        self.stores = LineEdit(value="", label="patch stores (.zarr, comma-separated)",
+                               tooltip=self.fields["patch_stores"].description)
         self.classes = SpinBox(value=0, min=0, max=255, label="classes (0: max label + 1)")
-        self.epochs = SpinBox(value=10, min=1, max=100000, label="epochs")
-        self.batch_size = SpinBox(value=2, min=1, max=256, label="batch size")
-        self.lr = FloatSpinBox(value=0.001, min=1e-6, max=1.0, step=0.0005, label="learning rate")
-        self.log_dir = FileEdit(mode="d", value=str(Path.home() / "cryolearn-runs" / "segmentation"),
-                                label="run folder")
-        self.pretrained = FileEdit(mode="r", filter="*.ckpt", value="", label="pretrained model (optional)")
-        self.resume = CheckBox(value=False, text="continue training from the run folder")
-        self.overwrite = CheckBox(value=False, text="start afresh (replace the run in this folder)")
-        self.device = ComboBox(choices=available_devices(), value="auto", label="device")
+        self.form = {name: field_widget(name, self.fields[name]) for name in FORM_FIELDS}
+        self.form["log_dir"].mode = "d"
+        self.form["log_dir"].value = str(Path.home() / "cryolearn-runs" / "segmentation")
         self.plot = MetricsPlot()
         plot_box = Container(labels=False)
         plot_box.native.layout().addWidget(self.plot)
         super().__init__(
             napari_viewer,
-            [self.source, self.image, self.label_layer, self.stores, self.patch_size, self.classes, self.epochs,
-             self.batch_size, self.lr, self.log_dir, self.pretrained, self.resume, self.overwrite, self.device,
-             plot_box],
+            [self.source, self.image, self.label_layer, self.stores, self.classes, *self.form.values(), plot_box],
             title="Train segmentation",
             run_text="Train",
         )
@@ -59,26 +76,20 @@ class TrainSegmentationWidget(JobWidget):
 
     def _show_source(self, *_):
         layers = self.source.value == "layers"
-        for w in (self.image, self.label_layer, self.patch_size):
+        for w in (self.image, self.label_layer):
             w.visible = layers
         self.stores.visible = not layers
 
-    def _config(self, n_classes: int):
+    def _config(self, n_classes: int, class_names: list[str] | None = None):
         from napari_cryolearn.segmentation.config import NetworkConfig, SegmentationTrainConfig
 
-        pretrained = str(self.pretrained.value).strip()
         stores = [Path(p.strip()) for p in self.stores.value.split(",") if p.strip()]
+        values = form_values(self.form, self.fields)
+        network = NetworkConfig(out_channels=max(n_classes, 2), class_names=class_names).to_dict()
         return SegmentationTrainConfig.from_dict({
+            **values,
             "patch_stores": stores if self.source.value == "patch stores" else [],
-            "log_dir": Path(self.log_dir.value),
-            "network": NetworkConfig(out_channels=max(n_classes, 2)).to_dict(),
-            "max_epochs": int(self.epochs.value),
-            "batch_size": int(self.batch_size.value),
-            "lr": float(self.lr.value),
-            "device": self.device.value,
-            "pretrained_model": Path(pretrained) if pretrained not in ("", ".") else None,
-            "continue_training": bool(self.resume.value),
-            "overwrite": bool(self.overwrite.value),
+            "network": network,
         })
 
     def make_job(self):
@@ -87,7 +98,7 @@ class TrainSegmentationWidget(JobWidget):
         n_classes = int(self.classes.value)
         if self.source.value == "patch stores":
             if not self.stores.value.strip():
-                raise InputError("give at least one patch store", field="patch stores")
+                raise InputError("give at least one patch store", field="patch_stores")
             config = self._config(n_classes or 2)
             factory = lambda stop: train_job(config, stop=stop)  # noqa: E731
         else:
@@ -98,13 +109,13 @@ class TrainSegmentationWidget(JobWidget):
                                  path=self.label_layer.value.name)
             if not n_classes:
                 n_classes = int(np.max(labels)) + 1
-            size = int(self.patch_size.value)
-            if size > min(image.shape):
-                raise InputError(f"patch size {size} exceeds the volume {image.shape}", field="patch size")
-            config = self._config(n_classes)
+            config = self._config(n_classes, _class_names(self.label_layer.value, n_classes))
+            size = tuple(config.patch_size or (64, 64, 64))
+            if any(s > n for s, n in zip(size, image.shape)):
+                raise InputError(f"patch size {size} exceeds the volume {image.shape}", field="patch_size")
             image, labels = np.asarray(image, np.float32), np.asarray(labels)
             factory = lambda stop: train_arrays_job(  # noqa: E731
-                [image], [labels], config, patch_size=(size,) * 3, stop=stop)
+                [image], [labels], config, patch_size=size, stop=stop)
         self.plot.clear()
         return factory
 
