@@ -80,3 +80,21 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     names = label_names_from(read_sidecar(demo / "segmentation" / "tomogram_predicted_labels.mrc"))
     assert names == {0: "background", 1: "membrane", 2: "membrane_protein", 3: "particle"}
     assert "napari " + str(demo / "sample" / "tomogram.mrc") in out
+
+
+def test_every_field_of_every_stage_is_described_once_and_its_flag_says_so(capsys):
+    """``Field(description=...)`` is the one source of a field's help, tooltip and reference:
+    every field of every stage has one, and ``--help`` prints it."""
+    import napari_cryolearn.stages as suite
+    from napari_cryolearn.cli import main
+    from napari_cryolearn.cli_flags import _fields
+
+    for stage in suite.all_stages():
+        fields = list(_fields(stage.config_class()))
+        missing = [".".join(path) for path, field in fields if not (field.description or "").strip()]
+        assert not missing, f"{stage.name}: fields without a description: {missing}"
+        with pytest.raises(SystemExit):
+            main([*stage.name.split("."), "--help"])
+        printed = " ".join(capsys.readouterr().out.split())
+        for path, field in fields:
+            assert " ".join(field.description.split())[:30] in printed, (stage.name, path)

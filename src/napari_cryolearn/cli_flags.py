@@ -95,24 +95,6 @@ def _fields(config_cls: type[Config], prefix: tuple[str, ...] = ()):
             yield (*prefix, name), field
 
 
-def field_docs(config_cls: type) -> dict[str, str]:
-    """Field descriptions from a config's numpy-style docstring (``name:`` then indented text)."""
-    docs: dict[str, str] = {}
-    for cls in reversed(config_cls.__mro__):
-        lines = inspect.cleandoc(cls.__dict__.get("__doc__") or "").splitlines()
-        current = None
-        for line in lines:
-            head = line.strip().rstrip(":").split(" :")[0].split(":")[0]
-            if line and not line[0].isspace() and line.rstrip().endswith(":") and head.isidentifier():
-                current = head
-                docs[current] = ""
-            elif current and line.startswith((" ", "\t")) and line.strip():
-                docs[current] = f"{docs[current]} {line.strip()}".strip()
-            elif line and not line[0].isspace():
-                current = None
-    return docs
-
-
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Config], positionals=()) -> None:
     """Add ``--config`` and one flag (or positional) per field of ``config_cls``.
 
@@ -125,18 +107,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Confi
         metavar="YAML",
         help="read the settings from a YAML file (ours, or a CryoSiam config); flags override it",
     )
-    docs: dict[tuple[str, ...], dict[str, str]] = {}
     for path, field in _fields(config_cls):
         spec = _flag_spec(field.annotation)
         if spec is None:
             continue
         spec.pop("_sequence_or_scalar", None)
-        owner = config_cls
-        for key in path[:-1]:
-            owner = _unwrap_optional(owner.model_fields[key].annotation)
-        if path[:-1] not in docs:
-            docs[path[:-1]] = field_docs(owner)
-        help_text = (field.description or docs[path[:-1]].get(path[-1], "")).replace("%", "%%")
+        help_text = (field.description or "").replace("%", "%%")
         if not field.is_required():
             default = field.get_default(call_default_factory=True)
             help_text = f"{help_text} (default: {default})".strip()

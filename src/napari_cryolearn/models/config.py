@@ -20,14 +20,14 @@ class BackboneConfig(Config):
     defaults are a small network that trains on a CPU.
     """
 
-    block_type: Literal["basic", "bottleneck"] = "basic"
-    in_channels: int = Field(1, ge=1)
-    num_layers: tuple[int, int, int, int] = (1, 1, 1, 1)
-    num_filters: tuple[int, int, int, int] = (8, 16, 32, 64)
-    fpn_channels: int = Field(16, ge=1)
-    dense_dim: int = Field(16, ge=1)
-    no_max_pool: bool = True
-    add_later_conv: bool = False
+    block_type: Literal["basic", "bottleneck"] = Field("basic", description='residual block of the backbone (CryoSiam: basic)')
+    in_channels: int = Field(1, ge=1, description='input channels (1 for a tomogram)')
+    num_layers: tuple[int, int, int, int] = Field((1, 1, 1, 1), description='blocks in each of the four backbone stages')
+    num_filters: tuple[int, int, int, int] = Field((8, 16, 32, 64), description='channels of each of the four backbone stages')
+    fpn_channels: int = Field(16, ge=1, description='channels of the feature-pyramid decoder')
+    dense_dim: int = Field(16, ge=1, description='channels of the dense (per-voxel) features')
+    no_max_pool: bool = Field(True, description='leave out the max-pooling after the stem (CryoSiam: true)')
+    add_later_conv: bool = Field(False, description="an extra convolution after the decoder (CryoSiam's option)")
 
 
 class TransformsConfig(Config):
@@ -38,18 +38,18 @@ class TransformsConfig(Config):
     a row when ``combine_transforms``).
     """
 
-    flip: bool = True
-    flip_prob: float = Field(0.5, ge=0, le=1)
-    rotate90: bool = False
-    rotate: tuple[float, float, float] | None = (math.pi, math.pi, math.pi)
-    rotate_prob: float = Field(0.5, ge=0, le=1)
-    zoom: tuple[float, float] | None = (0.8, 1.2)
-    zoom_prob: float = Field(0.5, ge=0, le=1)
-    low_pass_sigma_range: tuple[float, float] | None = (0.5, 2.0)
-    high_pass_sigma_range: tuple[float, float] | None = (0.1, 0.5)
-    high_pass_sigma2_range: tuple[float, float] | None = (4.0, 5.0)
-    noise_sigma_range: tuple[float, float] | None = (0.1, 0.5)
-    combine_transforms: bool = False
-    filter_prob: float = Field(0.5, ge=0, le=1)
-    scale_intensity_factors: float | None = None
-    scale_intensity_prob: float = Field(0.5, ge=0, le=1)
+    flip: bool = Field(True, description='random flips along each axis')
+    flip_prob: float = Field(0.5, ge=0, le=1, description='probability of a flip per axis')
+    rotate90: bool = Field(False, description='random 90-degree rotations in the y-x plane')
+    rotate: tuple[float, float, float] | None = Field((math.pi, math.pi, math.pi), description='random rotation range, radians (+- per axis z, y, x); empty: none')
+    rotate_prob: float = Field(0.5, ge=0, le=1, description='probability of a random rotation')
+    zoom: tuple[float, float] | None = Field((0.8, 1.2), description='random zoom factor range (min, max); empty: none')
+    zoom_prob: float = Field(0.5, ge=0, le=1, description='probability of a random zoom')
+    low_pass_sigma_range: tuple[float, float] | None = Field((0.5, 2.0), description='Gaussian low-pass sigma range, voxels; empty: none')
+    high_pass_sigma_range: tuple[float, float] | None = Field((0.1, 0.5), description='band-pass: smaller sigma range, voxels; empty: none')
+    high_pass_sigma2_range: tuple[float, float] | None = Field((4.0, 5.0), description='band-pass: larger sigma range, voxels')
+    noise_sigma_range: tuple[float, float] | None = Field((0.1, 0.5), description='Gaussian noise sigma range (intensity units); empty: none')
+    combine_transforms: bool = Field(False, description='apply low-pass, band-pass and noise in a row instead of one of them')
+    filter_prob: float = Field(0.5, ge=0, le=1, description='probability of the filter / noise augmentation')
+    scale_intensity_factors: float | None = Field(None, description='random intensity scaling x * (1 + f), f drawn in [-factor, factor]; empty: none')
+    scale_intensity_prob: float = Field(0.5, ge=0, le=1, description='probability of the intensity scaling')

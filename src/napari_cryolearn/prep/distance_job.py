@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import edt
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.config import Config
@@ -52,49 +52,20 @@ _SLAB_BYTES = 16 * 2**20
 
 class DistanceMapConfig(Config):
     """Parameters of the distance-map stage.
-
-    Attributes
-    ----------
-    input:
-        Label MRC (integer classes 0..n_classes-1, 0 = background).
-    output:
-        ``.npy`` (format ``npy``) or ``.npz`` (format ``cryosiam-npz``).
-    n_classes:
-        Channels; ``None`` → the largest label + 1.
-    voxel_size_aware:
-        Measure distances in Å with the file's (z, y, x) voxel size (else in voxels, as CryoSiam).
-    black_border:
-        The image border counts as outside (CryoSiam: yes).
-    clip:
-        Clip distances to [-clip, clip] (voxels, or Å when ``voxel_size_aware``).
-    normalize:
-        Divide by ``clip`` after clipping (values in [-1, 1]); needs ``clip``.
-    format:
-        ``"npy"`` or ``"cryosiam-npz"``.
-    skeleton:
-        Optional MRC for the "tube skeleton" target of thin structures (as CryoSiam offers): the
-        voxels of each class in ``skeleton_classes`` whose distance to the class border is at
-        least ``skeleton_fraction`` of the local maximum, labelled with their class (uint8).
-    skeleton_classes:
-        Classes for the skeleton; empty → every class but background.
-    skeleton_fraction:
-        Fraction of the local maximum distance (0 < fraction ≤ 1).
-    overwrite:
-        Replace an existing output.
     """
 
-    input: Path
-    output: Path
-    n_classes: int | None = None
-    voxel_size_aware: bool = False
-    black_border: bool = True
-    clip: float | None = None
-    normalize: bool = False
-    format: Literal["npy", "cryosiam-npz"] = "npy"
-    skeleton: Path | None = None
-    skeleton_classes: list[int] = []
-    skeleton_fraction: float = 0.5
-    overwrite: bool = False
+    input: Path = Field(description='Label MRC (integer classes 0..n_classes-1, 0 = background).')
+    output: Path = Field(description='``.npy`` (format ``npy``) or ``.npz`` (format ``cryosiam-npz``).')
+    n_classes: int | None = Field(None, description='Channels; ``None`` → the largest label + 1.')
+    voxel_size_aware: bool = Field(False, description="Measure distances in Å with the file's (z, y, x) voxel size (else in voxels, as CryoSiam).")
+    black_border: bool = Field(True, description='The image border counts as outside (CryoSiam: yes).')
+    clip: float | None = Field(None, description='Clip distances to [-clip, clip] (voxels, or Å when ``voxel_size_aware``).')
+    normalize: bool = Field(False, description='Divide by ``clip`` after clipping (values in [-1, 1]); needs ``clip``.')
+    format: Literal["npy", "cryosiam-npz"] = Field("npy", description='``"npy"`` or ``"cryosiam-npz"``.')
+    skeleton: Path | None = Field(None, description='Optional MRC for the "tube skeleton" target of thin structures (as CryoSiam offers): the voxels of each class in ``skeleton_classes`` whose distance to the class border is at least ``skeleton_fraction`` of the local maximum, labelled with their class (uint8).')
+    skeleton_classes: list[int] = Field([], description='Classes for the skeleton; empty → every class but background.')
+    skeleton_fraction: float = Field(0.5, description='Fraction of the local maximum distance (0 < fraction ≤ 1).')
+    overwrite: bool = Field(False, description='Replace an existing output.')
 
     @model_validator(mode="after")
     def _check(self) -> DistanceMapConfig:

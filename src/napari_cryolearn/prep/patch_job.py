@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
@@ -52,49 +52,19 @@ STAGE = "patches"
 
 class PatchesConfig(Config):
     """Parameters of the patches stage.
-
-    Attributes
-    ----------
-    image:
-        Tomogram MRC.
-    labels:
-        Label MRC of the same shape (integers; float files holding whole numbers are accepted).
-    distances:
-        Distance maps (C, Z, Y, X): our ``.npy`` or CryoSiam's ``.npz``.
-    output:
-        ``format="zarr"``: the store folder (``<name>.zarr``). ``format="cryosiam"``: the patches
-        folder that receives ``image/``, ``labels/``, ``distances/``.
-    patch_size:
-        (pz, py, px) voxels, or one int.
-    overlap:
-        Fraction of a patch shared with its neighbour (float in [0, 1)) or voxels (int).
-    remove_only_background:
-        Leave out patches whose labels are all 0 (needs ``labels``).
-    grid:
-        ``"cover"``: every voxel in some patch (last patch flush with the far edge);
-        ``"cryosiam"``: CryoSiam's grid (the far remainder is not patched).
-    format:
-        ``"zarr"`` or ``"cryosiam"``.
-    name:
-        Tomogram name in CryoSiam file names and the store's attributes; default: the image's
-        file name without extension.
-    overwrite:
-        Replace existing outputs: with ``format="zarr"``, a patch store this project wrote (any
-        other existing folder is refused, never replaced); with ``format="cryosiam"``, the
-        patch files of this tomogram (the folder's other files are left alone).
     """
 
-    image: Path
-    labels: Path | None = None
-    distances: Path | None = None
-    output: Path
-    patch_size: tuple[int, int, int] = (128, 128, 128)
-    overlap: int | float = 0.5
-    remove_only_background: bool = False
-    grid: Literal["cover", "cryosiam"] = "cover"
-    format: Literal["zarr", "cryosiam"] = "zarr"
-    name: str | None = None
-    overwrite: bool = False
+    image: Path = Field(description='Tomogram MRC.')
+    labels: Path | None = Field(None, description='Label MRC of the same shape (integers; float files holding whole numbers are accepted).')
+    distances: Path | None = Field(None, description="Distance maps (C, Z, Y, X): our ``.npy`` or CryoSiam's ``.npz``.")
+    output: Path = Field(description='``format="zarr"``: the store folder (``<name>.zarr``). ``format="cryosiam"``: the patches folder that receives ``image/``, ``labels/``, ``distances/``.')
+    patch_size: tuple[int, int, int] = Field((128, 128, 128), description='(pz, py, px) voxels, or one int.')
+    overlap: int | float = Field(0.5, description='Fraction of a patch shared with its neighbour (float in [0, 1)) or voxels (int).')
+    remove_only_background: bool = Field(False, description='Leave out patches whose labels are all 0 (needs ``labels``).')
+    grid: Literal["cover", "cryosiam"] = Field("cover", description='``"cover"``: every voxel in some patch (last patch flush with the far edge); ``"cryosiam"``: CryoSiam\'s grid (the far remainder is not patched).')
+    format: Literal["zarr", "cryosiam"] = Field("zarr", description='``"zarr"`` or ``"cryosiam"``.')
+    name: str | None = Field(None, description="Tomogram name in CryoSiam file names and the store's attributes; default: the image's file name without extension.")
+    overwrite: bool = Field(False, description='Replace existing outputs: with ``format="zarr"``, a patch store this project wrote (any other existing folder is refused, never replaced); with ``format="cryosiam"``, the patch files of this tomogram (the folder\'s other files are left alone).')
 
     @field_validator("patch_size", mode="before")
     @classmethod

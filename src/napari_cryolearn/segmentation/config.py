@@ -26,19 +26,19 @@ class NetworkConfig(Config):
     trains).
     """
 
-    backbone: BackboneConfig = BackboneConfig()
-    out_channels: int = Field(2, ge=1, le=255)
-    class_names: list[str] | None = None
-    filters: tuple[int, int] = (16, 16)
-    kernel_size: int = Field(3, ge=1)
-    padding: int = Field(1, ge=0)
-    distance_prediction: bool = False
-    use_dice_loss: bool = True
-    dice_type: Literal["generalized", "dice"] = "generalized"
-    distance_weight: float = Field(1.0, ge=0)
-    ignore_index: int = DEFAULT_IGNORE_INDEX
-    unfreeze_backbone: bool = True
-    unfreeze_decoder: bool = True
+    backbone: BackboneConfig = Field(BackboneConfig(), description="the backbone's architecture")
+    out_channels: int = Field(2, ge=1, le=255, description='classes, background (class 0) included')
+    class_names: list[str] | None = Field(None, description='one name per class (default: class_0, class_1, ...)')
+    filters: tuple[int, int] = Field((16, 16), description='channels of the two convolutions of the segmentation head')
+    kernel_size: int = Field(3, ge=1, description="kernel size of the head's convolutions")
+    padding: int = Field(1, ge=0, description="padding of the head's convolutions")
+    distance_prediction: bool = Field(False, description='also predict per-class distance maps (needs distances in the patch stores)')
+    use_dice_loss: bool = Field(True, description='add a Dice loss to the cross-entropy')
+    dice_type: Literal["generalized", "dice"] = Field("generalized", description='generalized (class-weighted) or plain Dice')
+    distance_weight: float = Field(1.0, ge=0, description='weight of the distance loss')
+    ignore_index: int = Field(DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice')
+    unfreeze_backbone: bool = Field(True, description='train the pretrained backbone too (false: frozen)')
+    unfreeze_decoder: bool = Field(True, description='train the pretrained decoder too (false: frozen)')
 
     @model_validator(mode="after")
     def _check(self) -> NetworkConfig:
@@ -61,10 +61,10 @@ class IntensityConfig(Config):
     are (the prep stages already scaled them).
     """
 
-    min: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    std: float | None = None
+    min: float | None = Field(None, description='with max: clip((x - min) / (max - min), 0, 1) first; empty: no clipping')
+    max: float | None = Field(None, description='upper end of the min/max mapping')
+    mean: float | None = Field(None, description='with std: (x - mean) / std after the min/max mapping; empty: none')
+    std: float | None = Field(None, description='standard deviation of the mean/std normalisation')
 
     def apply(self, x):
         """Map a numpy array or torch tensor (float) as described above."""
@@ -176,17 +176,17 @@ class SegmentationPredictConfig(Config):
     ``margin`` voxels at each window face inside the volume get no weight.
     """
 
-    model: Path
-    input: Path
-    output: Path
-    probabilities: Path | None = None
-    distances: Path | None = None
-    window: tuple[int, int, int] | None = None
-    overlap: float = Field(0.5, ge=0, lt=1)
-    blend: Literal["gaussian", "constant"] = "gaussian"
-    margin: int = Field(0, ge=0)
-    batch_size: int = Field(2, ge=1)
-    tta_flips: bool = False
-    threshold: float | None = Field(None, ge=0, le=1)
-    device: Device = "auto"
+    model: Path = Field(description='trained checkpoint (.ckpt)')
+    input: Path = Field(description='tomogram MRC')
+    output: Path = Field(description="label MRC to write (uint8, the input's voxel size and origin)")
+    probabilities: Path | None = Field(None, description='class probabilities: .npy (C, Z, Y, X) or .mrc (one file per class)')
+    distances: Path | None = Field(None, description='predicted distance maps, .npy or .mrc per class (a model with a distance head)')
+    window: tuple[int, int, int] | None = Field(None, description='sliding window (z, y, x) voxels (default: the training patch size)')
+    overlap: float = Field(0.5, ge=0, lt=1, description='fraction of a window shared with its neighbour')
+    blend: Literal["gaussian", "constant"] = Field("gaussian", description='weighting of overlapping windows')
+    margin: int = Field(0, ge=0, description='voxels at each window face (inside the volume) given no weight')
+    batch_size: int = Field(2, ge=1, description='windows per forward pass')
+    tta_flips: bool = Field(False, description='average over flipped copies (test-time augmentation, 4x slower)')
+    threshold: float | None = Field(None, ge=0, le=1, description='softmax probability below which a voxel is labelled 0 (default: argmax; one class: sigmoid cut)')
+    device: Device = Field("auto", description='where to run: auto, cpu, cuda or mps')
     overwrite: bool = Field(False, description="replace existing outputs")
