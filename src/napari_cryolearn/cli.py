@@ -9,7 +9,6 @@ a resumable checkpoint); twice aborts.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -19,27 +18,32 @@ from typing import Any
 from napari_cryolearn import __version__
 from napari_cryolearn.cli_flags import add_config_arguments, configs_from_args
 from napari_cryolearn.engine.errors import InputError
-from napari_cryolearn.engine.jobs import run_job
-from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.engine.jobs import JobResult, run_job
+from napari_cryolearn.engine.progress import Progress, nested
 from napari_cryolearn.engine.registry import Stage
 from napari_cryolearn.stages import all_stages as stages
 from napari_cryolearn.engine.stop import StopFlag
 
 
-def drive(job_fn, config, *, desc: str, quiet: bool = False) -> Any:
+def drive(job_fn, config, *, desc: str, quiet: bool = False,
+          event: Callable[[Progress], Progress] | None = None) -> Any:
     """Run ``job_fn(config, stop)`` to the end with a tqdm progress bar on stderr.
 
-    The first Ctrl-C sets the job's stop flag; a second one raises ``KeyboardInterrupt``.
-    Returns the job's result.
+    ``event`` maps each progress event before it is shown (e.g. :func:`nested`). The first
+    Ctrl-C sets the job's stop flag; a second one raises ``KeyboardInterrupt``. Returns the
+    job's result.
     """
     from tqdm.auto import tqdm
 
     if quiet:
         _quiet_lightning()
+    map_event = event
     stop = StopFlag()
     bar = tqdm(total=None, desc=desc, disable=quiet, file=sys.stderr, dynamic_ncols=True)
 
     def on_progress(event: Progress) -> None:
+        if map_event is not None:
+            event = map_event(event)
         if event.total is not None and bar.total != event.total:
             bar.total = event.total
         bar.n = event.step
@@ -76,29 +80,41 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _describe(result: Any) -> list[str]:
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        lines = []
-        for key, value in dataclasses.asdict(result).items():
-            if isinstance(value, dict):
-                value = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
-            lines.append(f"{key}: {value}")
-        return lines
-    if isinstance(result, dict):
-        return [f"{k}: {v}" for k, v in result.items()]
-    if isinstance(result, (list, tuple)):
-        return [str(r) for r in result]
-    return [] if result is None else [str(result)]
+def _job_result(result: Any, stage: Stage) -> JobResult:
+    """``result``, checked: every job returns a :class:`JobResult`."""
+    if not isinstance(result, JobResult):
+        raise TypeError(f"the job of stage {stage.name!r} returned {type(result).__name__}, not a JobResult")
+    return result
 
 
 def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
+    """Run the stage once per config the arguments give (a CryoSiam YAML may name many files);
+    several share one progress bar, each its part of it."""
     config_cls = stage.config_class()
     job_fn = stage.job_function()
-    for config in configs_from_args(args, config_cls):
-        result = drive(job_fn, config, desc=stage.name, quiet=args.quiet)
-        for line in _describe(result):
+    configs = list(configs_from_args(args, config_cls))
+    for i, config in enumerate(configs):
+        name = _first_input_name(stage, config)
+        def event(e: Progress, i=i, name=name) -> Progress:
+            return nested(e, index=i, count=len(configs), name=name)
+        result = drive(job_fn, config, desc=stage.name, quiet=args.quiet, event=event if len(configs) > 1 else None)
+        result = _job_result(result, stage)
+        if len(configs) > 1:
+            print(f"[{i + 1}/{len(configs)}] {name}")
+        for line in result.lines():
             print(line)
     return 0
+
+
+def _first_input_name(stage: Stage, config: Any) -> str:
+    """The file name of the stage's first input in ``config`` (for progress messages)."""
+    for port in stage.inputs:
+        value = getattr(config, port.field, None)
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is not None:
+            return Path(value).name
+    return ""
 
 
 def run_demo(
@@ -138,11 +154,10 @@ def run_demo(
         result = drive(stage.job_function(), config, desc=stage.name, quiet=quiet)
         if after is not None:
             after(stage, config, result)
-        if isinstance(result, dict):
-            for key, value in result.items():
-                if isinstance(value, (str, Path)):
-                    outputs.setdefault(key, Path(value))
-        for line in _describe(result):
+        result = _job_result(result, stage)
+        for role, path in result.outputs.items():
+            outputs.setdefault(role, Path(path))
+        for line in result.lines():
             print(f"   {line}")
     return outputs
 

@@ -70,8 +70,8 @@ def test_scale_job_round_trip(tomo, tmp_path, method):
     events = []
     cfg = ScaleConfig(input=path, output=tmp_path / "out" / "scaled.mrc", invert=True, method=method, chunk_mb=0.02)
     result = run_job(scale_job(cfg), events.append)
-    assert result == cfg.output
-    vol = read_mrc(result, mmap=False)
+    assert result.outputs == {"output": cfg.output} and not result.stopped
+    vol = read_mrc(result["output"], mmap=False)
     assert vol.data.dtype == np.float32
     assert vol.voxel_size == pytest.approx(VOXEL) and vol.origin == pytest.approx(ORIGIN)
     assert vol.data.min() == 0 and vol.data.max() == 1
@@ -90,7 +90,7 @@ def test_scale_job_round_trip(tomo, tmp_path, method):
 def test_scale_job_integer_input(tmp_path, rng):
     x = rng.integers(-200, 200, (8, 16, 16)).astype(np.int16)
     path = write_mrc(tmp_path / "int.mrc", x, voxel_size=3.0)
-    out = run_job(scale_job(ScaleConfig(input=path, output=tmp_path / "s.mrc", lower_percentile=None, upper_percentile=None)))
+    out = run_job(scale_job(ScaleConfig(input=path, output=tmp_path / "s.mrc", lower_percentile=None, upper_percentile=None)))["output"]
     vol = read_mrc(out)
     assert vol.data.dtype == np.float32 and vol.voxel_size == (3.0, 3.0, 3.0)
     np.testing.assert_allclose(vol.data, (x - x.min()) / (x.max() - x.min()), atol=1e-6)
@@ -100,7 +100,7 @@ def test_stopped_scale_job_leaves_nothing(tomo, tmp_path):
     path, _ = tomo
     cfg = ScaleConfig(input=path, output=tmp_path / "scaled.mrc", method="histogram", chunk_mb=0.02)
     result, events = stop_after_first(scale_job, cfg)
-    assert result is None and len(events) == 1
+    assert result.stopped and not result.outputs and len(events) == 1
     assert files_in(tmp_path) == ["tomo.mrc"]
 
 
@@ -181,8 +181,9 @@ def test_filter_job_equals_the_operation(labels, tmp_path, expand):
     path, lab = labels
     cfg = FilterLabelsConfig(input=path, output=tmp_path / "f.mrc", keep=[4, 1], binary=True, expand=expand,
                              chunk_mb=0.02)
-    out = run_job(filter_labels_job(cfg))
-    vol = read_mrc(out)
+    result = run_job(filter_labels_job(cfg))
+    assert result.metrics["found"] == {4: int(np.sum(lab == 4)), 1: int(np.sum(lab == 1))}
+    vol = read_mrc(result["output"])
     expected, _ = filter_labels(lab, [4, 1], binary=True, expand=expand)
     np.testing.assert_array_equal(vol.data, expected)
     assert vol.voxel_size == pytest.approx(VOXEL) and vol.data.dtype == np.uint8
@@ -191,14 +192,14 @@ def test_filter_job_equals_the_operation(labels, tmp_path, expand):
 def test_filter_job_multiclass_expand_across_slabs(labels, tmp_path):
     path, lab = labels
     cfg = FilterLabelsConfig(input=path, output=tmp_path / "f.mrc", keep=[4, 1, 3], expand=1.5, chunk_mb=0.02)
-    vol = read_mrc(run_job(filter_labels_job(cfg)))
+    vol = read_mrc(run_job(filter_labels_job(cfg))["output"])
     np.testing.assert_array_equal(vol.data, filter_labels(lab, [4, 1, 3], expand=1.5)[0])
 
 
 def test_filter_job_renumber_writes_the_mapping(labels, tmp_path):
     path, lab = labels
     cfg = FilterLabelsConfig(input=path, output=tmp_path / "sub.mrc", keep=[3, 1], renumber=True)
-    out = run_job(filter_labels_job(cfg))
+    out = run_job(filter_labels_job(cfg))["output"]
     assert mapping_path(out) == tmp_path / "sub.mrc.json"
     assert read_label_mapping(mapping_path(out)) == {3: 1, 1: 2}
     assert json.loads(mapping_path(out).read_text())["label_mapping"] == {"3": 1, "1": 2}
@@ -213,7 +214,7 @@ def test_filter_job_single_value_from_yaml(labels, tmp_path):
     yaml_file.write_text(f"input: {path}\noutput: {tmp_path / 'm.mrc'}\nkeep: 2\n")
     cfg = FilterLabelsConfig.from_yaml(yaml_file)
     assert cfg.keep == [2]
-    np.testing.assert_array_equal(read_mrc(run_job(filter_labels_job(cfg))).data, lab == 2)
+    np.testing.assert_array_equal(read_mrc(run_job(filter_labels_job(cfg))["output"]).data, lab == 2)
 
 
 def test_filter_job_warns_naming_file_and_value(labels, tmp_path):
@@ -236,7 +237,7 @@ def test_stopped_filter_job_leaves_nothing(labels, tmp_path):
     result, _ = stop_after_first(
         filter_labels_job, FilterLabelsConfig(input=path, output=tmp_path / "f.mrc", keep=[1], chunk_mb=0.01)
     )
-    assert result is None
+    assert result.stopped and not result.outputs
     assert files_in(tmp_path) == ["labels.mrc"]
 
 
@@ -264,7 +265,7 @@ def test_masks_from_coordinates_uses_the_class_column(tomo, tmp_path):
     coords = np.array([[10.0, 12.0, 14.0], [20.0, 30.0, 40.0], [5, 5, 5]])
     star = write_star(tmp_path / "picks.star", coords, features={"rlnClassNumber": [3, 1, 2]})
     cfg = MasksFromCoordinatesConfig(coordinates=star, reference=path, output=tmp_path / "m.mrc", radius=3)
-    vol = read_mrc(run_job(masks_from_coordinates_job(cfg)))
+    vol = read_mrc(run_job(masks_from_coordinates_job(cfg))["output"])
     assert vol.data.shape == x.shape and vol.data.dtype == np.uint8
     assert vol.voxel_size == pytest.approx(VOXEL) and vol.origin == pytest.approx(ORIGIN)
     np.testing.assert_array_equal(vol.data, spheres_mask(x.shape, coords, 3, classes=[3, 1, 2]))
@@ -276,7 +277,7 @@ def test_masks_without_class_column_and_angstrom_radius(tomo, tmp_path):
     star = write_star(tmp_path / "picks.star", coords)
     cfg = MasksFromCoordinatesConfig(coordinates=star, reference=path, output=tmp_path / "m.mrc", radius=40,
                                      radius_unit="angstrom", value=7)
-    data = read_mrc(run_job(masks_from_coordinates_job(cfg))).data
+    data = read_mrc(run_job(masks_from_coordinates_job(cfg))["output"]).data
     expected = spheres_mask(x.shape, coords, 40, classes=7, voxel_size=VOXEL, radius_unit="angstrom")
     np.testing.assert_array_equal(data, expected)
     assert data[10, 12, 14 + 4] == 7 and data[10, 12, 14 + 5] == 0  # 40 Å / 10 Å = 4 voxels in x
@@ -297,7 +298,7 @@ def test_masks_uint16_for_large_classes(tomo, tmp_path):
     path, _ = tomo
     star = write_star(tmp_path / "p.star", np.array([[10.0, 12.0, 14.0]]), features={"rlnClassNumber": [300]})
     cfg = MasksFromCoordinatesConfig(coordinates=star, reference=path, output=tmp_path / "m.mrc", radius=1)
-    data = read_mrc(run_job(masks_from_coordinates_job(cfg))).data
+    data = read_mrc(run_job(masks_from_coordinates_job(cfg))["output"]).data
     assert data.dtype == np.uint16 and data[10, 12, 14] == 300
 
 
@@ -318,7 +319,7 @@ def test_threshold_job_equals_the_operation_across_slabs(tmp_path, rng):
     for min_size, above in ((0, True), (15, True), (15, False)):
         cfg = MaskFromThresholdConfig(input=path, output=tmp_path / "t.mrc", threshold=t, above=above,
                                       min_size=min_size, chunk_mb=0.01, overwrite=True)
-        vol = read_mrc(run_job(mask_from_threshold_job(cfg)))
+        vol = read_mrc(run_job(mask_from_threshold_job(cfg))["output"])
         np.testing.assert_array_equal(vol.data, threshold_mask(d, t, min_size=min_size, above=above))
         assert vol.voxel_size == pytest.approx(VOXEL)
     assert vol.data[15, 10, 10] == 0  # the rod is above the threshold, so not in the "below" mask
@@ -330,7 +331,7 @@ def test_threshold_job_keeps_a_piece_spread_over_slabs(tmp_path):
     d[20, 1, 1] = 1
     path = write_mrc(tmp_path / "rod.mrc", d)
     cfg = MaskFromThresholdConfig(input=path, output=tmp_path / "t.mrc", threshold=0.5, min_size=30, chunk_mb=0.0005)
-    data = read_mrc(run_job(mask_from_threshold_job(cfg))).data
+    data = read_mrc(run_job(mask_from_threshold_job(cfg))["output"]).data
     assert data.sum() == 36 and data[20, 1, 1] == 0
 
 
@@ -338,7 +339,7 @@ def test_stopped_threshold_job_leaves_nothing(tomo, tmp_path):
     path, _ = tomo
     cfg = MaskFromThresholdConfig(input=path, output=tmp_path / "t.mrc", threshold=0.0, min_size=3, chunk_mb=0.01)
     result, _ = stop_after_first(mask_from_threshold_job, cfg)
-    assert result is None and files_in(tmp_path) == ["tomo.mrc"]
+    assert result.stopped and not result.outputs and files_in(tmp_path) == ["tomo.mrc"]
 
 
 def test_masks_from_cryosiam(tmp_path):
@@ -370,8 +371,8 @@ def test_filter_job_carries_class_names_into_its_sidecar(tmp_path):
     lab[1, 1:3, 1:3], lab[2, 3:5, 3:5], lab[3, 0, 0] = 1, 2, 3
     src = write_mrc(tmp_path / "labels.mrc", lab)
     write_sidecar(src, {"label_names": {"0": "background", "1": "membrane", "2": "protein", "3": "particle"}})
-    binary = run_job(filter_labels_job(FilterLabelsConfig(input=src, output=tmp_path / "m.mrc", keep=[1, 2], binary=True)))
+    binary = run_job(filter_labels_job(FilterLabelsConfig(input=src, output=tmp_path / "m.mrc", keep=[1, 2], binary=True)))["output"]
     assert label_names_from(read_sidecar(binary)) == {0: "background", 1: "membrane+protein"}
     renumbered = run_job(filter_labels_job(
-        FilterLabelsConfig(input=src, output=tmp_path / "r.mrc", keep=[3, 1], renumber=True)))
+        FilterLabelsConfig(input=src, output=tmp_path / "r.mrc", keep=[3, 1], renumber=True)))["output"]
     assert label_names_from(read_sidecar(renumbered)) == {0: "background", 1: "particle", 2: "membrane"}

@@ -49,7 +49,8 @@ def test_distance_job_npy(tmp_path, files):
     out = run_job(
         distance_map_job(DistanceMapConfig(input=folder / "tomo_labels.mrc", output=tmp_path / "d.npy")), events.append
     )
-    assert out == tmp_path / "d.npy"
+    assert out.outputs == {"output": tmp_path / "d.npy"} and out.metrics == {"classes": 3}
+    out = out["output"]
     maps = np.load(out, mmap_mode="r")
     assert maps.shape == (3, 32, 40, 48) and maps.dtype == np.float32
     np.testing.assert_array_equal(maps, signed_distance_maps(labels))
@@ -65,7 +66,7 @@ def test_distance_job_angstrom_clip_normalize_uses_slabs_exactly(tmp_path, files
     config = DistanceMapConfig(
         input=folder / "tomo_labels.mrc", output=tmp_path / "d.npy", voxel_size_aware=True, clip=30.0, normalize=True, n_classes=4
     )
-    maps = np.load(run_job(distance_map_job(config)))
+    maps = np.load(run_job(distance_map_job(config))["output"])
     expected = signed_distance_maps(labels, n_classes=4, voxel_size=VOXEL, clip=30.0, normalize=True)
     np.testing.assert_allclose(maps, expected, atol=1e-6)
     assert json.loads((tmp_path / "d.npy.json").read_text())["unit"] == "angstrom"
@@ -77,7 +78,7 @@ def test_distance_job_cryosiam_npz(tmp_path, files):
         distance_map_job(
             DistanceMapConfig(input=folder / "tomo_labels.mrc", output=tmp_path / "distances" / "tomo.npz", format="cryosiam-npz")
         )
-    )
+    )["output"]
     with np.load(out) as npz:
         assert list(npz.keys()) == ["data"]
         data = npz["data"]
@@ -108,7 +109,7 @@ def test_distance_job_validation_writes_nothing(tmp_path, files):
 def test_float_labels_with_whole_values_are_accepted(tmp_path, files):
     folder, _, labels = files
     write_mrc(folder / "float_labels.mrc", labels.astype(np.float32))
-    maps = np.load(run_job(distance_map_job(DistanceMapConfig(input=folder / "float_labels.mrc", output=tmp_path / "d.npy"))))
+    maps = np.load(run_job(distance_map_job(DistanceMapConfig(input=folder / "float_labels.mrc", output=tmp_path / "d.npy")))["output"])
     np.testing.assert_array_equal(maps, signed_distance_maps(labels))
 
 
@@ -120,7 +121,7 @@ def test_distance_job_stop_leaves_nothing(tmp_path, files, fmt, name, clip):
     next(job)
     next(job)
     stop.set()
-    assert run_job(job) is None
+    assert run_job(job).stopped
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
@@ -159,7 +160,7 @@ def test_patches_job_zarr(tmp_path, files):
         overlap=0.5,
     )
     events = []
-    store = open_patch_store(run_job(patches_job(config), events.append))
+    store = open_patch_store(run_job(patches_job(config), events.append)["output"])
     np.testing.assert_array_equal(store.origins, patch_grid(image.shape, 16, 0.5))
     assert store.voxel_size == VOXEL and store.attrs["name"] == "tomo"
     assert store.attrs["sources"]["labels"] == str(folder / "tomo_labels.mrc")
@@ -185,7 +186,7 @@ def test_patches_job_remove_only_background_and_cryosiam_grid(tmp_path, files):
         grid="cryosiam",
         remove_only_background=True,
     )
-    store = open_patch_store(run_job(patches_job(config)))
+    store = open_patch_store(run_job(patches_job(config))["output"])
     grid = cryosiam_grid(image.shape, (8, 16, 16), 0.0)
     keep = [o for o in grid.tolist() if labels[o[0] : o[0] + 8, o[1] : o[1] + 16, o[2] : o[2] + 16].any()]
     assert store.origins.tolist() == keep and len(keep) < len(grid)
@@ -203,7 +204,7 @@ def test_patches_job_cryosiam_folder(tmp_path, files):
         grid="cryosiam",
         format="cryosiam",
     )
-    assert run_job(patches_job(config)) == out
+    assert run_job(patches_job(config))["output"] == out
     origins = cryosiam_grid(image.shape, 16, 0.5)
     stems = sorted(f"tomo_z{z}_y{y}_x{x}" for z, y, x in origins)
     assert sorted(p.stem for p in (out / "image").iterdir()) == stems
@@ -249,7 +250,7 @@ def test_patches_job_stop_leaves_nothing(tmp_path, files, fmt):
         next(job)
     assert listing(tmp_path) != before  # it was writing
     stop.set()
-    assert run_job(job) is None
+    assert run_job(job).stopped
     assert listing(tmp_path) == before
 
 

@@ -33,9 +33,9 @@ class JobResult:
 
     Examples
     --------
-    >>> r = JobResult({"output": Path("a.mrc")}, metrics={"voxels": 8})
+    >>> r = JobResult({"output": Path("a.mrc")}, metrics={"voxels": {1: 8, 2: 0}, "loss": 0.123456})
     >>> r["output"].name, r.lines()
-    ('a.mrc', ['output: a.mrc', 'voxels: 8'])
+    ('a.mrc', ['output: a.mrc', 'voxels: 1 8, 2 0', 'loss: 0.1235'])
     """
 
     outputs: Mapping[str, Path] = field(default_factory=dict)
@@ -52,8 +52,17 @@ class JobResult:
     def lines(self) -> list[str]:
         """One ``role: value`` line per output and metric, for a terminal."""
         out = [f"{k}: {v}" for k, v in self.outputs.items()]
-        out += [f"{k}: {v}" for k, v in self.metrics.items()]
+        out += [f"{k}: {_readable(v)}" for k, v in self.metrics.items()]
         return [*out, "stopped before the end"] if self.stopped else out
+
+
+def _readable(value: Any) -> str:
+    """A metric for a terminal: floats to 4 significant digits, mappings as ``key value, ...``."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_readable(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 class JobStopped(RuntimeError):
@@ -81,6 +90,46 @@ def run_job(job: Job[R], on_progress: Callable[[Progress], Any] | None = None) -
                 on_progress(event)
     except StopIteration as done:
         return done.value
+    finally:
+        job.close()
+
+
+def relay(
+    job: Generator[Any, None, R],
+    *,
+    stop: StopFlag | None = None,
+    event: Callable[[Any], Progress] | None = None,
+) -> Generator[Progress, None, R]:
+    """Yield ``job``'s events (through ``event`` if given) and return its value; for
+    ``yield from`` inside another job.
+
+    When ``stop`` is set after an event, ``job`` is closed (its ``finally`` blocks and atomic
+    writers clean up) and :class:`JobStopped` is raised for the caller to turn into its
+    stopped result.
+
+    Examples
+    --------
+    >>> def inner():
+    ...     yield Progress(1, 2)
+    ...     yield Progress(2, 2)
+    ...     return "done"
+    >>> def outer():
+    ...     value = yield from relay(inner(), event=lambda e: Progress(e.step, e.total + 1, "inner"))
+    ...     yield Progress(3, 3, "outer")
+    ...     return value
+    >>> events = []
+    >>> run_job(outer(), events.append), [(e.step, e.total) for e in events]
+    ('done', [(1, 3), (2, 3), (3, 3)])
+    """
+    try:
+        while True:
+            try:
+                item = next(job)
+            except StopIteration as done:
+                return done.value
+            if check_stop(stop):
+                raise JobStopped
+            yield item if event is None else event(item)
     finally:
         job.close()
 

@@ -39,6 +39,7 @@ from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 
 from napari_cryolearn.engine.atomic import atomic_dir
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.io.pages import release_pages
 from napari_cryolearn.io.patch_grid import as_patch_size, cryosiam_grid, patch_grid
 from napari_cryolearn.io.patch_grid import reassemble as _reassemble
@@ -458,11 +459,12 @@ def write_patch_store(
 
     Yields
     ------
-    ``(done, total)`` after each patch.
+    A :class:`~napari_cryolearn.engine.progress.Progress` after each patch.
 
     Returns
     -------
-    The store's path (through ``StopIteration.value``). Closing the generator early removes
+    The store's path (the generator's return value, e.g. from
+    :func:`~napari_cryolearn.engine.jobs.run_job`). Closing the generator early removes
     the partial store; so does a ``ValueError`` for NaN or infinite image values, found patch
     by patch.
     """
@@ -512,7 +514,7 @@ def write_patch_store(
         with writer:
             for i, patch in enumerate(read_patches(readers, origins, sizes)):
                 writer.write(i, **patch)
-                yield i + 1, len(origins)
+                yield Progress(i + 1, len(origins), f"patch {i + 1}/{len(origins)}")
     finally:
         for r in readers.values():
             r.close()

@@ -30,7 +30,7 @@ from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.outputs import check_output
-from napari_cryolearn.engine.jobs import JobStopped, check_stop
+from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import read_mrc
@@ -309,11 +309,12 @@ def _fill_inside(out: np.ndarray, labels: np.ndarray, voxel_size: Sequence[float
 
 def distance_map_job(
     config: DistanceMapConfig, stop: StopFlag | None = None
-) -> Generator[Progress, None, Path | None]:
+) -> Generator[Progress, None, JobResult]:
     """Compute per-class signed distance maps of ``config.input`` and write ``config.output``.
 
-    Yields :class:`Progress` (stage ``"distance-maps"``) per class piece; returns the output
-    path, or ``None`` when stopped (nothing is left behind). Inputs are validated before
+    Yields :class:`Progress` (stage ``"distance-maps"``) per class piece; returns a
+    :class:`JobResult` with outputs ``output`` (and ``skeleton`` when asked for) and metric
+    ``classes``, or ``JobResult(stopped=True)`` when stopped (nothing is left behind). Inputs are validated before
     anything is written (:class:`InputError` naming the file and field).
     """
     vol, n_classes = _validate(config)
@@ -375,14 +376,15 @@ def distance_map_job(
     except _Converted:
         pass
     except JobStopped:
-        return None
+        return JobResult(stopped=True)
     if config.format == "npy":
         write_sidecar(config.output, meta)
     if config.skeleton is not None:
         yield Progress(total - 1, total, f"tube skeleton into {config.skeleton.name}", stage=STAGE)
         _write_skeleton(config, labels, n_classes, vol, voxel_size)
     yield Progress(total, total, f"wrote {config.output.name}", stage=STAGE)
-    return config.output
+    outputs = {"output": config.output, **({"skeleton": config.skeleton} if config.skeleton is not None else {})}
+    return JobResult(outputs, metrics={"classes": n_classes})
 
 
 def _write_skeleton(config: DistanceMapConfig, labels: np.ndarray, n_classes: int, vol, voxel_size) -> None:

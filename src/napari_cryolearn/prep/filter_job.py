@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.outputs import check_output
-from napari_cryolearn.engine.jobs import JobStopped, check_stop
+from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
@@ -163,8 +163,11 @@ def output_label_names(mapping: dict[int, int], names: dict[int, str]) -> dict[i
 
 def filter_labels_job(
     config: FilterLabelsConfig, stop: StopFlag | None = None
-) -> Generator[Progress, None, Path | None]:
-    """Filter ``config.input`` into ``config.output``; returns the output path (None if stopped).
+) -> Generator[Progress, None, JobResult]:
+    """Filter ``config.input`` into ``config.output``.
+
+    Returns a :class:`JobResult`: output ``output``, metric ``found`` (voxels of each kept
+    input value in the input, before any expansion); a stopped job returns ``JobResult(stopped=True)`` and leaves no file.
 
     Yields a :class:`Progress` per slab (stage ``"filter-labels"``). Warns (``UserWarning``,
     naming the file) when a kept value does not occur.
@@ -213,7 +216,10 @@ def filter_labels_job(
         except InputError as err:
             raise InputError(str(err), path=cfg.input, field="labels") from None
         mapped = np.empty(block.shape, dtype=dtype)
-        found = apply_label_mapping(block, mapping, mapped)
+        core = slice(z0 - a, z1 - a)  # the halo rows are another slab's: count only the core
+        found = apply_label_mapping(block[core], mapping, mapped[core])
+        for rows in (slice(0, core.start), slice(core.stop, None)):
+            apply_label_mapping(block[rows], mapping, mapped[rows])
         if halo:
             expand_labels(mapped, cfg.expand)
         dst = out[z0:z1]
@@ -233,7 +239,7 @@ def filter_labels_job(
             finally:
                 chunks.close()
     except JobStopped:
-        return None
+        return JobResult(stopped=True)
     names = output_label_names(mapping, label_names_from(read_sidecar(cfg.input)))
     write_sidecar(cfg.output, {
         "label_mapping": {str(k): v for k, v in mapping.items()},
@@ -242,4 +248,4 @@ def filter_labels_job(
     })
     warn_absent(mapping, counts, where=str(cfg.input))
     yield Progress(len(bounds) + 1, len(bounds) + 1, f"wrote {name}", stage=STAGE)
-    return Path(cfg.output)
+    return JobResult({"output": Path(cfg.output)}, metrics={"found": {old: int(n) for old, n in zip(mapping, counts)}})

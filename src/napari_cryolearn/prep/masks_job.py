@@ -21,7 +21,7 @@ from scipy import ndimage as ndi
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
-from napari_cryolearn.engine.jobs import JobStopped, check_stop
+from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import create_mrc, read_mrc, read_mrc_3d
@@ -193,10 +193,11 @@ def _class_values(points, cfg: MasksFromCoordinatesConfig) -> np.ndarray | int:
 
 def masks_from_coordinates_job(
     config: MasksFromCoordinatesConfig, stop: StopFlag | None = None
-) -> Generator[Progress, None, Path | None]:
+) -> Generator[Progress, None, JobResult]:
     """Draw a ball per STAR coordinate into a volume shaped like ``config.reference``.
 
-    Returns the output path (None if stopped). Where balls overlap, the later row of the table
+    Returns a :class:`JobResult`: output ``output``, metric ``balls`` (``JobResult(stopped=True)``
+    and no file when stopped). Where balls overlap, the later row of the table
     wins. The STAR file is read with the reference's voxel size as pixel size (unless the
     reference's header has none, i.e. 1 Å), which matters only for Å coordinates and shifts.
 
@@ -242,9 +243,9 @@ def masks_from_coordinates_job(
                     raise JobStopped
                 yield Progress(b + 1, total, f"drawing {stop_at}/{n} balls into {name}", stage=STAGE)
     except JobStopped:
-        return None
+        return JobResult(stopped=True)
     yield Progress(total, total, f"wrote {name}", stage=STAGE)
-    return Path(cfg.output)
+    return JobResult({"output": Path(cfg.output)}, metrics={"balls": n})
 
 
 def _read_mask(reader: SlabReader, i: int, threshold: float, above: bool, path) -> np.ndarray:
@@ -257,8 +258,9 @@ def _read_mask(reader: SlabReader, i: int, threshold: float, above: bool, path) 
 
 def mask_from_threshold_job(
     config: MaskFromThresholdConfig, stop: StopFlag | None = None
-) -> Generator[Progress, None, Path | None]:
-    """Threshold ``config.input`` into a mask; returns the output path (None if stopped).
+) -> Generator[Progress, None, JobResult]:
+    """Threshold ``config.input`` into a mask; returns a :class:`JobResult` with output
+    ``output`` (``JobResult(stopped=True)`` and no file when stopped).
 
     Equal to :func:`napari_cryolearn.prep.masks.threshold_mask` on the whole volume. With
     ``min_size`` > 1 a first pass labels the pieces of each slab and joins those that touch
@@ -313,7 +315,7 @@ def mask_from_threshold_job(
             del pieces
             step += 1
             if check_stop(stop):
-                return None
+                return JobResult(stopped=True)
             yield Progress(step, total, f"finding connected pieces in {Path(cfg.input).name}", stage=STAGE)
         keep_piece = _large_pieces(np.concatenate(sizes) if sizes else np.zeros(0, np.int64), pairs, cfg.min_size)
 
@@ -338,9 +340,9 @@ def mask_from_threshold_job(
                     raise JobStopped
                 yield Progress(step, total, f"writing {name}", stage=STAGE)
     except JobStopped:
-        return None
+        return JobResult(stopped=True)
     yield Progress(total, total, f"wrote {name}", stage=STAGE)
-    return Path(cfg.output)
+    return JobResult({"output": Path(cfg.output)})
 
 
 def _large_pieces(sizes: np.ndarray, pairs: list[np.ndarray], min_size: int) -> np.ndarray:

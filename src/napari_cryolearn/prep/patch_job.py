@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.atomic import check_space
-from napari_cryolearn.engine.jobs import check_stop
+from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop, relay
 from napari_cryolearn.engine.locks import output_lock
 from napari_cryolearn.engine.outputs import check_writable_parent
 from napari_cryolearn.engine.progress import Progress
@@ -230,11 +231,12 @@ def _validate(config: PatchesConfig) -> dict[str, Any]:
     }
 
 
-def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generator[Progress, None, Path | None]:
+def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generator[Progress, None, JobResult]:
     """Cut ``config.image`` (and labels, distances) into patches and write them.
 
-    Yields :class:`Progress` (stage ``"patches"``) after each patch; returns the output path
-    (store folder or patches folder), or ``None`` when stopped (nothing written is left).
+    Yields :class:`Progress` (stage ``"patches"``) after each patch; returns a
+    :class:`JobResult` with output ``output`` (store folder or patches folder) and metric
+    ``patches``, or ``JobResult(stopped=True)`` when stopped (nothing written is left).
     Inputs are validated before anything is written (:class:`InputError` naming the file and
     field).
     """
@@ -270,20 +272,18 @@ def patches_job(config: PatchesConfig, stop: StopFlag | None = None) -> Generato
             overwrite=config.overwrite,
         )
         try:
-            for done, n in writer:
-                if check_stop(stop):
-                    writer.close()
-                    return None
-                yield Progress(done, n, f"patch {done}/{n}", stage=STAGE)
+            yield from relay(writer, stop=stop, event=lambda e: replace(e, stage=STAGE))
+        except JobStopped:
+            return JobResult(stopped=True)
         except ValueError as err:  # NaN found in a patch: the partial store is already removed
             raise InputError(str(err), path=config.image, field="image") from None
-        finally:
-            writer.close()
-        return config.output
-    return (yield from _write_cryosiam(config, v, stop))
+    elif not (yield from _write_cryosiam(config, v, stop)):
+        return JobResult(stopped=True)
+    return JobResult({"output": config.output}, metrics={"patches": total})
 
 
 def _write_cryosiam(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | None):
+    """The CryoSiam patch folders; True when every patch was written (False: stopped)."""
     folders = [config.output, *(config.output / sub for sub, _ in SUBFOLDERS.values())]
     new_folders = [f for f in folders if not f.exists()]
     config.output.mkdir(parents=True, exist_ok=True)
@@ -297,7 +297,7 @@ def _write_cryosiam(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | N
             for folder in reversed(new_folders):
                 if folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()
-    return config.output if done else None
+    return done
 
 
 def _write_cryosiam_patches(config: PatchesConfig, v: dict[str, Any], stop: StopFlag | None):

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
-from napari_cryolearn.engine.jobs import JobStopped, check_stop
+from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop, relay
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.mrc import create_mrc, read_mrc_3d
@@ -140,8 +140,12 @@ class ScaleConfig(Config):
         )
 
 
-def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Progress, None, Path | None]:
-    """Scale ``config.input`` into ``config.output``; returns the output path (None if stopped).
+def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Progress, None, JobResult]:
+    """Scale ``config.input`` into ``config.output``.
+
+    Returns a :class:`JobResult`: output ``output``, metrics ``lower`` and ``upper`` (the
+    intensities mapped to 0 and 1, of the inverted volume when ``invert``); a stopped job
+    returns ``JobResult(stopped=True)`` and leaves no file.
 
     Yields a :class:`Progress` per slab and pass (stage ``"scale"``). Everything is checked
     (file, dtype, NaN/inf values, a constant volume) before the output is created; a stop
@@ -175,23 +179,19 @@ def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Pr
             p_lo, p_hi = percentiles(data, cfg.lower_percentile, cfg.upper_percentile, "exact", cfg.invert)
             total = k
         else:
-            steps = streamed_percentiles(
-                reader, cfg.lower_percentile, cfg.upper_percentile, cfg.invert, method, threads
-            )
-            while True:
-                try:
-                    what = next(steps)
-                except StopIteration as done:
-                    p_lo, p_hi = done.value
-                    break
-                step += 1
-                if step > total - k:
-                    total += k
-                if check_stop(stop):
-                    steps.close()
-                    return None
-                yield Progress(step, total, f"{what}: reading {name} for percentiles", stage=STAGE)
+            last = Progress(0)
+
+            def event(e: Progress) -> Progress:
+                nonlocal last
+                last = e
+                return Progress(e.step, e.total + k, f"{e.message}: reading {name} for percentiles", stage=STAGE)
+
+            steps = streamed_percentiles(reader, cfg.lower_percentile, cfg.upper_percentile, cfg.invert, method, threads)
+            p_lo, p_hi = yield from relay(steps, stop=stop, event=event)
+            step = last.step
         check_range(p_lo, p_hi)
+    except JobStopped:
+        return JobResult(stopped=True)
     except ValueError as err:
         if isinstance(err, InputError):
             raise
@@ -219,6 +219,6 @@ def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Pr
             finally:
                 chunks.close()  # no thread may write into the file once it is closed
     except JobStopped:
-        return None
+        return JobResult(stopped=True)
     yield Progress(total, total, f"wrote {Path(cfg.output).name}", stage=STAGE, metrics=metrics)
-    return Path(cfg.output)
+    return JobResult({"output": Path(cfg.output)}, metrics={"lower": p_lo, "upper": p_hi})

@@ -41,6 +41,7 @@ Axis order is (z, y, x). Nothing here reads or writes files.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -49,6 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_cryolearn.engine.jobs import relay, run_job
+from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.io.pages import release_pages
 
 __all__ = [
@@ -436,12 +439,7 @@ def percentiles(
     if reader is None:
         rows = chunk_slices or _slices_for(volume.shape, volume.dtype.itemsize, 16 << 20)
         reader = SlabReader(volume, chunk_bytes=rows * math.prod(volume.shape[1:]) * volume.dtype.itemsize)
-    steps = streamed_percentiles(reader, q_lo, q_hi, invert=invert, method=method, threads=threads)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return run_job(streamed_percentiles(reader, q_lo, q_hi, invert=invert, method=method, threads=threads))
 
 
 def _wanted_ranks(q_lo: float, q_hi: float, n: int, invert: bool):
@@ -467,14 +465,15 @@ def streamed_percentiles(
     invert: bool = False,
     method: str = "histogram",
     threads: int | None = None,
-) -> Generator[str, None, tuple[float, float]]:
+) -> Generator[Progress, None, tuple[float, float]]:
     """:func:`percentiles` with the ``histogram`` or ``sample`` method, step by step.
 
-    A generator for jobs: it yields a word after every chunk it reads (``"scan"``: pass 1,
-    ``"select"``: pass 2, ``"refine"``: a radix pass, see the module docstring), so that the
-    caller can report progress and stop between chunks; it returns ``(p_lo, p_hi)``.
-    ``len(reader)`` chunks make a pass; a run has 2 passes (1 for ``sample`` or a min/max
-    rescale), plus 2 per missed bracket of a float32 volume (rare).
+    A generator for jobs: it yields a :class:`Progress` after every chunk it reads, its message
+    the pass (``"scan"``: pass 1, ``"select"``: pass 2, ``"refine"``: a radix pass, see the
+    module docstring), so that the caller can report progress and stop between chunks; it
+    returns ``(p_lo, p_hi)``. ``len(reader)`` chunks make a pass; a run has 2 passes (1 for
+    ``sample`` or a min/max rescale), plus 2 per missed bracket of a float32 volume (rare):
+    the total grows when that happens.
 
     Raises
     ------
@@ -485,6 +484,22 @@ def streamed_percentiles(
     if method not in ("histogram", "sample"):
         raise ValueError(f"expected method 'histogram' or 'sample', got {method!r}")
     threads = default_threads() if threads is None else max(1, int(threads))
+    steps = itertools.count(1)
+    expected = len(reader) * (1 if method == "sample" else 2)
+
+    def event(word: str) -> Progress:
+        nonlocal expected
+        step = next(steps)
+        if step > expected:
+            expected += len(reader)
+        return Progress(step, expected, word)
+
+    return (yield from relay(_percentile_passes(reader, q_lo, q_hi, invert, method, threads), event=event))
+
+
+def _percentile_passes(reader: SlabReader, q_lo: float, q_hi: float, invert: bool, method: str,
+                       threads: int) -> Generator[str, None, tuple[float, float]]:
+    """The passes of :func:`streamed_percentiles`, yielding the pass's word after each chunk."""
     n = reader.size
     wanted, ranks_x = _wanted_ranks(q_lo, q_hi, n, invert)
     scan = yield from _scan(reader, threads)

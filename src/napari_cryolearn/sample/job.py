@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import JobResult, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io import write_mrc, write_star
@@ -80,12 +81,12 @@ def _available_memory() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[Progress, None, dict[str, Path]]:
+def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[Progress, None, JobResult]:
     """Generate the sample data and write it into ``config.output``.
 
-    Yields progress per file; returns ``{role: path}`` for the files written (see
-    :data:`SAMPLE_FILES`). Every file is written atomically; a stop between files leaves the
-    files already complete.
+    Yields progress per file; returns a :class:`JobResult` whose outputs are the files written
+    by role (see :data:`SAMPLE_FILES`). Every file is written atomically; a stop between files
+    leaves the files already complete, listed in a result marked ``stopped``.
     """
     from napari_cryolearn.sample import make_micrographs, make_synthetic_tomogram
 
@@ -99,8 +100,8 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
 
     written["tomogram"] = write_mrc(out / SAMPLE_FILES["tomogram"], tomo.volume, voxel_size=vs)
     yield Progress(1, total, f"wrote {written['tomogram']}", stage="sample")
-    if stop is not None and stop.is_set():
-        return written
+    if check_stop(stop):
+        return JobResult(written, stopped=True)
 
     written["labels"] = write_mrc(out / SAMPLE_FILES["labels"], tomo.labels, voxel_size=vs)
     write_sidecar(
@@ -108,8 +109,8 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
         {"label_names": tomo.label_names, "source": "napari-cryolearn synthetic sample", "seed": config.seed},
     )
     yield Progress(2, total, f"wrote {written['labels']}", stage="sample")
-    if stop is not None and stop.is_set():
-        return written
+    if check_stop(stop):
+        return JobResult(written, stopped=True)
 
     normals = np.asarray(tomo.protein_normals, dtype=float).reshape(-1, 3)
     proteins = pd.DataFrame(
@@ -128,8 +129,8 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
         out / SAMPLE_FILES["particles"], tomo.particle_coords, features=particles, pixel_size=config.voxel_size
     )
     yield Progress(3, total, f"wrote {written['proteins']} and {written['particles']}", stage="sample")
-    if stop is not None and stop.is_set():
-        return written
+    if check_stop(stop):
+        return JobResult(written, stopped=True)
 
     if config.n_micrographs:
         stack = make_micrographs(
@@ -145,5 +146,6 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
         yield Progress(4, total, f"wrote {written['micrographs']}", stage="sample")
 
     yield Progress(total, total, f"sample data in {out}", stage="sample")
-    return written
+    return JobResult(written, metrics={"membrane proteins": len(tomo.protein_coords),
+                                       "particles": len(tomo.particle_coords)})
 

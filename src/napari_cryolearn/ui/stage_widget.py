@@ -122,7 +122,6 @@ class StageWidget(JobWidget):
                     yield Progress(0, None, f"handing layer {attrs['name']!r} to the job", stage=self.stage.name)
                     _WRITERS[layer_type](str(path), data, attrs)
                 result = yield from job_function(config, stop=stop)
-                result = as_job_result(result, config, outputs, stopped=stop.is_set())
                 if result.stopped:
                     return result, [], []
                 layers = output_layers(result, outputs, reference=reference, scratch=scratch, stage=self.stage)
@@ -229,22 +228,6 @@ def source_file(layer) -> Path | None:
     except OSError:
         return None
     return Path(source) if same else None
-
-
-def as_job_result(result: Any, config, outputs: dict[str, Port], *, stopped: bool) -> JobResult:
-    """A job's return value as a :class:`JobResult` (jobs that return paths or ``{role: path}``
-    are read the same way; ``None`` is a stopped job)."""
-    if isinstance(result, JobResult):
-        return result
-    if result is None:
-        return JobResult(stopped=True)
-    if isinstance(result, dict):
-        found = {k: Path(v) for k, v in result.items() if isinstance(v, (str, Path))}
-    elif isinstance(result, (str, Path)):
-        found = {next(iter(outputs), "output"): Path(result)}
-    else:
-        found = {f: Path(getattr(config, f)) for f in outputs if getattr(config, f, None) is not None}
-    return JobResult(found, stopped=stopped)
 
 
 def output_layers(result: JobResult, outputs: dict[str, Port], *, reference, scratch: Path, stage: Stage) -> list[tuple[Any, dict, str]]:
