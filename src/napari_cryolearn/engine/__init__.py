@@ -1,20 +1,23 @@
 """Pieces every stage shares: configs, progress events, stop flags, atomic writes, the
-job runner and the stage registry. Nothing here imports Qt or napari."""
+job runner and the stage registry. Nothing here imports Qt or napari.
 
-from napari_cryolearn.engine.atomic import atomic_dir, atomic_path
-from napari_cryolearn.engine.config import Config
-from napari_cryolearn.engine.errors import InputError
-from napari_cryolearn.engine.jobs import JobStopped, run_job
-from napari_cryolearn.engine.progress import Progress
-from napari_cryolearn.engine.stop import StopFlag
+The names below are imported from their modules when first used (see
+:mod:`napari_cryolearn._lazy`): importing the package imports none of them.
+"""
 
-__all__ = [
-    "Config",
-    "InputError",
-    "JobStopped",
-    "Progress",
-    "StopFlag",
-    "atomic_dir",
-    "atomic_path",
-    "run_job",
-]
+from napari_cryolearn._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "Config": "config",
+        "InputError": "errors",
+        "JobStopped": "jobs",
+        "Progress": "progress",
+        "StopFlag": "stop",
+        "atomic_dir": "atomic",
+        "atomic_path": "atomic",
+        "run_job": "jobs",
+    },
+)
+del attach

@@ -1,31 +1,27 @@
 """Reading and writing the files of cryo-EM / cryo-ET: MRC volumes and STAR coordinate tables.
 
 Axis order is (z, y, x) everywhere; voxel sizes and origins are in Angstrom, STAR coordinates in
-pixels. Nothing here imports Qt or napari.
+pixels. Nothing here imports Qt or napari. The names below are imported from their modules when
+first used (see :mod:`napari_cryolearn._lazy`): importing the package imports none of them.
 """
 
-from napari_cryolearn.io.mrc import (
-    MRC_SUFFIXES,
-    Volume,
-    create_mrc,
-    looks_like_labels,
-    read_mrc,
-    read_voxel_size,
-    write_mrc,
-)
-from napari_cryolearn.io.star import StarPoints, check_in_bounds, points_in_bounds, read_star, write_star
+from napari_cryolearn._lazy import attach
 
-__all__ = [
-    "MRC_SUFFIXES",
-    "StarPoints",
-    "Volume",
-    "check_in_bounds",
-    "create_mrc",
-    "looks_like_labels",
-    "points_in_bounds",
-    "read_mrc",
-    "read_star",
-    "read_voxel_size",
-    "write_mrc",
-    "write_star",
-]
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "MRC_SUFFIXES": "mrc",
+        "StarPoints": "star",
+        "Volume": "mrc",
+        "check_in_bounds": "star",
+        "create_mrc": "mrc",
+        "looks_like_labels": "mrc",
+        "points_in_bounds": "star",
+        "read_mrc": "mrc",
+        "read_star": "star",
+        "read_voxel_size": "mrc",
+        "write_mrc": "mrc",
+        "write_star": "star",
+    },
+)
+del attach

@@ -7,5 +7,11 @@
 - :mod:`.augment`: MONAI dictionary augmentations of image / labels / distances samples;
 - :mod:`.sliding_window`: blended sliding-window inference over a whole image or volume.
 
-Importing this package imports nothing; import the module you need.
+Importing this package imports nothing; import the module you need (or use it as an attribute,
+``napari_cryolearn.models.heads``, which imports it then: see :mod:`napari_cryolearn._lazy`).
 """
+
+from napari_cryolearn._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {})
+del attach

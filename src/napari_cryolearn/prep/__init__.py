@@ -4,10 +4,22 @@ The patch geometry (grids, extraction, reassembly) is :mod:`napari_cryolearn.io.
 patch stores need it too, and io sits below the stages.
 
 Operations are pure functions on numpy arrays; the ``*_job`` modules read and write files.
-Nothing here imports torch, Qt or napari.
+Nothing here imports torch, Qt or napari. The names below are imported from their modules when
+first used (see :mod:`napari_cryolearn._lazy`): importing the package imports none of them.
 """
 
-from napari_cryolearn.prep.filtering import filter_labels  # noqa: F401
-from napari_cryolearn.prep.masks import spheres_mask, threshold_mask  # noqa: F401
-from napari_cryolearn.prep.scaling import percentiles, scale_intensity  # noqa: F401
-from napari_cryolearn.prep.distances import signed_distance_maps, tube_skeleton  # noqa: F401
+from napari_cryolearn._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "filter_labels": "filtering",
+        "spheres_mask": "masks",
+        "threshold_mask": "masks",
+        "percentiles": "scaling",
+        "scale_intensity": "scaling",
+        "signed_distance_maps": "distances",
+        "tube_skeleton": "distances",
+    },
+)
+del attach

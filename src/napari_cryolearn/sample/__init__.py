@@ -1,14 +1,21 @@
 """Synthetic sample data: a tomogram with membranes, membrane proteins and particles, and
-stacks of 2D micrographs of distinct kinds. Pure array operations, no file I/O."""
+stacks of 2D micrographs of distinct kinds. Pure array operations, no file I/O.
 
-from napari_cryolearn.sample.micrographs import MICROGRAPH_KINDS, MicrographStack, make_micrographs
-from napari_cryolearn.sample.synthetic import LABEL_NAMES, SyntheticTomogram, make_synthetic_tomogram
+The names below are imported from their modules when first used (see
+:mod:`napari_cryolearn._lazy`): importing the package imports none of them.
+"""
 
-__all__ = [
-    "LABEL_NAMES",
-    "MICROGRAPH_KINDS",
-    "MicrographStack",
-    "SyntheticTomogram",
-    "make_micrographs",
-    "make_synthetic_tomogram",
-]
+from napari_cryolearn._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "LABEL_NAMES": "synthetic",
+        "MICROGRAPH_KINDS": "micrographs",
+        "MicrographStack": "micrographs",
+        "SyntheticTomogram": "synthetic",
+        "make_micrographs": "micrographs",
+        "make_synthetic_tomogram": "synthetic",
+    },
+)
+del attach
