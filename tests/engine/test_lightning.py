@@ -82,6 +82,37 @@ def test_trainer_relays_progress_stops_on_flag_and_writes_logs(tmp_path):
     assert not list(tmp_path.glob(".*part*"))
 
 
+class Validated(Tiny):
+    def __init__(self):
+        super().__init__()
+        self.validated_at: list[tuple[int, int]] = []  # (epoch, batches trained in it)
+
+    def validation_step(self, batch, batch_idx):
+        if batch_idx == 0:
+            self.validated_at.append((self.current_epoch, self.trainer.fit_loop.epoch_loop.batch_progress.current.completed))
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.lin(x), y))
+
+
+@pytest.mark.parametrize("stop_after, validated", [(6, [(0, 4)]), (8, [(0, 4), (1, 4)])])
+def test_a_stop_inside_an_epoch_skips_its_validation(tmp_path, stop_after, validated):
+    """Stopped after batch 2 of epoch 2, epoch 2 is not validated; stopped at its end, it is."""
+    stop = StopFlag()
+
+    class StopAt(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == stop_after:
+                stop.set()
+
+    stopper = StopOnFlag(stop, tmp_path / "stop.ckpt")
+    trainer = make_trainer(tmp_path, 5, device="cpu", callbacks=[StopAt(), stopper], enable_checkpointing=False)
+    module = Validated()
+    trainer.fit(module, _loader(), _loader(4))
+    assert stopper.stopped and trainer.global_step == stop_after
+    assert module.validated_at == validated
+    assert torch.load(tmp_path / "stop.ckpt", weights_only=False)["global_step"] == stop_after
+
+
 def test_fit_in_thread_backpressure_close_and_errors():
     stop = StopFlag()
     progressed = []

@@ -74,3 +74,20 @@ def test_callbacks_run_in_order_even_when_napari_processes_events(make_napari_vi
                         on_result=seen.append, on_finished=lambda: seen.append("finished"))
     qtbot.waitUntil(lambda: running.done, timeout=10000)
     assert seen == [*range(1, 51), "result", "finished"]
+
+
+def test_napari_progress_bar_moves_with_the_steps(make_napari_viewer, qtbot):
+    """The activity dock's bar follows the progress object's value events (not its ``n``)."""
+    make_napari_viewer()
+    values = []
+
+    def jumps(stop):
+        for step in (2, 5, 6, 3):  # a later phase may restart lower
+            yield Progress(step, 6, f"at {step}")
+        return None
+
+    job = start_job(jumps, title="jumps", start=False)
+    job.pbar.events.value.connect(lambda e: values.append(e.value))
+    job.worker.start()
+    qtbot.waitUntil(lambda: job.done, timeout=10000)
+    assert values == [2, 5, 6, 3]

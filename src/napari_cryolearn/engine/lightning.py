@@ -183,6 +183,7 @@ def _last_batch_of_epoch(trainer: L.Trainer, batch_idx: int) -> bool:
 class StopOnFlag(Callback):
     """When ``stop`` is set: ``trainer.should_stop = True`` after the current batch (or at the
     end of the epoch) and, with ``checkpoint_path``, a resumable checkpoint is written there.
+    A stop in the middle of an epoch skips that epoch's validation.
 
     Under DDP the flag is only visible in the process that owns it; the decision is shared
     with every rank (any rank stopping stops all).
@@ -193,21 +194,24 @@ class StopOnFlag(Callback):
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.stopped = False
 
-    def _check(self, trainer: L.Trainer) -> None:
+    def _check(self, trainer: L.Trainer) -> bool:
         if self.stopped:
-            return
+            return False
         decision = trainer.strategy.reduce_boolean_decision(self.stop.is_set(), all=False)
         if not decision:
-            return
+            return False
         self.stopped = True
         trainer.should_stop = True
         if self.checkpoint_path is not None:
             trainer.save_checkpoint(self.checkpoint_path)
+        return True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # at the end of an epoch the epoch hook decides, so the checkpoint counts the epoch as done
-        if not _last_batch_of_epoch(trainer, batch_idx):
-            self._check(trainer)
+        if not _last_batch_of_epoch(trainer, batch_idx) and self._check(trainer):
+            # Lightning validates when training stops early; a part of an epoch is not judged
+            # (and the stop returns at once): the resumed run validates the whole epoch
+            trainer.limit_val_batches = 0
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._check(trainer)

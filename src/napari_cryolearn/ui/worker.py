@@ -114,10 +114,10 @@ class RunningJob:
         self.progress_events.append(event)
         if event.total is not None and self.pbar.total != event.total:
             self.pbar.total = event.total
-        self.pbar.n = event.step
         desc = f"{self.title}: {event.message}" if event.message else self.title
         self.pbar.set_description(desc[:120])
-        self.pbar.refresh()
+        if event.step != self.pbar.n:  # napari's bar moves on update() (its value event), not on n
+            self.pbar.update(event.step - self.pbar.n)
         if self._on_progress is not None:
             self._on_progress(event)
 
