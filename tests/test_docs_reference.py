@@ -126,3 +126,26 @@ def test_a_description_with_pipes_newlines_and_markup_stays_in_its_cell():
     assert rows[1][4] == "a|b picks the branch; *not* emphasis _here_"
     assert rows[2][2:4] == ["2 × int, ≥ 1", "1 2"]
     assert rows[2][4] == "two sizes [0, 1] (voxels)"
+
+
+def test_every_usage_line_is_a_command_that_parses_into_its_config():
+    """The usage line, its placeholders filled in, gives the stage's config (positionals first:
+    a list flag would take the paths after it)."""
+    import argparse
+
+    from napari_cryolearn.cli_flags import add_config_arguments, configs_from_args
+
+    page = render_stage_reference()
+    for stage in suite.all_stages():
+        (usage,) = [line for line in page.splitlines() if line.startswith(stage_command(stage) + " ")]
+        assert usage.endswith(" [--config YAML] [OPTIONS]"), usage
+        # one value for each placeholder: what is in brackets is optional or a repetition
+        words = re.sub(r"\[[^\]]*\]", "", usage[len(stage_command(stage)):]).split()
+        parser = argparse.ArgumentParser(prog=stage_command(stage), exit_on_error=False)
+        add_config_arguments(parser, stage.config_class(), positionals=stage.cli_positionals)
+        kinds = {action.dest.upper().split("__")[-1]: action.type for action in parser._actions}
+        samples = {int: "1", float: "0.5"}
+        argv = [w if w.startswith("--") else samples.get(kinds.get(w), f"{w.lower()}.file") for w in words]
+        (config,) = configs_from_args(parser.parse_args(argv), stage.config_class())
+        for name in stage.cli_positionals:
+            assert getattr(config, name), f"{stage.name}: {usage!r} did not set {name}"

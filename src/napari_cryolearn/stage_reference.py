@@ -186,17 +186,11 @@ def _metavar(path: tuple[str, ...]) -> str:
 
 
 def _usage(stage: Stage, rows: Sequence[tuple[tuple[str, ...], FieldInfo, argparse.Action | None]]) -> str:
-    """The command with its positionals and the flags it cannot do without."""
-    words = [stage_command(stage), "[--config YAML]"]
-    required = []
-    for path, field, action in rows:
-        if action is None or not field.is_required() or not action.option_strings:
-            continue
-        many = action.nargs == "+"
-        meta = _metavar(path)
-        required.append(f"{action.option_strings[0]} {meta}" + (f" [{meta} ...]" if many else ""))
-    words += required
-    words.append("[OPTIONS]")
+    """The command with its positionals, then the flags it cannot do without, then the rest.
+
+    Positionals come first: a list flag (``--keep V [V ...]``) would take the paths after it.
+    """
+    words = [stage_command(stage)]
     by_dest = {dest_name(path): (path, field, action) for path, field, action in rows}
     for name in stage.cli_positionals:
         path, field, action = by_dest[name]
@@ -207,7 +201,12 @@ def _usage(stage: Stage, rows: Sequence[tuple[tuple[str, ...], FieldInfo, argpar
             words.append(meta)
         else:
             words.append(f"[{meta}]")
-    return " ".join(words)
+    for path, field, action in rows:
+        if action is None or not field.is_required() or not action.option_strings:
+            continue
+        meta = _metavar(path)
+        words.append(f"{action.option_strings[0]} {meta}" + (f" [{meta} ...]" if action.nargs == "+" else ""))
+    return " ".join([*words, "[--config YAML]", "[OPTIONS]"])
 
 
 def _option_text(path: tuple[str, ...], action: argparse.Action | None) -> str:
