@@ -86,13 +86,31 @@ def _is_config(annotation: Any) -> bool:
     return isinstance(ann, type) and issubclass(ann, Config)
 
 
-def _fields(config_cls: type[Config], prefix: tuple[str, ...] = ()):
+def config_fields(config_cls: type[Config], prefix: tuple[str, ...] = ()):
     """(path, field) for every field, nested configs flattened: ``("network", "out_channels")``."""
     for name, field in config_cls.model_fields.items():
         if _is_config(field.annotation):
-            yield from _fields(_unwrap_optional(field.annotation), (*prefix, name))
+            yield from config_fields(_unwrap_optional(field.annotation), (*prefix, name))
         else:
             yield (*prefix, name), field
+
+
+#: Its earlier, private name (kept for the callers that use it).
+_fields = config_fields
+
+
+def flag_name(path: tuple[str, ...]) -> str:
+    """The flag of the field at ``path``: ``("network", "out_channels")`` → ``--network-out-channels``.
+
+    >>> flag_name(("lower_percentile",))
+    '--lower-percentile'
+    """
+    return "--" + "-".join(path).replace("_", "-")
+
+
+def dest_name(path: tuple[str, ...]) -> str:
+    """The argparse ``dest`` (and positional name) of the field at ``path``: ``network__out_channels``."""
+    return "__".join(path)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Config], positionals=()) -> None:
@@ -107,7 +125,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Confi
         metavar="YAML",
         help="read the settings from a YAML file (ours, or a CryoSiam config); flags override it",
     )
-    for path, field in _fields(config_cls):
+    for path, field in config_fields(config_cls):
         spec = _flag_spec(field.annotation)
         if spec is None:
             continue
@@ -116,20 +134,19 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Confi
         if not field.is_required():
             default = field.get_default(call_default_factory=True)
             help_text = f"{help_text} (default: {default})".strip()
-        name = "__".join(path)
+        name = dest_name(path)
         if name in positionals:
             nargs = "*" if spec.get("nargs") == "+" else "?"
             parser.add_argument(name, nargs=nargs, default=None, type=spec.get("type"), help=help_text)
         else:
-            flag = "--" + "-".join(path).replace("_", "-")
-            parser.add_argument(flag, dest=name, default=argparse.SUPPRESS, help=help_text, **spec)
+            parser.add_argument(flag_name(path), dest=name, default=argparse.SUPPRESS, help=help_text, **spec)
 
 
 def _given(args: argparse.Namespace, config_cls: type[Config]) -> dict[str, Any]:
     """The values given on the command line, as a (nested) dict of config fields."""
     given: dict[str, Any] = {}
-    for path, field in _fields(config_cls):
-        name = "__".join(path)
+    for path, field in config_fields(config_cls):
+        name = dest_name(path)
         if not hasattr(args, name):
             continue
         value = getattr(args, name)
