@@ -261,3 +261,35 @@ def test_last_checkpoint_is_written_every_epoch_even_without_a_better_model(tmp_
     result, _ = _run(make_config([blob_store], tmp_path / "run", max_epochs=3))
     assert torch.load(result.last_checkpoint, weights_only=False)["global_step"] == 3 * 7
     assert torch.load(result.best_checkpoint, weights_only=False)["global_step"] == 7
+
+
+def test_class_names_travel_from_the_patch_store_to_the_model_and_its_predictions(tmp_path, make_blobs, make_config):
+    from napari_cryolearn.io.mrc import write_mrc
+    from napari_cryolearn.io.patch_store import write_patch_store
+    from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
+    from napari_cryolearn.segmentation.config import SegmentationPredictConfig
+    from napari_cryolearn.segmentation.predict_job import predict_job
+
+    image, labels = make_blobs()
+    store = run_job(write_patch_store(tmp_path / "named.zarr", image, labels, patch_size=16, voxel_size=(10,) * 3,
+                                      attrs={"label_names": {"0": "background", "1": "vesicle", "2": "membrane"}}))
+    result, events = _run(make_config([store], tmp_path / "run", max_epochs=1))
+    assert load_model(result["model"]).network.names() == ["background", "vesicle", "membrane"]
+    assert "val_dice_vesicle" in next(e for e in events if "val_dice" in e.metrics).metrics
+    tomo = write_mrc(tmp_path / "tomo.mrc", image, voxel_size=(10,) * 3)
+    out = run_job(predict_job(SegmentationPredictConfig(model=result["model"], input=tomo, output=tmp_path / "p.mrc",
+                                                        window=(16, 16, 16))))["output"]
+    assert label_names_from(read_sidecar(out)) == {0: "background", 1: "vesicle", 2: "membrane"}
+
+
+def test_stores_that_name_a_class_differently_leave_the_default_names(tmp_path, make_blobs, make_config):
+    from napari_cryolearn.io.patch_store import open_patch_store, write_patch_store
+    from napari_cryolearn.segmentation.train_job import _with_store_class_names
+
+    image, labels = make_blobs()
+    stores = [open_patch_store(run_job(write_patch_store(tmp_path / f"{n}.zarr", image, labels, patch_size=16,
+                                                         attrs={"label_names": {"1": n}})))
+              for n in ("vesicle", "mito")]
+    cfg = make_config([], tmp_path / "run")
+    assert _with_store_class_names(cfg, stores[:1]).network.names() == ["background", "vesicle", "class_2"]
+    assert _with_store_class_names(cfg, stores).network.names() == ["class_0", "class_1", "class_2"]

@@ -102,3 +102,19 @@ def test_reader_leaves_other_zarr_folders_alone(tmp_path):
     assert get_reader(str(tmp_path / "other.zarr")) is None
     assert get_reader(str(tmp_path / "missing.zarr")) is None
     assert get_reader(str(tmp_path / "tomo.mrc")) is not None
+
+
+def test_labels_show_their_class_name_on_hover(make_napari_viewer, tmp_path):
+    from napari_cryolearn.io.sidecar import write_sidecar
+
+    labels = np.zeros((4, 6, 6), np.uint8)
+    labels[1:3, 2:4, 2:4] = 2
+    path = write_mrc(tmp_path / "seg.mrc", labels, voxel_size=(5.0, 5.0, 5.0))
+    write_sidecar(path, {"label_names": {"0": "background", "1": "vesicle", "2": "membrane"}})
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-cryolearn")
+    assert layer.__class__.__name__ == "Labels"
+    inside = layer.get_status((10.0, 15.0, 15.0), world=True)
+    outside = layer.get_status((0.0, 0.0, 0.0), world=True)
+    assert "membrane" in str(inside) and "vesicle" not in str(inside)
+    assert "background" in str(outside)

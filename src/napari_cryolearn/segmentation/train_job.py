@@ -83,6 +83,8 @@ def train_job(config: SegmentationTrainConfig, stop: StopFlag | None = None) -> 
         val_sources = open_stores(val_paths, "val_stores") if val_paths else []
         sources = train_sources + val_sources
         folder.in_use = [*train_paths, *(val_paths or [])]
+        if config.network.class_names is None:
+            config = _with_store_class_names(config, sources)
         names = [str(p) for p in train_paths] + [str(p) for p in (val_paths or [])]
         train_items, val_items = split_items(
             [len(s) for s in train_sources],
@@ -103,6 +105,24 @@ def train_job(config: SegmentationTrainConfig, stop: StopFlag | None = None) -> 
 SPLIT_FILE = "train_val_split.json"
 #: Stores imported from CryoSiam patch folders (in the run folder).
 IMPORTED_STORES = "patch_stores"
+
+
+def _with_store_class_names(config: SegmentationTrainConfig, stores: Sequence[Any]) -> SegmentationTrainConfig:
+    """``config`` with the class names the patch stores carry (their labels' names), so that
+    the model and its predictions name the classes; unchanged when no store names a class
+    or two stores name one differently."""
+    from napari_cryolearn.io.sidecar import label_names_from
+
+    named: dict[int, str] = {}
+    for store in stores:
+        for value, name in label_names_from(dict(getattr(store, "attrs", {}) or {})).items():
+            if named.setdefault(value, name) != name:
+                return config
+    n = config.network.out_channels
+    if not any(0 < v < n for v in named):
+        return config
+    names = [named.get(i, "background" if i == 0 else f"class_{i}") for i in range(n)]
+    return config.model_copy(update={"network": config.network.model_copy(update={"class_names": names})})
 
 
 def _run_folder(config: SegmentationTrainConfig) -> RunFolder:

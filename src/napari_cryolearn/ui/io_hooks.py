@@ -75,7 +75,16 @@ def mrc_layer_data(path: str | Path) -> tuple[Any, dict, str]:
     if label_names:
         metadata["label_names"] = label_names
     kwargs = {"name": Path(path).stem, "scale": tuple(scale), "metadata": metadata}
+    if is_labels and label_names:
+        kwargs["features"] = class_features(label_names)
     return volume.data, kwargs, ("labels" if is_labels else "image")
+
+
+def class_features(label_names: dict[int, str]) -> dict[str, list]:
+    """A Labels layer's ``features`` naming each value's class, which napari shows on hover
+    (``class: membrane``)."""
+    values = sorted(label_names)
+    return {"index": values, "class": [label_names[v] for v in values]}
 
 
 def star_layer_data(path: str | Path) -> tuple[Any, dict, str]:
