@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,10 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     names = label_names_from(read_sidecar(demo / "segmentation" / "tomogram_predicted_labels.mrc"))
     assert names == {0: "background", 1: "membrane", 2: "membrane_protein", 3: "particle"}
     assert "napari " + str(demo / "sample" / "tomogram.mrc") in out
+    # the printed command runs as printed, also from a venv that is not on PATH
+    command = next(line.split()[0] for line in out.splitlines()
+                   if line.startswith("  ") and "napari" in line and str(demo / "sample" / "tomogram.mrc") in line)
+    assert shutil.which(command) is not None
 
 
 def test_every_field_of_every_stage_is_described_once_and_its_flag_says_so(capsys):

@@ -101,3 +101,28 @@ def test_masks_need_coordinates_with_cryosiam_config(tomo, capsys):
     path.write_text(yaml.safe_dump({"data_folder": str(root / "data"), "labels_folder": str(root / "m")}))
     assert main(["-q", "prep", "masks", "--config", str(path)]) == 2
     assert "--coordinates" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("words, extra", [
+    (["prep", "scale"], []),
+    (["prep", "filter"], ["--keep", "1"]),
+    (["prep", "threshold"], ["--threshold", "0.5"]),
+    (["prep", "distances"], []),
+])
+def test_an_output_named_for_another_format_is_refused(tomo, capsys, words, extra):
+    """``prep scale in.mrc out.png`` would write an MRC called out.png: refused, nothing written."""
+    _, _, root = tomo
+    source = root / ("raw_labels" if words[1] in ("filter", "distances") else "data") / "tomo_a.mrc"
+    out = root / "out.png"
+    assert main(["-q", *words, str(source), str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "out.png" in err and "ends in .png" in err
+    assert not out.exists() and not list(root.glob("*out.png*"))
+
+
+def test_distance_maps_name_the_ending_their_format_writes(tomo, capsys):
+    _, _, root = tomo
+    labels = root / "raw_labels" / "tomo_a.mrc"
+    assert main(["-q", "prep", "distances", str(labels), str(root / "d.npz")]) == 2
+    assert "name it .npy" in capsys.readouterr().err
+    assert main(["-q", "prep", "distances", str(labels), str(root / "d.npz"), "--format", "cryosiam-npz"]) == 0

@@ -166,12 +166,24 @@ def _demo_command(args: argparse.Namespace) -> int:
     outputs = run_demo(args.outdir, quiet=args.quiet, quick=args.quick, overwrite=args.overwrite)
     volumes = list(dict.fromkeys(str(p) for p in outputs.values() if p.suffix in {".mrc", ".star"}))
     print()
+    napari = napari_command()
     print("Done. Open the volumes, masks, predictions and picks together in napari:")
-    print("  napari " + " ".join(volumes))
+    print(f"  {napari} " + " ".join(volumes))
     if "micrographs" in outputs:
-        print("and the 2D micrographs:  napari " + str(outputs["micrographs"]))
-    print("or start napari with the plugin's widgets:  napari -w napari-cryolearn")
+        print(f"and the 2D micrographs:  {napari} " + str(outputs["micrographs"]))
+    print(f"or start napari with the plugin's widgets:  {napari} -w napari-cryolearn")
     return 0
+
+
+def napari_command() -> str:
+    """How to start napari from here: the ``napari`` beside this Python (a venv's, which need
+    not be on ``PATH``), else ``napari``."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "napari"
+    if beside.is_file():
+        return str(beside) if shutil.which("napari") != str(beside) else "napari"
+    return "napari"
 
 
 def _stages_command(args: argparse.Namespace) -> int:

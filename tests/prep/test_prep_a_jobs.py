@@ -6,6 +6,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage as ndi
 
@@ -361,6 +362,30 @@ def test_no_warning_when_all_labels_exist(labels, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run_job(filter_labels_job(FilterLabelsConfig(input=path, output=tmp_path / "f.mrc", keep=[1, 2])))
+
+
+def test_filter_job_that_keeps_nothing_writes_nothing(labels, tmp_path):
+    path, _ = labels
+    with pytest.raises(InputError, match=r"labels\.mrc: keep: none of the kept values \(9, 11\) occurs"):
+        run_job(filter_labels_job(FilterLabelsConfig(input=path, output=tmp_path / "f.mrc", keep=[9, 11], chunk_mb=0.02)))
+    assert files_in(tmp_path) == ["labels.mrc"]
+
+
+def test_masks_are_labels_with_class_names(tmp_path):
+    from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
+    from napari_cryolearn.ui.io_hooks import mrc_layer_data
+
+    ref = write_mrc(tmp_path / "tomo.mrc", np.zeros((16, 16, 16), np.float32))
+    star = write_star(tmp_path / "p.star", np.array([[4.0, 4, 4], [10, 10, 10]]),
+                      features=pd.DataFrame({"rlnClassNumber": [2, 5]}))
+    out = run_job(masks_from_coordinates_job(MasksFromCoordinatesConfig(
+        coordinates=star, reference=ref, output=tmp_path / "spheres.mrc", radius=2)))["output"]
+    assert label_names_from(read_sidecar(out)) == {0: "background", 2: "class_2", 5: "class_5"}
+    assert mrc_layer_data(out)[2] == "labels"
+    scaled = write_mrc(tmp_path / "density.mrc", np.linspace(0, 1, 16**3, dtype=np.float32).reshape((16,) * 3))
+    mask = run_job(mask_from_threshold_job(MaskFromThresholdConfig(input=scaled, output=tmp_path / "dense.mrc",
+                                                                   threshold=0.5, label_value=3)))["output"]
+    assert label_names_from(read_sidecar(mask)) == {0: "background", 3: "mask"}
 
 
 def test_filter_job_carries_class_names_into_its_sidecar(tmp_path):

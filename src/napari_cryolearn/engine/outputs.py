@@ -21,13 +21,16 @@ def check_output(
     field: str = "output",
     *,
     others: Sequence[PathLike | None] = (),
+    suffixes: Sequence[str] = (),
+    what: str = "",
 ) -> None:
     """Refuse an output path before anything is written (:class:`InputError` naming ``field``).
 
     Refused: an ``output`` that is one of ``inputs`` or an input's metadata sidecar, or whose
     own sidecar would replace one of those; one that equals another output of the same job
-    (``others``); a folder; a path under a file; a folder that cannot be written; an existing
-    file without ``overwrite``.
+    (``others``); a name that does not end in one of ``suffixes`` (when given; ``what`` says
+    what is written, see :func:`check_suffix`); a folder; a path under a file; a folder that cannot be
+    written; an existing file without ``overwrite``.
     """
     out = Path(output)
     given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or [])
@@ -40,11 +43,35 @@ def check_output(
         if other.resolve() == out.resolve():
             raise InputError(f"is also given as another output ({other}); choose different names",
                              path=out, field=field)
+    if suffixes:
+        check_suffix(out, suffixes, what=what, field=field)
     if out.is_dir():
         raise InputError("is a folder; expected a file name", path=out, field=field)
     check_writable_parent(out, field)
     if out.exists() and not overwrite:
         raise InputError("exists (set overwrite to replace it)", path=out, field=field)
+
+
+def check_suffix(path: PathLike, suffixes: Sequence[str], *, what: str = "", field: str = "output") -> None:
+    """:class:`InputError` when ``path`` does not end in one of ``suffixes`` (any case): a job
+    writes one format, and a name that says another (``out.png`` for an MRC) misleads every
+    program that opens it.
+
+    Examples
+    --------
+    >>> check_suffix("labels.MRC", (".mrc", ".rec"))
+    >>> check_suffix("labels.png", (".mrc", ".rec"), what="an MRC volume")
+    Traceback (most recent call last):
+    ...
+    napari_cryolearn.engine.errors.InputError: labels.png: output: ends in .png, but this writes an MRC volume: name it .mrc or .rec
+    """
+    path = Path(path)
+    if path.suffix.lower() in {s.lower() for s in suffixes}:
+        return
+    ending = f"ends in {path.suffix}" if path.suffix else "has no file ending"
+    writes = f", but this writes {what}" if what else ""
+    names = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+    raise InputError(f"{ending}{writes}: name it {names}", path=path, field=field)
 
 
 def check_writable_parent(output: PathLike, field: str = "output") -> None:

@@ -33,7 +33,7 @@ from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.io.mrc import read_mrc
+from napari_cryolearn.io.mrc import MRC_SUFFIXES, read_mrc
 from napari_cryolearn.io.npy import create_npy
 from napari_cryolearn.io.pages import release_pages
 from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
@@ -230,15 +230,13 @@ def _validate(config: DistanceMapConfig):
             field="n_classes",
         )
     suffix = ".npy" if config.format == "npy" else ".npz"
-    if config.output.suffix != suffix:
-        raise InputError(f"format {config.format!r} writes a {suffix} file", path=config.output, field="output")
-    check_output(config.input, config.output, config.overwrite)
+    check_output(config.input, config.output, config.overwrite, suffixes=(suffix,),
+                 what=f"distance maps in format {config.format!r}")
     if config.skeleton is not None:
-        if config.skeleton.suffix.lower() not in (".mrc", ".rec", ".map"):
-            raise InputError("the skeleton is written as an MRC (.mrc)", path=config.skeleton, field="skeleton")
         if config.skeleton.resolve() == config.output.resolve():
             raise InputError("skeleton would replace the distance maps", path=config.skeleton, field="skeleton")
-        check_output(config.input, config.skeleton, config.overwrite, field="skeleton", others=[config.output])
+        check_output(config.input, config.skeleton, config.overwrite, field="skeleton", others=[config.output],
+                     suffixes=MRC_SUFFIXES, what="an MRC label volume")
         wrong = [c for c in config.skeleton_classes if not 0 <= c < n_classes]
         if wrong:
             raise InputError(f"skeleton classes {wrong} are not among the classes 0..{n_classes - 1}",

@@ -27,7 +27,7 @@ from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
-from napari_cryolearn.io.mrc import create_mrc, read_mrc_3d
+from napari_cryolearn.io.mrc import MRC_SUFFIXES, create_mrc, read_mrc_3d
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, sidecar_path, write_sidecar
 from napari_cryolearn.prep.filtering import (
     apply_label_mapping,
@@ -170,7 +170,8 @@ def filter_labels_job(
     input value in the input, before any expansion); a stopped job returns ``JobResult(stopped=True)`` and leaves no file.
 
     Yields a :class:`Progress` per slab (stage ``"filter-labels"``). Warns (``UserWarning``,
-    naming the file) when a kept value does not occur.
+    naming the file) when a kept value does not occur; when none occurs, the all-zero output is
+    not written (:class:`InputError`).
 
     Raises
     ------
@@ -191,7 +192,7 @@ def filter_labels_job(
             field="keep",
         )
     dtype = smallest_unsigned_dtype(top)
-    check_output(cfg.input, cfg.output, cfg.overwrite)
+    check_output(cfg.input, cfg.output, cfg.overwrite, suffixes=MRC_SUFFIXES, what="an MRC label volume")
 
     halo = math.ceil(cfg.expand) if cfg.expand > 0 else 0
     binary_out = top <= 1
@@ -238,6 +239,9 @@ def filter_labels_job(
                     yield Progress(i + 1, len(bounds) + 1, f"writing {name}", stage=STAGE)
             finally:
                 chunks.close()
+            if not counts.any():  # leaving the block by an error removes the all-zero output
+                raise InputError(f"none of the kept values ({', '.join(map(str, mapping))}) occurs in the "
+                                 "labels; nothing written", path=cfg.input, field="keep")
     except JobStopped:
         return JobResult(stopped=True)
     names = output_label_names(mapping, label_names_from(read_sidecar(cfg.input)))

@@ -24,7 +24,8 @@ from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.io.mrc import create_mrc, read_mrc, read_mrc_3d
+from napari_cryolearn.io.sidecar import write_sidecar
+from napari_cryolearn.io.mrc import MRC_SUFFIXES, create_mrc, read_mrc, read_mrc_3d
 from napari_cryolearn.io.star import check_in_bounds, read_star
 from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.prep.filter_job import cryosiam_configs
@@ -225,7 +226,8 @@ def masks_from_coordinates_job(
         radius_in_voxels(cfg.radius, ref.voxel_size, cfg.radius_unit)
     except InputError as err:
         raise InputError(str(err), path=cfg.reference, field="radius") from None
-    check_output([cfg.reference, cfg.coordinates], cfg.output, cfg.overwrite)
+    check_output([cfg.reference, cfg.coordinates], cfg.output, cfg.overwrite, suffixes=MRC_SUFFIXES,
+                 what="an MRC label volume")
 
     n = len(coords)
     total = max(1, math.ceil(n / _BATCH)) + 1
@@ -244,8 +246,17 @@ def masks_from_coordinates_job(
                 yield Progress(b + 1, total, f"drawing {stop_at}/{n} balls into {name}", stage=STAGE)
     except JobStopped:
         return JobResult(stopped=True)
+    _write_class_names(cfg.output, np.unique(values), source=cfg.coordinates)
     yield Progress(total, total, f"wrote {name}", stage=STAGE)
     return JobResult({"output": Path(cfg.output)}, metrics={"balls": n})
+
+
+def _write_class_names(output: Path, values, *, source: Path, name: str = "class") -> None:
+    """The output's sidecar: it holds labels (napari opens a Labels layer), their names
+    ``class_<value>`` (``name`` alone for a single value) and the source file."""
+    values = sorted(int(v) for v in values if v)
+    names = {0: "background", **{v: name if len(values) == 1 and name != "class" else f"{name}_{v}" for v in values}}
+    write_sidecar(output, {"label_names": {str(k): v for k, v in names.items()}, "source": str(source)})
 
 
 def _read_mask(reader: SlabReader, i: int, threshold: float, above: bool, path) -> np.ndarray:
@@ -282,7 +293,7 @@ def mask_from_threshold_job(
         check_mask_params(cfg.threshold, cfg.min_size, cfg.label_value)
     except InputError as err:
         raise InputError(str(err).split(": ", 1)[-1], path=cfg.input, field=err.field) from None
-    check_output(cfg.input, cfg.output, cfg.overwrite)
+    check_output(cfg.input, cfg.output, cfg.overwrite, suffixes=MRC_SUFFIXES, what="an MRC mask")
     dtype = np.dtype(np.uint8 if cfg.label_value <= 255 else np.uint16)
     per_voxel = data.dtype.itemsize + 1 + 4 + dtype.itemsize  # block, mask, piece labels, output
     plane = math.prod(data.shape[1:])
@@ -341,6 +352,7 @@ def mask_from_threshold_job(
                 yield Progress(step, total, f"writing {name}", stage=STAGE)
     except JobStopped:
         return JobResult(stopped=True)
+    _write_class_names(cfg.output, [cfg.label_value], source=cfg.input, name="mask")
     yield Progress(total, total, f"wrote {name}", stage=STAGE)
     return JobResult({"output": Path(cfg.output)})
 

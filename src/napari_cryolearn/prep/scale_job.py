@@ -24,7 +24,7 @@ from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobResult, JobStopped, check_stop, relay
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
-from napari_cryolearn.io.mrc import create_mrc, read_mrc_3d
+from napari_cryolearn.io.mrc import MRC_SUFFIXES, create_mrc, read_mrc_3d
 from napari_cryolearn.engine.outputs import check_output
 from napari_cryolearn.prep.filter_job import cryosiam_configs
 from napari_cryolearn.prep.scaling import (
@@ -161,7 +161,7 @@ def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Pr
     cfg = config
     vol = read_mrc_3d(cfg.input)
     data = vol.data
-    check_output(cfg.input, cfg.output, cfg.overwrite)
+    check_output(cfg.input, cfg.output, cfg.overwrite, suffixes=MRC_SUFFIXES, what="an MRC volume")
 
     threads = default_threads()
     slab_bytes = int(cfg.chunk_mb * 2**20 / threads)

@@ -21,6 +21,7 @@ from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobResult
 from napari_cryolearn.engine.lightning import torch_device
+from napari_cryolearn.engine.outputs import check_suffix
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.models.checkpoints import (
@@ -161,8 +162,7 @@ def _open_output(stack: ExitStack, path: Path, shape, names, voxel_size, origin,
 def _check_path(path: Path | None, field: str, overwrite: bool, suffixes: tuple[str, ...]) -> None:
     if path is None:
         return
-    if path.suffix.lower() not in suffixes:
-        raise InputError(f"expected a file ending in {' or '.join(suffixes)}", path=path, field=field)
+    check_suffix(path, suffixes, field=field)
     if path.exists() and not overwrite:
         raise InputError("exists (set overwrite to replace it)", path=path, field=field)
 
