@@ -83,3 +83,27 @@ def test_class_names_of_the_labels_layer_reach_the_model(viewer, qtbot, tmp_path
     names = viewer.layers["synthetic labels"].metadata["label_names"]
     model = load_model(train.result.last_checkpoint)
     assert list(model.network.class_names) == [names[c] for c in range(4)]
+
+
+def test_training_on_an_empty_labels_layer_is_refused(viewer, qtbot, tmp_path):
+    """An untouched Labels layer (0 everywhere) is not an annotation: refused, nothing written."""
+    empty = viewer.add_labels(np.zeros(viewer.layers["synthetic labels"].data.shape, np.uint8), name="empty")
+    train = _train_widget(viewer, tmp_path, epochs=1)
+    train.label_layer.value = empty
+    assert "255 not annotated" in train.convention.value
+    running = train.run()
+    qtbot.waitUntil(lambda: running.done, timeout=60000)
+    assert "0 (background) everywhere" in str(running.error)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unannotated_voxels_are_not_a_class(viewer, qtbot, tmp_path):
+    labels = np.array(viewer.layers["synthetic labels"].data)
+    labels[:, :, :32] = 255  # the left half not annotated
+    partial = viewer.add_labels(labels, name="partial", metadata={})
+    train = _train_widget(viewer, tmp_path, epochs=1)
+    train.label_layer.value = partial
+    running = train.run()
+    qtbot.waitUntil(lambda: running.done, timeout=180000)
+    assert running.error is None, running.error
+    assert load_model(train.result.last_checkpoint).network.out_channels == int(labels[labels != 255].max()) + 1

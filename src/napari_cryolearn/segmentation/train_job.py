@@ -168,6 +168,9 @@ def train_arrays_job(
     ignored.
     """
     ignore = config.network.ignore_index
+    if all(not np.any(lab) for lab in labels):
+        raise InputError(f"hold 0 (background) everywhere: paint the classes to learn (1, 2, ...) and leave "
+                         f"what is not annotated at {ignore}", field="labels")
     src = ArrayPatchSource(images, labels, patch_size, overlap, distances, ignore)
     if len(src) == 0:
         raise InputError("no patch has any annotated voxel", field="labels")

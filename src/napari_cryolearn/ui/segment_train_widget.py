@@ -11,7 +11,7 @@ from pathlib import Path
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import ComboBox, Container, LineEdit, SpinBox, create_widget
+from magicgui.widgets import ComboBox, Container, Label, LineEdit, SpinBox, create_widget
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.progress import Progress
@@ -49,7 +49,7 @@ class TrainSegmentationWidget(JobWidget):
     """
 
     def __init__(self, napari_viewer):
-        from napari_cryolearn.segmentation.config import SegmentationTrainConfig
+        from napari_cryolearn.segmentation.config import DEFAULT_IGNORE_INDEX, SegmentationTrainConfig
 
         self.fields = SegmentationTrainConfig.model_fields
         self.source = ComboBox(choices=["layers", "patch stores"], value="layers", label="train on")
@@ -58,6 +58,8 @@ class TrainSegmentationWidget(JobWidget):
         self.stores = LineEdit(value="", label="patch stores (.zarr, comma-separated)",
                                tooltip=self.fields["patch_stores"].description)
         self.classes = SpinBox(value=0, min=0, max=255, label="classes (0: max label + 1)")
+        self.convention = Label(value=f"labels: 0 background, 1, 2, … classes, {DEFAULT_IGNORE_INDEX} not annotated "
+                                      "(no loss)")
         self.form = {name: field_widget(name, self.fields[name]) for name in FORM_FIELDS}
         self.form["log_dir"].mode = "d"
         self.form["log_dir"].value = str(Path.home() / "cryolearn-runs" / "segmentation")
@@ -66,7 +68,7 @@ class TrainSegmentationWidget(JobWidget):
         plot_box.native.layout().addWidget(self.plot)
         super().__init__(
             napari_viewer,
-            [self.source, self.image, self.label_layer, self.stores, self.classes, *self.form.values(), plot_box],
+            [self.source, self.image, self.label_layer, self.convention, self.stores, self.classes, *self.form.values(), plot_box],
             title="Train segmentation",
             run_text="Train",
         )
@@ -93,6 +95,7 @@ class TrainSegmentationWidget(JobWidget):
         })
 
     def make_job(self):
+        from napari_cryolearn.segmentation.config import DEFAULT_IGNORE_INDEX
         from napari_cryolearn.segmentation.train_job import train_arrays_job, train_job
 
         n_classes = int(self.classes.value)
@@ -107,8 +110,8 @@ class TrainSegmentationWidget(JobWidget):
             if image.shape != labels.shape:
                 raise InputError(f"labels shape {labels.shape} differs from tomogram shape {image.shape}",
                                  path=self.label_layer.value.name)
-            if not n_classes:
-                n_classes = int(np.max(labels)) + 1
+            if not n_classes:  # the unannotated value is no class
+                n_classes = int(np.max(np.where(np.asarray(labels) == DEFAULT_IGNORE_INDEX, 0, labels))) + 1
             config = self._config(n_classes, _class_names(self.label_layer.value, n_classes))
             size = tuple(config.patch_size or (64, 64, 64))
             if any(s > n for s, n in zip(size, image.shape)):
