@@ -44,8 +44,10 @@ def test_atomic_path_no_overwrite(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
     with pytest.raises(FileExistsError):
-        with atomic_path(target, overwrite=False):
-            pass
+        with atomic_path(target, overwrite=False) as tmp:
+            tmp.write_text("new")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.txt"]
 
 
 def test_atomic_dir_replaces_folder_whole(tmp_path):
