@@ -63,3 +63,45 @@ def skip_unless_locked():
         pytest.skip("this process reads files whatever their mode (root)")
 
     return check
+
+
+@pytest.fixture
+def broken_checkpoint():
+    """``broken_checkpoint(kind, good, path)``: write a broken checkpoint of ``kind`` at ``path``
+    (made from the good checkpoint ``good`` where it needs one); returns (a text the error
+    message must name, the problem it must state). Kinds: ``random`` bytes, ``truncated`` (half
+    of ``good``), a bare ``tensor``, a ``dict`` without state_dict, a ``foreign_state`` dict of
+    another network, ``not_tensors`` (a text among the weights), ``nan`` (one weight NaN)."""
+    import numpy as np
+    import torch
+
+    def write(kind: str, good: Path, path: Path) -> tuple[str, str]:
+        if kind == "random":
+            path.write_bytes(np.random.default_rng(1).bytes(4096))
+            return path.name, "not a readable PyTorch checkpoint"
+        if kind == "truncated":
+            path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+            return path.name, "not a readable PyTorch checkpoint"
+        if kind == "tensor":
+            torch.save(torch.zeros(3, 3), path)
+            return path.name, "no state_dict in checkpoint (it holds Tensor)"
+        if kind == "dict":
+            torch.save({"epoch": 3, "notes": "mine"}, path)
+            return path.name, "no state_dict in checkpoint"
+        if kind == "foreign_state":
+            torch.save({"conv.weight": torch.zeros(2, 1, 3, 3)}, path)
+            return path.name, "does not describe a segmentation network"
+        ck = torch.load(good, weights_only=False)
+        if kind == "not_tensors":
+            ck["state_dict"] = {**ck["state_dict"], "net.extra": "text"}
+            torch.save(ck, path)
+            return "net.extra", "not a tensor"
+        if kind == "nan":
+            key = next(k for k, t in ck["state_dict"].items() if t.is_floating_point() and t.ndim == 5)
+            ck["state_dict"][key] = ck["state_dict"][key].clone()
+            ck["state_dict"][key].view(-1)[0] = float("nan")
+            torch.save(ck, path)
+            return key, "holds NaN or infinite values"
+        raise AssertionError(kind)
+
+    return write

@@ -66,62 +66,34 @@ def _predict(model: Path, tomogram: Path, out: Path, *extra: str) -> list[str]:
 # the model
 
 
-def _broken(kind: str, good: Path, path: Path) -> tuple[str, str]:
-    """Write a broken model of ``kind`` at ``path``; returns (text the message names, problem)."""
-    if kind == "random":
-        path.write_bytes(np.random.default_rng(1).bytes(4096))
-        return path.name, "not a readable PyTorch checkpoint"
-    if kind == "truncated":
-        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-        return path.name, "not a readable PyTorch checkpoint"
-    if kind == "tensor":
-        torch.save(torch.zeros(3, 3), path)
-        return path.name, "no state_dict in checkpoint (it holds Tensor)"
-    if kind == "dict":
-        torch.save({"weights": [1, 2, 3]}, path)
-        return path.name, "no state_dict in checkpoint"
-    if kind == "foreign_state":
-        torch.save({"conv.weight": torch.zeros(2, 1, 3, 3)}, path)
-        return path.name, "does not describe a segmentation network"
-    if kind == "not_tensors":
-        ck = torch.load(good, weights_only=False)
-        ck["state_dict"] = {**ck["state_dict"], "net.extra": "text"}
-        torch.save(ck, path)
-        return "net.extra", "not a tensor"
-    if kind == "other_class":
-        # the weights of a 2-class network under the config of a 3-class one
-        two = save_model(path.with_name("two.ckpt"), out_channels=2)
-        ck = torch.load(good, weights_only=False)
-        ck["state_dict"] = torch.load(two, weights_only=False)["state_dict"]
-        two.unlink()
-        torch.save(ck, path)
-        return "heads.semantic_head.6.weight: checkpoint (2, 8, 3, 3, 3) vs model (3, 8, 3, 3, 3)", "does not fit"
-    if kind == "nan":
-        ck = torch.load(good, weights_only=False)
-        key = next(k for k, t in ck["state_dict"].items() if t.is_floating_point() and t.ndim == 5)
-        ck["state_dict"][key] = torch.full_like(ck["state_dict"][key], float("nan"))
-        torch.save(ck, path)
-        return key, "holds NaN or infinite values"
-    raise AssertionError(kind)
+def _other_class_model(good: Path, path: Path) -> tuple[str, str]:
+    """The weights of a 2-class network under the config of the 3-class ``good`` one."""
+    two = save_model(path.with_name("two.ckpt"), out_channels=2)
+    ck = torch.load(good, weights_only=False)
+    ck["state_dict"] = torch.load(two, weights_only=False)["state_dict"]
+    two.unlink()
+    torch.save(ck, path)
+    return "heads.semantic_head.6.weight: checkpoint (2, 8, 3, 3, 3) vs model (3, 8, 3, 3, 3)", "does not fit"
 
 
 @pytest.mark.parametrize("kind", ["random", "truncated", "tensor", "dict", "foreign_state", "not_tensors",
                                   "other_class", "nan"])
-def test_predict_with_a_broken_model(kind, data, tmp_path, capsys):
+def test_predict_with_a_broken_model(kind, data, tmp_path, capsys, broken_checkpoint):
     model = tmp_path / "in" / "model.ckpt"
     model.parent.mkdir()
-    name, problem = _broken(kind, data["model"], model)
+    write = _other_class_model if kind == "other_class" else lambda *paths: broken_checkpoint(kind, *paths)
+    name, problem = write(data["model"], model)
     out, probs = tmp_path / "out" / "labels.mrc", tmp_path / "out" / "p.npy"
     out.parent.mkdir()
     refused(_predict(model, data["tomogram"], out, "--probabilities", str(probs)), capsys, str(model), name,
             problem=problem, outputs=[out, probs])
 
 
-def test_load_model_refuses_nan_weights_naming_the_tensor(data, tmp_path):
+def test_load_model_refuses_nan_weights_naming_the_tensor(data, tmp_path, broken_checkpoint):
     from napari_cryolearn.engine.errors import InputError
     from napari_cryolearn.segmentation.predict_job import load_model
 
-    name, _ = _broken("nan", data["model"], tmp_path / "nan.ckpt")
+    name, _ = broken_checkpoint("nan", data["model"], tmp_path / "nan.ckpt")
     with pytest.raises(InputError, match=rf"nan\.ckpt: tensor {name} holds NaN or infinite values"):
         load_model(tmp_path / "nan.ckpt")
 

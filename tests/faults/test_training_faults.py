@@ -167,44 +167,16 @@ def test_non_finite_weights_are_never_written(tmp_path):
 # checkpoints to continue from or to start from
 
 
-def _nan_weights(src: Path, dst: Path) -> str:
-    ck = torch.load(src, weights_only=False)
-    key = next(k for k, t in ck["state_dict"].items() if t.is_floating_point() and t.ndim == 5)
-    ck["state_dict"][key] = ck["state_dict"][key].clone()
-    ck["state_dict"][key].view(-1)[0] = float("nan")
-    torch.save(ck, dst)
-    return key
-
-
-def _broken(kind: str, good: Path, path: Path) -> tuple[str, str]:
-    """Write a broken checkpoint of ``kind`` at ``path``; returns (text the message names, problem)."""
-    if kind == "random":
-        path.write_bytes(np.random.default_rng(1).bytes(4096))
-        return path.name, "not a readable PyTorch checkpoint"
-    if kind == "truncated":
-        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-        return path.name, "not a readable PyTorch checkpoint"
-    if kind == "tensor":
-        torch.save(torch.zeros(3, 3), path)
-        return path.name, "no state_dict in checkpoint (it holds Tensor)"
-    if kind == "dict":
-        torch.save({"epoch": 3, "notes": "mine"}, path)
-        return path.name, "no state_dict in checkpoint"
-    if kind == "nan":
-        return _nan_weights(good, path), "holds NaN or infinite values"
-    raise AssertionError(kind)
-
-
 KINDS = ["random", "truncated", "tensor", "dict", "nan"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_continue_from_a_broken_last_checkpoint(kind, base, tmp_path, capsys):
+def test_continue_from_a_broken_last_checkpoint(kind, base, tmp_path, capsys, broken_checkpoint):
     run = _copy_run(base, tmp_path)
     last = run / "model" / "last.ckpt"
     good = tmp_path / "good.ckpt"
     shutil.copy(last, good)
-    name, problem = _broken(kind, good, last)
+    name, problem = broken_checkpoint(kind, good, last)
     before = _digest(run)
     refused(_train(base["store"], run, "--continue-training"), capsys, str(last), name, problem=problem)
     assert _digest(run) == before
@@ -246,10 +218,10 @@ def test_continue_with_another_optimizer(base, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_pretrained_model_broken(kind, base, tmp_path, capsys):
+def test_pretrained_model_broken(kind, base, tmp_path, capsys, broken_checkpoint):
     ckpt = tmp_path / "in" / "pretrained.ckpt"
     ckpt.parent.mkdir()
-    name, problem = _broken(kind, base["run"] / "model" / "last.ckpt", ckpt)
+    name, problem = broken_checkpoint(kind, base["run"] / "model" / "last.ckpt", ckpt)
     run = tmp_path / "run"
     refused(_train(base["store"], run, "--pretrained-model", str(ckpt)), capsys, str(ckpt), name, problem=problem)
     assert not run.exists()
