@@ -1,26 +1,26 @@
-"""Fixtures of the fault suite: a small filesystem that fills up."""
+"""Fixtures of the fault suite: a small filesystem that fills up, a folder nobody can write into,
+broken checkpoints."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 
-@pytest.fixture
-def small_fs(tmp_path) -> Path:
-    """A 20 MiB tmpfs mounted in ``tmp_path`` (needs root and mount rights; skipped otherwise)."""
-    where = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
-    where.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(where)],
+@contextmanager
+def _tmpfs(where: Path, options: str, refused: str) -> Iterator[Path]:
+    """A tmpfs mounted on ``where`` with ``options`` while the block runs (the test is skipped,
+    saying ``refused`` and why, where it cannot be mounted)."""
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        pytest.skip(f"{refused}: {done.stderr.strip()}")
     try:
         yield where
     finally:
@@ -28,19 +28,24 @@ def small_fs(tmp_path) -> Path:
 
 
 @pytest.fixture
-def readonly_dir(tmp_path) -> Path:
+def small_fs(tmp_path) -> Iterator[Path]:
+    """A 20 MiB tmpfs mounted in ``tmp_path`` (needs root and mount rights; skipped otherwise)."""
+    where = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
+    where.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    with _tmpfs(where, "size=20m", "cannot mount a tmpfs here"):
+        yield where
+
+
+@pytest.fixture
+def readonly_dir(tmp_path) -> Iterator[Path]:
     """A folder nobody can write into: a read-only tmpfs as root, else a folder of mode 0555."""
     where = tmp_path / "readonly"
     where.mkdir()
     if os.geteuid() == 0:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(where)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"as root a read-only folder needs a read-only mount: {done.stderr.strip()}")
-        try:
+        with _tmpfs(where, "size=1m,ro", "as root a read-only folder needs a read-only mount"):
             yield where
-        finally:
-            subprocess.run(["umount", "-l", str(where)], capture_output=True)
         return
     where.chmod(0o555)
     try:
