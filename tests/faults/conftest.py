@@ -1,5 +1,5 @@
 """Fixtures of the fault suite: a small filesystem that fills up, a folder nobody can write into,
-broken checkpoints."""
+files nobody can read, broken checkpoints."""
 
 from __future__ import annotations
 
@@ -55,19 +55,29 @@ def readonly_dir(tmp_path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def skip_unless_locked():
-    """``skip_unless_locked(path)``: skip the test when ``path`` can still be opened after a chmod
-    (running as root, or a filesystem without modes)."""
+def unreadable():
+    """``with unreadable(path):`` ``path`` cannot be read (mode 0) while the block runs;
+    ``unreadable(path, folder)`` takes the modes off ``folder``, which holds it, instead. The test
+    is skipped where the file can still be opened (running as root, a filesystem without modes)."""
 
-    def check(path) -> None:
+    @contextmanager
+    def lock(path: Path, folder: Path | None = None) -> Iterator[Path]:
+        locked = path if folder is None else folder
+        mode = locked.stat().st_mode & 0o7777
+        locked.chmod(0)
         try:
-            with open(path, "rb"):
+            try:
+                with open(path, "rb"):
+                    pass
+            except PermissionError:
                 pass
-        except PermissionError:
-            return
-        pytest.skip("this process reads files whatever their mode (root)")
+            else:
+                pytest.skip("this process reads files whatever their mode (root)")
+            yield path
+        finally:
+            locked.chmod(mode)
 
-    return check
+    return lock
 
 
 @pytest.fixture

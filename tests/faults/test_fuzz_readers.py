@@ -502,27 +502,17 @@ def test_mrc_that_cannot_be_opened(mrc_seeds, tmp_path, monkeypatch):
             read(path)
 
 
-def test_mrc_without_read_permission(mrc_seeds, tmp_path, skip_unless_locked):
+def test_mrc_without_read_permission(mrc_seeds, tmp_path, unreadable):
     path = tmp_path / "locked.mrc"
     path.write_bytes(mrc_seeds[0])
-    path.chmod(0)
-    try:
-        skip_unless_locked(path)
-        with pytest.raises(InputError, match=r"locked\.mrc: cannot be read: permission denied$"):
-            read_mrc(path)
-    finally:
-        path.chmod(0o644)
+    with unreadable(path), pytest.raises(InputError, match=r"locked\.mrc: cannot be read: permission denied$"):
+        read_mrc(path)
 
 
-def test_mrc_in_a_folder_without_permission(mrc_seeds, tmp_path, skip_unless_locked):
+def test_mrc_in_a_folder_without_permission(mrc_seeds, tmp_path, unreadable):
     folder = tmp_path / "private"
     folder.mkdir()
     path = folder / "tomo.mrc"
     path.write_bytes(mrc_seeds[0])
-    folder.chmod(0)
-    try:
-        skip_unless_locked(path)
-        with pytest.raises(InputError, match=r"tomo\.mrc: cannot be read: permission denied$"):
-            read_mrc(path)
-    finally:
-        folder.chmod(0o755)
+    with unreadable(path, folder), pytest.raises(InputError, match=r"tomo\.mrc: cannot be read: permission denied$"):
+        read_mrc(path)
