@@ -26,3 +26,23 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "cryolearn"))
 def rng() -> np.random.Generator:
     """A seeded random generator, so that generated test data are the same on every run."""
     return np.random.default_rng(20240607)
+
+
+@pytest.fixture
+def run_collecting():
+    """``run_collecting(job, on=None) -> (result, events)``: run ``job`` to its end and return its
+    result with every :class:`~napari_cryolearn.engine.Progress` it yielded, in order; each event
+    is also handed to ``on`` (to set a stop flag at a chosen step, say)."""
+    from napari_cryolearn.engine.jobs import run_job
+
+    def run(job, on=None):
+        events = []
+
+        def record(event):
+            events.append(event)
+            if on is not None:
+                on(event)
+
+        return run_job(job, record), events
+
+    return run
