@@ -120,3 +120,30 @@ def broken_checkpoint():
         raise AssertionError(kind)
 
     return write
+
+
+@pytest.fixture
+def refused(capsys):
+    """``refused(argv, *names, problem=..., outputs=())``: run ``cryolearn -q argv`` and check that
+    it is refused cleanly: exit code 2, no traceback, one ``cryolearn: error:`` line that names each
+    of ``names`` and states ``problem`` (in any case); none of ``outputs`` was written, nor a
+    temporary (``.part``) or hidden file beside one. Returns the error line."""
+    from napari_cryolearn.cli import main
+
+    def check(argv: list[str], *names: str, problem: str, outputs: tuple[Path, ...] | list[Path] = ()) -> str:
+        capsys.readouterr()
+        code = main(["-q", *argv])
+        err = capsys.readouterr().err
+        assert code == 2, f"exit code {code}, stderr:\n{err}"
+        assert "Traceback" not in err
+        lines = [line for line in err.splitlines() if line.startswith("cryolearn: error:")]
+        assert len(lines) == 1, err
+        for name in names:
+            assert name in lines[0], f"{name!r} not in {lines[0]!r}"
+        assert problem.lower() in lines[0].lower(), f"{problem!r} not in {lines[0]!r}"
+        for out in outputs:
+            assert not out.exists(), f"{out} was written"
+            assert not [p.name for p in out.parent.iterdir() if ".part" in p.name or p.name.startswith(".")]
+        return lines[0]
+
+    return check

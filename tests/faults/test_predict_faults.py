@@ -41,23 +41,6 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return d
 
 
-def refused(argv: list[str], capsys, *names: str, problem: str, outputs: list[Path]) -> str:
-    capsys.readouterr()
-    code = main(["-q", *argv])
-    err = capsys.readouterr().err
-    assert code == 2, f"exit code {code}, stderr:\n{err}"
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("cryolearn: error:")]
-    assert len(lines) == 1, err
-    for name in names:
-        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
-    assert problem.lower() in lines[0].lower(), f"{problem!r} not in {lines[0]!r}"
-    for out in outputs:
-        assert not out.exists(), f"{out} was written"
-        assert not [p.name for p in out.parent.iterdir() if ".part" in p.name or p.name.startswith(".")]
-    return lines[0]
-
-
 def _predict(model: Path, tomogram: Path, out: Path, *extra: str) -> list[str]:
     return ["segment", "predict", str(model), str(tomogram), str(out), "--device", "cpu", "--window", "16", *extra]
 
@@ -78,14 +61,14 @@ def _other_class_model(good: Path, path: Path) -> tuple[str, str]:
 
 @pytest.mark.parametrize("kind", ["random", "truncated", "tensor", "dict", "foreign_state", "not_tensors",
                                   "other_class", "nan"])
-def test_predict_with_a_broken_model(kind, data, tmp_path, capsys, broken_checkpoint):
+def test_predict_with_a_broken_model(kind, data, tmp_path, refused, broken_checkpoint):
     model = tmp_path / "in" / "model.ckpt"
     model.parent.mkdir()
     write = _other_class_model if kind == "other_class" else lambda *paths: broken_checkpoint(kind, *paths)
     name, problem = write(data["model"], model)
     out, probs = tmp_path / "out" / "labels.mrc", tmp_path / "out" / "p.npy"
     out.parent.mkdir()
-    refused(_predict(model, data["tomogram"], out, "--probabilities", str(probs)), capsys, str(model), name,
+    refused(_predict(model, data["tomogram"], out, "--probabilities", str(probs)), str(model), name,
             problem=problem, outputs=[out, probs])
 
 
@@ -140,25 +123,25 @@ def test_fit_window():
 # outputs that coincide
 
 
-def test_labels_named_like_a_probability_map(data, tmp_path, capsys):
+def test_labels_named_like_a_probability_map(data, tmp_path, refused):
     out, probs = tmp_path / "o_class_0.mrc", tmp_path / "o.mrc"
     maps = [tmp_path / f"o_class_{i}.mrc" for i in range(3)]
-    refused(_predict(data["model"], data["tomogram"], out, "--probabilities", str(probs)), capsys,
+    refused(_predict(data["model"], data["tomogram"], out, "--probabilities", str(probs)),
             str(out), "probabilities", problem="is also the file of the labels", outputs=maps)
 
 
-def test_probabilities_and_distances_into_the_same_files(data, tmp_path, capsys):
+def test_probabilities_and_distances_into_the_same_files(data, tmp_path, refused):
     out, same = tmp_path / "labels.mrc", tmp_path / "maps.mrc"
     maps = [tmp_path / f"maps_class_{i}.mrc" for i in range(3)]
     refused(_predict(data["distance_model"], data["tomogram"], out, "--probabilities", str(same),
-                     "--distances", str(same)), capsys, "maps_class_0.mrc", "distances",
+                     "--distances", str(same)), "maps_class_0.mrc", "distances",
             problem="is also the file of a probabilities map", outputs=[out, *maps])
 
 
-def test_probabilities_and_distances_into_the_same_npy(data, tmp_path, capsys):
+def test_probabilities_and_distances_into_the_same_npy(data, tmp_path, refused):
     out, same = tmp_path / "labels.mrc", tmp_path / "maps.npy"
     refused(_predict(data["distance_model"], data["tomogram"], out, "--probabilities", str(same),
-                     "--distances", str(same)), capsys, "maps.npy", "distances",
+                     "--distances", str(same)), "maps.npy", "distances",
             problem="is also the file of a probabilities map", outputs=[out, same])
 
 

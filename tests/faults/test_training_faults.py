@@ -44,21 +44,6 @@ def _digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def refused(argv: list[str], capsys, *names: str, problem: str) -> str:
-    """Run ``cryolearn -q argv``: exit 2, one error line naming ``names`` and matching ``problem``."""
-    capsys.readouterr()
-    code = main(["-q", *argv])
-    err = capsys.readouterr().err
-    assert code == 2, f"exit code {code}, stderr:\n{err}"
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("cryolearn: error:")]
-    assert len(lines) == 1, err
-    for name in names:
-        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
-    assert problem.lower() in lines[0].lower(), f"{problem!r} not in {lines[0]!r}"
-    return lines[0]
-
-
 def _copy_run(base, tmp_path) -> Path:
     run = tmp_path / "run"
     shutil.copytree(base["run"], run)
@@ -70,7 +55,7 @@ def _copy_run(base, tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("array, value", [("distances", np.nan), ("distances", np.inf), ("image", -np.inf)])
-def test_non_finite_value_in_a_store_is_refused_before_training(array, value, base, tmp_path, capsys, train_argv):
+def test_non_finite_value_in_a_store_is_refused_before_training(array, value, base, tmp_path, refused, train_argv):
     import zarr
 
     store = tmp_path / "damaged.zarr"
@@ -80,18 +65,18 @@ def test_non_finite_value_in_a_store_is_refused_before_training(array, value, ba
     data[(patch, *(0,) * (data.ndim - 1))] = value  # another tool damaged the last patch
     run = tmp_path / "run"
     extra = ["--network-distance-prediction"] if array == "distances" else []
-    refused(train_argv(store, run, *extra), capsys, "damaged.zarr", array, f"patch {patch}",
+    refused(train_argv(store, run, *extra), "damaged.zarr", array, f"patch {patch}",
             problem="NaN or infinite values")
     assert not run.exists()
 
 
-def test_infinite_learning_rate_is_refused(base, tmp_path, capsys, train_argv):
+def test_infinite_learning_rate_is_refused(base, tmp_path, refused, train_argv):
     run = tmp_path / "run"
-    refused(train_argv(base["store"], run, "--lr", "inf"), capsys, "lr", problem="finite")
+    refused(train_argv(base["store"], run, "--lr", "inf"), "lr", problem="finite")
     assert not run.exists()
 
 
-def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(base, tmp_path, capsys, monkeypatch, train_argv):
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(base, tmp_path, refused, monkeypatch, train_argv):
     from napari_cryolearn.segmentation.module import SegmentationModule
 
     n = torch.load(base["run"] / "model" / "last.ckpt", weights_only=False)["global_step"]  # batches per epoch
@@ -104,7 +89,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(base, tmp_pa
     monkeypatch.setattr(SegmentationModule, "training_step", nan_at_epoch_2_batch_3)
     run = tmp_path / "run"
     last = run / "model" / "last.ckpt"
-    msg = refused(train_argv(base["store"], run, "--max-epochs", "3"), capsys, str(run),
+    msg = refused(train_argv(base["store"], run, "--max-epochs", "3"), str(run),
                   problem=f"training diverged at epoch 2, batch 3: loss is nan; last good checkpoint kept at {last}")
     ck = torch.load(last, weights_only=False)
     assert ck["global_step"] == n and ck["epoch"] == 0  # the end of epoch 1
@@ -118,14 +103,14 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(base, tmp_pa
     assert torch.load(last, weights_only=False)["global_step"] == 3 * n
 
 
-def test_nan_loss_in_the_first_epoch_writes_no_checkpoint(base, tmp_path, capsys, monkeypatch, train_argv):
+def test_nan_loss_in_the_first_epoch_writes_no_checkpoint(base, tmp_path, refused, monkeypatch, train_argv):
     from napari_cryolearn.segmentation.module import SegmentationModule
 
     step = SegmentationModule.training_step
     monkeypatch.setattr(SegmentationModule, "training_step",
                         lambda self, b, i: step(self, b, i) * (float("nan") if i == 1 else 1.0))
     run = tmp_path / "run"
-    refused(train_argv(base["store"], run), capsys, problem="diverged at epoch 1, batch 2: loss is nan; no checkpoint")
+    refused(train_argv(base["store"], run), problem="diverged at epoch 1, batch 2: loss is nan; no checkpoint")
     assert not (run / "model").exists() or not list((run / "model").iterdir())
 
 
@@ -148,33 +133,33 @@ KINDS = ["random", "truncated", "tensor", "dict", "nan"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_continue_from_a_broken_last_checkpoint(kind, base, tmp_path, capsys, broken_checkpoint, train_argv):
+def test_continue_from_a_broken_last_checkpoint(kind, base, tmp_path, refused, broken_checkpoint, train_argv):
     run = _copy_run(base, tmp_path)
     last = run / "model" / "last.ckpt"
     good = tmp_path / "good.ckpt"
     shutil.copy(last, good)
     name, problem = broken_checkpoint(kind, good, last)
     before = _digest(run)
-    refused(train_argv(base["store"], run, "--continue-training"), capsys, str(last), name, problem=problem)
+    refused(train_argv(base["store"], run, "--continue-training"), str(last), name, problem=problem)
     assert _digest(run) == before
 
 
-def test_continue_from_a_bare_state_dict(base, tmp_path, capsys, train_argv):
+def test_continue_from_a_bare_state_dict(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     last = run / "model" / "last.ckpt"
     torch.save(torch.load(last, weights_only=False)["state_dict"], last)
-    refused(train_argv(base["store"], run, "--continue-training"), capsys, str(last),
+    refused(train_argv(base["store"], run, "--continue-training"), str(last),
             problem="not a checkpoint of a training run that can be continued (no optimizer_states")
 
 
-def test_continue_with_another_number_of_classes(base, tmp_path, capsys, train_argv):
+def test_continue_with_another_number_of_classes(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     argv = train_argv(base["store"], run, "--continue-training", out_channels=4)
-    msg = refused(argv, capsys, "last.ckpt", problem="does not fit this network")
+    msg = refused(argv, "last.ckpt", problem="does not fit this network")
     assert "net.heads.semantic_head" in msg and "(3," in msg and "(4," in msg
 
 
-def test_continue_from_a_checkpoint_whose_tensors_do_not_fit(base, tmp_path, capsys, train_argv):
+def test_continue_from_a_checkpoint_whose_tensors_do_not_fit(base, tmp_path, refused, train_argv):
     """A checkpoint whose config describes this network but whose tensors have other shapes."""
     run = _copy_run(base, tmp_path)
     last = run / "model" / "last.ckpt"
@@ -182,24 +167,24 @@ def test_continue_from_a_checkpoint_whose_tensors_do_not_fit(base, tmp_path, cap
     key = next(k for k, t in ck["state_dict"].items() if k.startswith("net.backbone.") and t.ndim == 5)
     ck["state_dict"][key] = torch.zeros(ck["state_dict"][key].shape[0] + 1, *ck["state_dict"][key].shape[1:])
     torch.save(ck, last)
-    msg = refused(train_argv(base["store"], run, "--continue-training"), capsys, str(last), key,
+    msg = refused(train_argv(base["store"], run, "--continue-training"), str(last), key,
                   problem="does not fit this network")
     assert "config.yaml" in msg
 
 
-def test_continue_with_another_optimizer(base, tmp_path, capsys, train_argv):
+def test_continue_with_another_optimizer(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
-    refused(train_argv(base["store"], run, "--continue-training", "--optimizer", "sgd"), capsys, "last.ckpt",
+    refused(train_argv(base["store"], run, "--continue-training", "--optimizer", "sgd"), "last.ckpt",
             "optimizer", problem="the stopped run used optimizer 'adamw'")
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_pretrained_model_broken(kind, base, tmp_path, capsys, broken_checkpoint, train_argv):
+def test_pretrained_model_broken(kind, base, tmp_path, refused, broken_checkpoint, train_argv):
     ckpt = tmp_path / "in" / "pretrained.ckpt"
     ckpt.parent.mkdir()
     name, problem = broken_checkpoint(kind, base["run"] / "model" / "last.ckpt", ckpt)
     run = tmp_path / "run"
-    refused(train_argv(base["store"], run, "--pretrained-model", str(ckpt)), capsys, str(ckpt), name, problem=problem)
+    refused(train_argv(base["store"], run, "--pretrained-model", str(ckpt)), str(ckpt), name, problem=problem)
     assert not run.exists()
 
 
@@ -222,10 +207,10 @@ def test_pretrained_model_of_another_class_count_reports_untrained_heads(base, t
 # the run folder
 
 
-def test_training_again_into_a_run_folder_is_refused(base, tmp_path, capsys, train_argv):
+def test_training_again_into_a_run_folder_is_refused(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     before = _digest(run)
-    msg = refused(train_argv(base["store"], run), capsys, str(run), "log_dir", "--continue-training", "--overwrite",
+    msg = refused(train_argv(base["store"], run), str(run), "log_dir", "--continue-training", "--overwrite",
                   problem="already holds a training run")
     assert "config.yaml" in msg and "model/last.ckpt" in msg
     assert _digest(run) == before
@@ -254,27 +239,27 @@ def test_overwrite_replaces_the_run_and_keeps_other_files(base, tmp_path, capsys
     assert list((run / "lightning_logs").rglob("events.out.tfevents*"))
 
 
-def test_overwrite_and_continue_together_are_refused(base, tmp_path, capsys, train_argv):
+def test_overwrite_and_continue_together_are_refused(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     before = _digest(run)
-    refused(train_argv(base["store"], run, "--overwrite", "--continue-training"), capsys, "overwrite",
+    refused(train_argv(base["store"], run, "--overwrite", "--continue-training"), "overwrite",
             problem="set one")
     assert _digest(run) == before
 
 
-def test_overwrite_refuses_to_remove_its_own_pretrained_model(base, tmp_path, capsys, train_argv):
+def test_overwrite_refuses_to_remove_its_own_pretrained_model(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     before = _digest(run)
     model = run / "model" / "last.ckpt"
-    refused(train_argv(base["store"], run, "--overwrite", "--pretrained-model", str(model)), capsys, str(model),
+    refused(train_argv(base["store"], run, "--overwrite", "--pretrained-model", str(model)), str(model),
             problem="which overwrite removes")
     assert _digest(run) == before
 
 
-def test_a_run_folder_another_training_is_writing_is_refused(base, tmp_path, capsys, train_argv):
+def test_a_run_folder_another_training_is_writing_is_refused(base, tmp_path, refused, train_argv):
     run = tmp_path / "run"
     with output_lock(run, field="log_dir"):  # as a training running in another process holds it
-        msg = refused(train_argv(base["store"], run), capsys, str(run), "log_dir", problem="another run is writing")
+        msg = refused(train_argv(base["store"], run), str(run), "log_dir", problem="another run is writing")
     import os
 
     assert f"process {os.getpid()}" in msg
