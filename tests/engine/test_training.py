@@ -1,7 +1,5 @@
 """The training harness: TrainerConfig, the run folder, resume rules and fit(), with a toy stage."""
 
-from pathlib import Path
-
 import lightning as L
 import pytest
 import torch

@@ -3,7 +3,6 @@
 import time
 
 import numpy as np
-import pytest
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.progress import Progress
