@@ -22,30 +22,19 @@ from napari_cryolearn.io import write_mrc, write_star
 
 SHAPE = (24, 32, 40)  # z, y, x
 VOXEL = 10.0  # Angstrom
-TINY_NET = ["--network-backbone-num-filters", "4", "8", "8", "16", "--network-backbone-fpn-channels", "8",
-            "--network-backbone-dense-dim", "8", "--network-filters", "8", "8"]
-TRAIN_FAST = ["--max-epochs", "1", "--device", "cpu", "--patch-size", "16", "--batch-size", "2",
-              "--validation-ratio", "0"]
 
 
 # ---------------------------------------------------------------------------------------------
 # shared, valid inputs (written once; the cases write only into their own tmp_path)
 
 
-def _labels() -> np.ndarray:
-    z, y, x = np.indices(SHAPE)
-    lab = np.zeros(SHAPE, np.uint8)
-    lab[(z - 12) ** 2 + (y - 16) ** 2 + (x - 14) ** 2 < 36] = 1
-    lab[(z - 10) ** 2 + (y - 12) ** 2 + (x - 30) ** 2 < 16] = 2
-    return lab
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
+def data(tmp_path_factory, two_class_labels) -> dict[str, Path]:
     """Valid inputs of every kind, and broken copies of them."""
     root = tmp_path_factory.mktemp("inputs")
     rng = np.random.default_rng(0)
-    lab = _labels()
+    lab = two_class_labels
+    assert lab.shape == SHAPE
     tomo = (rng.normal(size=SHAPE) - 2.0 * (lab > 0)).astype(np.float32)
     d = {
         "tomogram": write_mrc(root / "tomogram.mrc", tomo, voxel_size=VOXEL),
@@ -121,15 +110,14 @@ def inputs_untouched(data):
 
 
 @pytest.fixture(scope="module")
-def trained(data, tmp_path_factory) -> dict[str, Path]:
+def trained(data, tmp_path_factory, train_argv) -> dict[str, Path]:
     """A patch store of the valid inputs and a tiny network trained on it for one epoch."""
     root = tmp_path_factory.mktemp("trained")
     store = root / "tomogram.zarr"
     assert main(["-q", "prep", "patches", str(data["tomogram"]), str(store), "--labels", str(data["labels"]),
                  "--patch-size", "16"]) == 0
     run = root / "run"
-    assert main(["-q", "segment", "train", str(store), "--log-dir", str(run), "--network-out-channels", "3",
-                 *TINY_NET, *TRAIN_FAST]) == 0
+    assert main(["-q", *train_argv(store, run)]) == 0
     model = run / "model" / "last.ckpt"
     assert model.is_file()
     return {"store": store, "model": model, "run": run}
@@ -335,45 +323,41 @@ def test_masks_missing_star_file(data, tmp_path, capsys):
 # segment train
 
 
-def test_train_missing_store(data, tmp_path, capsys):
+def test_train_missing_store(data, tmp_path, capsys, train_argv):
     run = tmp_path / "run"
-    refused(["segment", "train", str(tmp_path / "nowhere.zarr"), "--log-dir", str(run), *TRAIN_FAST], capsys,
+    refused(train_argv(tmp_path / "nowhere.zarr", run), capsys,
             names=["nowhere.zarr", "patch_stores"], problem=r"not found", outputs=[run])
 
 
-def test_train_empty_folder_as_store(data, tmp_path, capsys):
+def test_train_empty_folder_as_store(data, tmp_path, capsys, train_argv):
     run = tmp_path / "run"
-    refused(["segment", "train", str(data["empty_folder"]), "--log-dir", str(run), *TRAIN_FAST], capsys,
+    refused(train_argv(data["empty_folder"], run), capsys,
             names=["empty_store"], problem=r"not a zarr group|patch store", outputs=[run])
 
 
-def test_train_labels_beyond_out_channels(data, trained, tmp_path, capsys):
+def test_train_labels_beyond_out_channels(data, trained, tmp_path, capsys, train_argv):
     run = tmp_path / "run"
-    refused(["segment", "train", str(trained["store"]), "--log-dir", str(run), "--network-out-channels", "2",
-             *TINY_NET, *TRAIN_FAST], capsys,
+    refused(train_argv(trained["store"], run, out_channels=2), capsys,
             names=["tomogram.zarr", "labels"], problem=r"label 2 but out_channels is 2", outputs=[run])
 
 
-def test_train_on_a_missing_cuda(data, trained, tmp_path, capsys, monkeypatch):
+def test_train_on_a_missing_cuda(data, trained, tmp_path, capsys, monkeypatch, train_argv):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with a GPU
     run = tmp_path / "run"
-    argv = ["segment", "train", str(trained["store"]), "--log-dir", str(run), "--network-out-channels", "3",
-            *TINY_NET, *TRAIN_FAST, "--device", "cuda"]
-    refused(argv, capsys, names=["device"], problem=r"CUDA .*not available|no CUDA device", outputs=[run])
+    refused(train_argv(trained["store"], run, "--device", "cuda"), capsys, names=["device"], problem=r"CUDA .*not available|no CUDA device", outputs=[run])
 
 
 @pytest.mark.parametrize("which, problem", [
     ("not_ckpt", r"not a readable PyTorch checkpoint"),
     ("other_arch", r"unknown checkpoint layout"),
 ])
-def test_train_bad_pretrained_model(which, problem, data, trained, tmp_path, capsys):
+def test_train_bad_pretrained_model(which, problem, data, trained, tmp_path, capsys, train_argv):
     run = tmp_path / "run"
-    refused(["segment", "train", str(trained["store"]), "--log-dir", str(run), "--network-out-channels", "3",
-             *TINY_NET, *TRAIN_FAST, "--pretrained-model", str(data[which])], capsys,
+    refused(train_argv(trained["store"], run, "--pretrained-model", str(data[which])), capsys,
             names=[data[which].name], problem=problem, outputs=[run])
 
 
-def test_train_pretrained_of_other_shapes(data, trained, tmp_path, capsys):
+def test_train_pretrained_of_other_shapes(data, trained, tmp_path, capsys, train_argv):
     """A checkpoint in our layout whose backbone has other sizes (and no config to say so)."""
     state = torch.load(trained["model"], map_location="cpu", weights_only=False)["state_dict"]
     key = next(k for k in state if k.startswith("net.backbone.") and state[k].ndim == 5)
@@ -383,16 +367,14 @@ def test_train_pretrained_of_other_shapes(data, trained, tmp_path, capsys):
     ckpt.parent.mkdir()
     torch.save({"state_dict": changed}, ckpt)
     run = tmp_path / "run"
-    msg = refused(["segment", "train", str(trained["store"]), "--log-dir", str(run), "--network-out-channels", "3",
-                   *TINY_NET, *TRAIN_FAST, "--pretrained-model", str(ckpt)], capsys,
+    msg = refused(train_argv(trained["store"], run, "--pretrained-model", str(ckpt)), capsys,
                   names=["resized.ckpt"], problem=r"does not fit this network", outputs=[run])
     assert key[len("net."):] in msg
 
 
-def test_train_continue_without_previous_run(data, trained, tmp_path, capsys):
+def test_train_continue_without_previous_run(data, trained, tmp_path, capsys, train_argv):
     run = tmp_path / "run"
-    refused(["segment", "train", str(trained["store"]), "--log-dir", str(run), "--network-out-channels", "3",
-             *TINY_NET, *TRAIN_FAST, "--continue-training"], capsys,
+    refused(train_argv(trained["store"], run, "--continue-training"), capsys,
             names=["last.ckpt", "continue_training"], problem=r"no checkpoint to continue from", outputs=[run])
 
 
@@ -479,18 +461,17 @@ def bad_stores(data, tmp_path_factory) -> dict[str, Path]:
     ("no_labels", "labels", r"no labels"),
     ("background_only", "labels", r"only background"),
 ])
-def test_train_refuses_store(which, field, problem, bad_stores, tmp_path, capsys):
+def test_train_refuses_store(which, field, problem, bad_stores, tmp_path, capsys, train_argv):
     run = tmp_path / "run"
-    refused(["segment", "train", str(bad_stores[which]), "--log-dir", str(run), "--network-out-channels", "3",
-             *TINY_NET, *TRAIN_FAST], capsys, names=[f"{which}.zarr", field], problem=problem, outputs=[run])
+    refused(train_argv(bad_stores[which], run), capsys, names=[f"{which}.zarr", field], problem=problem,
+            outputs=[run])
 
 
-def test_train_log_dir_is_a_file(data, trained, tmp_path, capsys):
+def test_train_log_dir_is_a_file(data, trained, tmp_path, capsys, train_argv):
     log = tmp_path / "run.txt"
     log.write_text("my notes\n")
     capsys.readouterr()
-    assert main(["-q", "segment", "train", str(trained["store"]), "--log-dir", str(log),
-                 "--network-out-channels", "3", *TINY_NET, *TRAIN_FAST]) == 2
+    assert main(["-q", *train_argv(trained["store"], log)]) == 2
     err = capsys.readouterr().err
     assert "run.txt" in err and "log_dir" in err and "is a file" in err
     assert log.read_text() == "my notes\n"
@@ -611,8 +592,7 @@ def test_threshold_refuses_nan(data, tmp_path, capsys):
             names=["nan.mrc", "input"], problem=r"NaN", outputs=[out])
 
 
-def test_train_refuses_a_run_folder_inside_its_store(trained, capsys):
+def test_train_refuses_a_run_folder_inside_its_store(trained, capsys, train_argv):
     store = trained["store"]
     run = store / "run"
-    refused(["segment", "train", str(store), "--log-dir", str(run), "--network-out-channels", "3",
-             *TINY_NET, *TRAIN_FAST], capsys, names=["log_dir"], problem=r"inside the patch store", outputs=[run])
+    refused(train_argv(store, run), capsys, names=["log_dir"], problem=r"inside the patch store", outputs=[run])

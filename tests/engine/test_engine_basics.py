@@ -44,8 +44,10 @@ def test_atomic_path_no_overwrite(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
     with pytest.raises(FileExistsError):
-        with atomic_path(target, overwrite=False):
-            pass
+        with atomic_path(target, overwrite=False) as tmp:
+            tmp.write_text("new")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["out.txt"]
 
 
 def test_atomic_dir_replaces_folder_whole(tmp_path):
@@ -128,11 +130,30 @@ def test_run_job_closes_generator_on_error():
     assert closed == [True]
 
 
-def test_stop_flag_is_thread_safe():
+def test_stop_flag_set_in_one_thread_stops_a_job_running_in_another():
+    """A Stop button sets the flag on the GUI thread while the job runs on a worker: the job sees
+    it at its next check and returns what it finished (3 steps), neither sooner nor later."""
     stop = StopFlag()
-    t = threading.Thread(target=stop.set)
-    t.start()
-    t.join()
+    paused, resume = threading.Event(), threading.Event()
+    steps, outcome = [], []
+
+    def on_progress(event):
+        steps.append(event.step)
+        if event.step == 3:  # hold the job between steps 3 and 4 until the other thread has set the flag
+            paused.set()
+            resume.wait(10)
+
+    worker = threading.Thread(target=lambda: outcome.append(run_job(_counting_job(100, stop), on_progress)))
+    worker.start()
+    try:
+        assert paused.wait(10), "the job never reached step 3"
+        assert not stop.is_set() and not stop and steps == [1, 2, 3]
+        stop.set()
+    finally:
+        resume.set()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert outcome == [("stopped", 3)] and steps == [1, 2, 3]
     assert stop.is_set()
 
 

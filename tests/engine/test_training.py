@@ -1,13 +1,11 @@
 """The training harness: TrainerConfig, the run folder, resume rules and fit(), with a toy stage."""
 
-from pathlib import Path
-
 import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from napari_cryolearn.engine import InputError, StopFlag, run_job
+from napari_cryolearn.engine import InputError, StopFlag
 from napari_cryolearn.engine.jobs import JobResult
 from napari_cryolearn.engine.training import (
     RunFolder,
@@ -53,22 +51,22 @@ def _loader(n=8, seed=0):
     return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=2)
 
 
-def _fit(cfg, stop=None, on=None):
-    events = []
+@pytest.fixture
+def fit_toy(run_collecting):
+    """``fit_toy(cfg, stop=None, on=None) -> (result, progress events)``: the toy stage trained in
+    its run folder."""
 
-    def cb(e):
-        events.append(e)
-        if on is not None:
-            on(e)
+    def run(cfg, stop=None, on=None):
+        folder = RunFolder(cfg, files=("notes.txt",))
+        folder.check()
+        try:
+            job = fit(Toy(), _loader(), _loader(4, 1), cfg, folder, stage="toy.train", monitor=("val_mse", "min"),
+                      shown=("val_mse",), files={"notes.txt": "toy"}, resume=resume_checkpoint(cfg), stop=stop)
+            return run_collecting(job, on)
+        finally:
+            folder.release()
 
-    folder = RunFolder(cfg, files=("notes.txt",))
-    folder.check()
-    try:
-        job = fit(Toy(), _loader(), _loader(4, 1), cfg, folder, stage="toy.train", monitor=("val_mse", "min"),
-                  shown=("val_mse",), files={"notes.txt": "toy"}, resume=resume_checkpoint(cfg), stop=stop)
-        return run_job(job, cb), events
-    finally:
-        folder.release()
+    return run
 
 
 def test_every_shared_field_is_described_and_inherited():
@@ -80,9 +78,9 @@ def test_every_shared_field_is_described_and_inherited():
     assert set(fields) < set(ToyConfig.model_fields)
 
 
-def test_fit_writes_the_run_folder_reports_the_stage_metric_and_returns_a_job_result(tmp_path):
+def test_fit_writes_the_run_folder_reports_the_stage_metric_and_returns_a_job_result(tmp_path, fit_toy):
     cfg = ToyConfig(log_dir=tmp_path / "run", max_epochs=2, device="cpu", progress_every_n_batches=2)
-    result, events = _fit(cfg)
+    result, events = fit_toy(cfg)
     run = tmp_path / "run"
     assert isinstance(result, TrainResult) and isinstance(result, JobResult)
     assert result.outputs == {"log_dir": run, "model": run / "model" / "model_best.ckpt",
@@ -102,13 +100,13 @@ def test_fit_writes_the_run_folder_reports_the_stage_metric_and_returns_a_job_re
         RunFolder(cfg.model_copy(update={"continue_training": True, "overwrite": True})).check()
 
 
-def test_resume_rules_and_overwrite_keep_what_is_not_the_runs(tmp_path):
+def test_resume_rules_and_overwrite_keep_what_is_not_the_runs(tmp_path, fit_toy):
     cfg = ToyConfig(log_dir=tmp_path / "run", max_epochs=2, device="cpu", pretrained_model=tmp_path / "p.ckpt")
     with pytest.raises(InputError, match="no checkpoint to continue from"):
         resume_checkpoint(cfg.model_copy(update={"continue_training": True}))
     assert resume_checkpoint(cfg) is None and start_weights(cfg, None) == tmp_path / "p.ckpt"
     stop = StopFlag()
-    first, _ = _fit(cfg.model_copy(update={"pretrained_model": None}), stop,
+    first, _ = fit_toy(cfg.model_copy(update={"pretrained_model": None}), stop,
                     lambda e: stop.set() if e.metrics.get("epoch") == 1 and "batch" not in e.metrics else None)
     assert first.stopped and first.epochs == 1
     cont = cfg.model_copy(update={"continue_training": True, "pretrained_model": None})
@@ -116,7 +114,7 @@ def test_resume_rules_and_overwrite_keep_what_is_not_the_runs(tmp_path):
         resume_checkpoint(cont.model_copy(update={"max_epochs": 3}))
     last = resume_checkpoint(cont)
     assert last == tmp_path / "run" / "model" / "last.ckpt" and start_weights(cfg, last) is None
-    second, _ = _fit(cont)
+    second, _ = fit_toy(cont)
     assert second.epochs == 2 and not second.stopped
     assert torch.load(second.last_checkpoint, weights_only=False)["global_step"] == 8
     keep = tmp_path / "run" / "mine.txt"

@@ -18,6 +18,7 @@ import re
 import struct
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import mrcfile
 import numpy as np
@@ -72,70 +73,22 @@ def mrc_seeds(tmp_path_factory) -> list[bytes]:
     ]
 
 
-RELION31 = """
-# version 30001
-
-data_optics
-
-loop_
-_rlnOpticsGroup #1
-_rlnOpticsGroupName #2
-_rlnImagePixelSize #3
-1 opticsGroup1 2.0
-
-# version 30001
-
-data_particles
-
-loop_
-_rlnTomoName #1
-_rlnCoordinateX #2
-_rlnCoordinateY #3
-_rlnCoordinateZ #4
-_rlnOriginXAngst #5
-_rlnOriginYAngst #6
-_rlnOriginZAngst #7
-_rlnClassNumber #8
-_rlnOpticsGroup #9
-TS_01 10.0 20.0 30.0 2.0 0.0 -2.0 1 1
-TS_01 11.5 21.5 31.5 0.0 0.0 0.0 2 1
-TS_02 "5" 6 7 0 0 0 1 1
-"""
-
-RELION5 = """data_general
-
-_rlnTomoSubTomosAre2DStacks 1
-
-data_particles
-
-loop_
-_rlnTomoName
-_rlnCenteredCoordinateXAngst
-_rlnCenteredCoordinateYAngst
-_rlnCenteredCoordinateZAngst
-_rlnTomoTiltSeriesPixelSize
-TS_01 10.0 -20.0 0.0 10.0
-TS_01 0 0 0 10.0
-"""
-
-PLAIN_2D = """data_
-loop_
-_rlnCoordinateX
-_rlnCoordinateY
-_rlnMicrographName
-1 2 mics/a.mrc
-3 4 mics/b.mrc
-"""
+#: The valid STAR files whose reading tests/io/test_io_star.py checks.
+STAR_DATA = Path(__file__).parents[1] / "data" / "star"
 
 
 @pytest.fixture(scope="module")
 def star_seeds(tmp_path_factory) -> list[str]:
-    """Valid STAR texts: RELION 3.1 with optics and origins, RELION 5 centred Angstrom, 2D, and
-    one written by :func:`write_star`."""
+    """Valid STAR texts: those of tests/data/star (RELION 3.1 with optics and origins, RELION 5
+    centred Angstrom with an optics table or a pixel size per particle, 2D micrograph picks),
+    and one written by :func:`write_star`."""
     tmp = tmp_path_factory.mktemp("star_seeds")
     ours = write_star(tmp / "ours.star", np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]),
                       features={"rlnClassNumber": [1, 2]}, pixel_size=4.0, tomo_name="TS_01")
-    return [RELION31, RELION5, PLAIN_2D, ours.read_text()]
+    files = sorted(STAR_DATA.glob("*.star"))
+    assert [f.name for f in files] == ["micrographs_2d.star", "relion31.star", "relion5.star",
+                                       "relion5_pixel_size_per_particle.star"]
+    return [*(f.read_text() for f in files), ours.read_text()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,27 +455,17 @@ def test_mrc_that_cannot_be_opened(mrc_seeds, tmp_path, monkeypatch):
             read(path)
 
 
-def test_mrc_without_read_permission(mrc_seeds, tmp_path, skip_unless_locked):
+def test_mrc_without_read_permission(mrc_seeds, tmp_path, unreadable):
     path = tmp_path / "locked.mrc"
     path.write_bytes(mrc_seeds[0])
-    path.chmod(0)
-    try:
-        skip_unless_locked(path)
-        with pytest.raises(InputError, match=r"locked\.mrc: cannot be read: permission denied$"):
-            read_mrc(path)
-    finally:
-        path.chmod(0o644)
+    with unreadable(path), pytest.raises(InputError, match=r"locked\.mrc: cannot be read: permission denied$"):
+        read_mrc(path)
 
 
-def test_mrc_in_a_folder_without_permission(mrc_seeds, tmp_path, skip_unless_locked):
+def test_mrc_in_a_folder_without_permission(mrc_seeds, tmp_path, unreadable):
     folder = tmp_path / "private"
     folder.mkdir()
     path = folder / "tomo.mrc"
     path.write_bytes(mrc_seeds[0])
-    folder.chmod(0)
-    try:
-        skip_unless_locked(path)
-        with pytest.raises(InputError, match=r"tomo\.mrc: cannot be read: permission denied$"):
-            read_mrc(path)
-    finally:
-        folder.chmod(0o755)
+    with unreadable(path, folder), pytest.raises(InputError, match=r"tomo\.mrc: cannot be read: permission denied$"):
+        read_mrc(path)

@@ -22,12 +22,6 @@ from napari_cryolearn.io.cryosiam_patches import export_cryosiam_patches, import
 from napari_cryolearn.io.mrc import write_mrc
 from napari_cryolearn.io.patch_store import PatchStoreWriter, open_patch_store, write_patch_store
 
-TINY_NET = ["--network-backbone-num-filters", "4", "8", "8", "16", "--network-backbone-fpn-channels", "8",
-            "--network-backbone-dense-dim", "8", "--network-filters", "8", "8"]
-TRAIN_FAST = ["--max-epochs", "1", "--device", "cpu", "--patch-size", "16", "--batch-size", "2",
-              "--validation-ratio", "0"]
-
-
 @pytest.fixture(scope="module")
 def volumes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
@@ -456,28 +450,33 @@ def trainable(tmp_path_factory) -> Path:
     return store
 
 
-def _train(store: Path, run: Path, capsys) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(["-q", "segment", "train", str(store), "--log-dir", str(run), "--network-out-channels", "3",
-                 *TINY_NET, *TRAIN_FAST])
-    return code, capsys.readouterr().err
+@pytest.fixture
+def train(capsys, train_argv):
+    """``train(store, run) -> (exit code, stderr)`` of ``cryolearn segment train``."""
+
+    def run(store: Path, log_dir: Path) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["-q", *train_argv(store, log_dir)])
+        return code, capsys.readouterr().err
+
+    return run
 
 
 @pytest.mark.parametrize("array", ["image", "labels"])
-def test_training_on_a_store_with_a_missing_chunk_is_refused(trainable, tmp_path, capsys, array):
+def test_training_on_a_store_with_a_missing_chunk_is_refused(trainable, tmp_path, train, array):
     store = Path(shutil.copytree(trainable, tmp_path / "tomogram.zarr"))
     chunk = store / array / "c.1.0.0.0"
     chunk.unlink()
-    code, err = _train(store, tmp_path / "run", capsys)
+    code, err = train(store, tmp_path / "run")
     assert code == 2, err
     assert f"cryolearn: error: {chunk}: missing chunk (patch 1 of '{array}')" in err
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 
-def test_training_on_a_store_without_its_metadata_is_refused(trainable, tmp_path, capsys):
+def test_training_on_a_store_without_its_metadata_is_refused(trainable, tmp_path, train):
     store = Path(shutil.copytree(trainable, tmp_path / "tomogram.zarr"))
     (store / "zarr.json").unlink()
-    code, err = _train(store, tmp_path / "run", capsys)
+    code, err = train(store, tmp_path / "run")
     assert code == 2, err
     assert f"cryolearn: error: {store / 'zarr.json'}: missing" in err and "Traceback" not in err

@@ -41,23 +41,6 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return d
 
 
-def refused(argv: list[str], capsys, *names: str, problem: str, outputs: list[Path]) -> str:
-    capsys.readouterr()
-    code = main(["-q", *argv])
-    err = capsys.readouterr().err
-    assert code == 2, f"exit code {code}, stderr:\n{err}"
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("cryolearn: error:")]
-    assert len(lines) == 1, err
-    for name in names:
-        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
-    assert problem.lower() in lines[0].lower(), f"{problem!r} not in {lines[0]!r}"
-    for out in outputs:
-        assert not out.exists(), f"{out} was written"
-        assert not [p.name for p in out.parent.iterdir() if ".part" in p.name or p.name.startswith(".")]
-    return lines[0]
-
-
 def _predict(model: Path, tomogram: Path, out: Path, *extra: str) -> list[str]:
     return ["segment", "predict", str(model), str(tomogram), str(out), "--device", "cpu", "--window", "16", *extra]
 
@@ -66,62 +49,34 @@ def _predict(model: Path, tomogram: Path, out: Path, *extra: str) -> list[str]:
 # the model
 
 
-def _broken(kind: str, good: Path, path: Path) -> tuple[str, str]:
-    """Write a broken model of ``kind`` at ``path``; returns (text the message names, problem)."""
-    if kind == "random":
-        path.write_bytes(np.random.default_rng(1).bytes(4096))
-        return path.name, "not a readable PyTorch checkpoint"
-    if kind == "truncated":
-        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-        return path.name, "not a readable PyTorch checkpoint"
-    if kind == "tensor":
-        torch.save(torch.zeros(3, 3), path)
-        return path.name, "no state_dict in checkpoint (it holds Tensor)"
-    if kind == "dict":
-        torch.save({"weights": [1, 2, 3]}, path)
-        return path.name, "no state_dict in checkpoint"
-    if kind == "foreign_state":
-        torch.save({"conv.weight": torch.zeros(2, 1, 3, 3)}, path)
-        return path.name, "does not describe a segmentation network"
-    if kind == "not_tensors":
-        ck = torch.load(good, weights_only=False)
-        ck["state_dict"] = {**ck["state_dict"], "net.extra": "text"}
-        torch.save(ck, path)
-        return "net.extra", "not a tensor"
-    if kind == "other_class":
-        # the weights of a 2-class network under the config of a 3-class one
-        two = save_model(path.with_name("two.ckpt"), out_channels=2)
-        ck = torch.load(good, weights_only=False)
-        ck["state_dict"] = torch.load(two, weights_only=False)["state_dict"]
-        two.unlink()
-        torch.save(ck, path)
-        return "heads.semantic_head.6.weight: checkpoint (2, 8, 3, 3, 3) vs model (3, 8, 3, 3, 3)", "does not fit"
-    if kind == "nan":
-        ck = torch.load(good, weights_only=False)
-        key = next(k for k, t in ck["state_dict"].items() if t.is_floating_point() and t.ndim == 5)
-        ck["state_dict"][key] = torch.full_like(ck["state_dict"][key], float("nan"))
-        torch.save(ck, path)
-        return key, "holds NaN or infinite values"
-    raise AssertionError(kind)
+def _other_class_model(good: Path, path: Path) -> tuple[str, str]:
+    """The weights of a 2-class network under the config of the 3-class ``good`` one."""
+    two = save_model(path.with_name("two.ckpt"), out_channels=2)
+    ck = torch.load(good, weights_only=False)
+    ck["state_dict"] = torch.load(two, weights_only=False)["state_dict"]
+    two.unlink()
+    torch.save(ck, path)
+    return "heads.semantic_head.6.weight: checkpoint (2, 8, 3, 3, 3) vs model (3, 8, 3, 3, 3)", "does not fit"
 
 
 @pytest.mark.parametrize("kind", ["random", "truncated", "tensor", "dict", "foreign_state", "not_tensors",
                                   "other_class", "nan"])
-def test_predict_with_a_broken_model(kind, data, tmp_path, capsys):
+def test_predict_with_a_broken_model(kind, data, tmp_path, refused, broken_checkpoint):
     model = tmp_path / "in" / "model.ckpt"
     model.parent.mkdir()
-    name, problem = _broken(kind, data["model"], model)
+    write = _other_class_model if kind == "other_class" else lambda *paths: broken_checkpoint(kind, *paths)
+    name, problem = write(data["model"], model)
     out, probs = tmp_path / "out" / "labels.mrc", tmp_path / "out" / "p.npy"
     out.parent.mkdir()
-    refused(_predict(model, data["tomogram"], out, "--probabilities", str(probs)), capsys, str(model), name,
+    refused(_predict(model, data["tomogram"], out, "--probabilities", str(probs)), str(model), name,
             problem=problem, outputs=[out, probs])
 
 
-def test_load_model_refuses_nan_weights_naming_the_tensor(data, tmp_path):
+def test_load_model_refuses_nan_weights_naming_the_tensor(data, tmp_path, broken_checkpoint):
     from napari_cryolearn.engine.errors import InputError
     from napari_cryolearn.segmentation.predict_job import load_model
 
-    name, _ = _broken("nan", data["model"], tmp_path / "nan.ckpt")
+    name, _ = broken_checkpoint("nan", data["model"], tmp_path / "nan.ckpt")
     with pytest.raises(InputError, match=rf"nan\.ckpt: tensor {name} holds NaN or infinite values"):
         load_model(tmp_path / "nan.ckpt")
 
@@ -168,25 +123,25 @@ def test_fit_window():
 # outputs that coincide
 
 
-def test_labels_named_like_a_probability_map(data, tmp_path, capsys):
+def test_labels_named_like_a_probability_map(data, tmp_path, refused):
     out, probs = tmp_path / "o_class_0.mrc", tmp_path / "o.mrc"
     maps = [tmp_path / f"o_class_{i}.mrc" for i in range(3)]
-    refused(_predict(data["model"], data["tomogram"], out, "--probabilities", str(probs)), capsys,
+    refused(_predict(data["model"], data["tomogram"], out, "--probabilities", str(probs)),
             str(out), "probabilities", problem="is also the file of the labels", outputs=maps)
 
 
-def test_probabilities_and_distances_into_the_same_files(data, tmp_path, capsys):
+def test_probabilities_and_distances_into_the_same_files(data, tmp_path, refused):
     out, same = tmp_path / "labels.mrc", tmp_path / "maps.mrc"
     maps = [tmp_path / f"maps_class_{i}.mrc" for i in range(3)]
     refused(_predict(data["distance_model"], data["tomogram"], out, "--probabilities", str(same),
-                     "--distances", str(same)), capsys, "maps_class_0.mrc", "distances",
+                     "--distances", str(same)), "maps_class_0.mrc", "distances",
             problem="is also the file of a probabilities map", outputs=[out, *maps])
 
 
-def test_probabilities_and_distances_into_the_same_npy(data, tmp_path, capsys):
+def test_probabilities_and_distances_into_the_same_npy(data, tmp_path, refused):
     out, same = tmp_path / "labels.mrc", tmp_path / "maps.npy"
     refused(_predict(data["distance_model"], data["tomogram"], out, "--probabilities", str(same),
-                     "--distances", str(same)), capsys, "maps.npy", "distances",
+                     "--distances", str(same)), "maps.npy", "distances",
             problem="is also the file of a probabilities map", outputs=[out, same])
 
 

@@ -198,15 +198,10 @@ def test_fifo_given_as_star_file_is_not_opened(tmp_path):
         read_star(fifo)
 
 
-def test_star_file_without_read_permission(tmp_path, skip_unless_locked):
+def test_star_file_without_read_permission(tmp_path, unreadable):
     path = _write(tmp_path, HEADER_XYZ + "1 2 3\n", "locked.star")
-    path.chmod(0)
-    try:
-        skip_unless_locked(path)
-        with pytest.raises(InputError, match=r"locked\.star: cannot be read: permission denied"):
-            read_star(path)
-    finally:
-        path.chmod(0o644)
+    with unreadable(path), pytest.raises(InputError, match=r"locked\.star: cannot be read: permission denied"):
+        read_star(path)
 
 
 # ---------------------------------------------------------------------------------------------

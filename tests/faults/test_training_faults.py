@@ -21,27 +21,12 @@ from napari_cryolearn.cli import main
 from napari_cryolearn.engine.locks import output_lock
 from napari_cryolearn.io import write_mrc
 
-SHAPE = (24, 32, 40)
-TINY_NET = ["--network-backbone-num-filters", "4", "8", "8", "16", "--network-backbone-fpn-channels", "8",
-            "--network-backbone-dense-dim", "8", "--network-filters", "8", "8"]
-TRAIN_FAST = ["--max-epochs", "1", "--device", "cpu", "--patch-size", "16", "--batch-size", "2",
-              "--validation-ratio", "0"]
-
-
-def _labels() -> np.ndarray:
-    z, y, x = np.indices(SHAPE)
-    lab = np.zeros(SHAPE, np.uint8)
-    lab[(z - 12) ** 2 + (y - 16) ** 2 + (x - 14) ** 2 < 36] = 1
-    lab[(z - 10) ** 2 + (y - 12) ** 2 + (x - 30) ** 2 < 16] = 2
-    return lab
-
-
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> dict[str, Path]:
+def base(tmp_path_factory, two_class_labels, train_argv) -> dict[str, Path]:
     """A patch store with distance maps and a tiny run trained one epoch on it (copied per case)."""
     root = tmp_path_factory.mktemp("training_faults")
-    lab = _labels()
-    tomo = (np.random.default_rng(0).normal(size=SHAPE) - 2.0 * (lab > 0)).astype(np.float32)
+    lab = two_class_labels
+    tomo = (np.random.default_rng(0).normal(size=lab.shape) - 2.0 * (lab > 0)).astype(np.float32)
     write_mrc(root / "tomogram.mrc", tomo, voxel_size=10.0)
     write_mrc(root / "labels.mrc", lab, voxel_size=10.0)
     assert main(["-q", "prep", "distances", str(root / "labels.mrc"), str(root / "distances.npy"),
@@ -50,36 +35,13 @@ def base(tmp_path_factory) -> dict[str, Path]:
     assert main(["-q", "prep", "patches", str(root / "tomogram.mrc"), str(store), "--labels",
                  str(root / "labels.mrc"), "--distances", str(root / "distances.npy"), "--patch-size", "16"]) == 0
     run = root / "run"
-    assert main(["-q", "segment", "train", str(store), "--log-dir", str(run), *_flags()]) == 0
+    assert main(["-q", *train_argv(store, run)]) == 0
     return {"store": store, "run": run}
-
-
-def _flags(*extra: str) -> list[str]:
-    return ["--network-out-channels", "3", *TINY_NET, *TRAIN_FAST, *extra]
-
-
-def _train(store: Path, run: Path, *extra: str) -> list[str]:
-    return ["-q", "segment", "train", str(store), "--log-dir", str(run), *_flags(*extra)]
 
 
 def _digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def refused(argv: list[str], capsys, *names: str, problem: str) -> str:
-    """Run ``cryolearn argv``: exit 2, one error line naming ``names`` and matching ``problem``."""
-    capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, f"exit code {code}, stderr:\n{err}"
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("cryolearn: error:")]
-    assert len(lines) == 1, err
-    for name in names:
-        assert name in lines[0], f"{name!r} not in {lines[0]!r}"
-    assert problem.lower() in lines[0].lower(), f"{problem!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def _copy_run(base, tmp_path) -> Path:
@@ -93,7 +55,7 @@ def _copy_run(base, tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("array, value", [("distances", np.nan), ("distances", np.inf), ("image", -np.inf)])
-def test_non_finite_value_in_a_store_is_refused_before_training(array, value, base, tmp_path, capsys):
+def test_non_finite_value_in_a_store_is_refused_before_training(array, value, base, tmp_path, refused, train_argv):
     import zarr
 
     store = tmp_path / "damaged.zarr"
@@ -103,18 +65,18 @@ def test_non_finite_value_in_a_store_is_refused_before_training(array, value, ba
     data[(patch, *(0,) * (data.ndim - 1))] = value  # another tool damaged the last patch
     run = tmp_path / "run"
     extra = ["--network-distance-prediction"] if array == "distances" else []
-    refused(_train(store, run, *extra), capsys, "damaged.zarr", array, f"patch {patch}",
+    refused(train_argv(store, run, *extra), "damaged.zarr", array, f"patch {patch}",
             problem="NaN or infinite values")
     assert not run.exists()
 
 
-def test_infinite_learning_rate_is_refused(base, tmp_path, capsys):
+def test_infinite_learning_rate_is_refused(base, tmp_path, refused, train_argv):
     run = tmp_path / "run"
-    refused(_train(base["store"], run, "--lr", "inf"), capsys, "lr", problem="finite")
+    refused(train_argv(base["store"], run, "--lr", "inf"), "lr", problem="finite")
     assert not run.exists()
 
 
-def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(base, tmp_path, capsys, monkeypatch):
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(base, tmp_path, refused, monkeypatch, train_argv):
     from napari_cryolearn.segmentation.module import SegmentationModule
 
     n = torch.load(base["run"] / "model" / "last.ckpt", weights_only=False)["global_step"]  # batches per epoch
@@ -127,7 +89,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(base, tmp_pa
     monkeypatch.setattr(SegmentationModule, "training_step", nan_at_epoch_2_batch_3)
     run = tmp_path / "run"
     last = run / "model" / "last.ckpt"
-    msg = refused(_train(base["store"], run, "--max-epochs", "3"), capsys, str(run),
+    msg = refused(train_argv(base["store"], run, "--max-epochs", "3"), str(run),
                   problem=f"training diverged at epoch 2, batch 3: loss is nan; last good checkpoint kept at {last}")
     ck = torch.load(last, weights_only=False)
     assert ck["global_step"] == n and ck["epoch"] == 0  # the end of epoch 1
@@ -137,18 +99,18 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(base, tmp_pa
     assert "lower the learning rate" in msg
     # and the kept checkpoint continues
     monkeypatch.setattr(SegmentationModule, "training_step", step)
-    assert main(_train(base["store"], run, "--max-epochs", "3", "--continue-training")) == 0
+    assert main(["-q", *train_argv(base["store"], run, "--max-epochs", "3", "--continue-training")]) == 0
     assert torch.load(last, weights_only=False)["global_step"] == 3 * n
 
 
-def test_nan_loss_in_the_first_epoch_writes_no_checkpoint(base, tmp_path, capsys, monkeypatch):
+def test_nan_loss_in_the_first_epoch_writes_no_checkpoint(base, tmp_path, refused, monkeypatch, train_argv):
     from napari_cryolearn.segmentation.module import SegmentationModule
 
     step = SegmentationModule.training_step
     monkeypatch.setattr(SegmentationModule, "training_step",
                         lambda self, b, i: step(self, b, i) * (float("nan") if i == 1 else 1.0))
     run = tmp_path / "run"
-    refused(_train(base["store"], run), capsys, problem="diverged at epoch 1, batch 2: loss is nan; no checkpoint")
+    refused(train_argv(base["store"], run), problem="diverged at epoch 1, batch 2: loss is nan; no checkpoint")
     assert not (run / "model").exists() or not list((run / "model").iterdir())
 
 
@@ -167,66 +129,37 @@ def test_non_finite_weights_are_never_written(tmp_path):
 # checkpoints to continue from or to start from
 
 
-def _nan_weights(src: Path, dst: Path) -> str:
-    ck = torch.load(src, weights_only=False)
-    key = next(k for k, t in ck["state_dict"].items() if t.is_floating_point() and t.ndim == 5)
-    ck["state_dict"][key] = ck["state_dict"][key].clone()
-    ck["state_dict"][key].view(-1)[0] = float("nan")
-    torch.save(ck, dst)
-    return key
-
-
-def _broken(kind: str, good: Path, path: Path) -> tuple[str, str]:
-    """Write a broken checkpoint of ``kind`` at ``path``; returns (text the message names, problem)."""
-    if kind == "random":
-        path.write_bytes(np.random.default_rng(1).bytes(4096))
-        return path.name, "not a readable PyTorch checkpoint"
-    if kind == "truncated":
-        path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-        return path.name, "not a readable PyTorch checkpoint"
-    if kind == "tensor":
-        torch.save(torch.zeros(3, 3), path)
-        return path.name, "no state_dict in checkpoint (it holds Tensor)"
-    if kind == "dict":
-        torch.save({"epoch": 3, "notes": "mine"}, path)
-        return path.name, "no state_dict in checkpoint"
-    if kind == "nan":
-        return _nan_weights(good, path), "holds NaN or infinite values"
-    raise AssertionError(kind)
-
-
 KINDS = ["random", "truncated", "tensor", "dict", "nan"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_continue_from_a_broken_last_checkpoint(kind, base, tmp_path, capsys):
+def test_continue_from_a_broken_last_checkpoint(kind, base, tmp_path, refused, broken_checkpoint, train_argv):
     run = _copy_run(base, tmp_path)
     last = run / "model" / "last.ckpt"
     good = tmp_path / "good.ckpt"
     shutil.copy(last, good)
-    name, problem = _broken(kind, good, last)
+    name, problem = broken_checkpoint(kind, good, last)
     before = _digest(run)
-    refused(_train(base["store"], run, "--continue-training"), capsys, str(last), name, problem=problem)
+    refused(train_argv(base["store"], run, "--continue-training"), str(last), name, problem=problem)
     assert _digest(run) == before
 
 
-def test_continue_from_a_bare_state_dict(base, tmp_path, capsys):
+def test_continue_from_a_bare_state_dict(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     last = run / "model" / "last.ckpt"
     torch.save(torch.load(last, weights_only=False)["state_dict"], last)
-    refused(_train(base["store"], run, "--continue-training"), capsys, str(last),
+    refused(train_argv(base["store"], run, "--continue-training"), str(last),
             problem="not a checkpoint of a training run that can be continued (no optimizer_states")
 
 
-def test_continue_with_another_number_of_classes(base, tmp_path, capsys):
+def test_continue_with_another_number_of_classes(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
-    argv = _train(base["store"], run, "--continue-training")
-    argv[argv.index("--network-out-channels") + 1] = "4"
-    msg = refused(argv, capsys, "last.ckpt", problem="does not fit this network")
+    argv = train_argv(base["store"], run, "--continue-training", out_channels=4)
+    msg = refused(argv, "last.ckpt", problem="does not fit this network")
     assert "net.heads.semantic_head" in msg and "(3," in msg and "(4," in msg
 
 
-def test_continue_from_a_checkpoint_whose_tensors_do_not_fit(base, tmp_path, capsys):
+def test_continue_from_a_checkpoint_whose_tensors_do_not_fit(base, tmp_path, refused, train_argv):
     """A checkpoint whose config describes this network but whose tensors have other shapes."""
     run = _copy_run(base, tmp_path)
     last = run / "model" / "last.ckpt"
@@ -234,24 +167,24 @@ def test_continue_from_a_checkpoint_whose_tensors_do_not_fit(base, tmp_path, cap
     key = next(k for k, t in ck["state_dict"].items() if k.startswith("net.backbone.") and t.ndim == 5)
     ck["state_dict"][key] = torch.zeros(ck["state_dict"][key].shape[0] + 1, *ck["state_dict"][key].shape[1:])
     torch.save(ck, last)
-    msg = refused(_train(base["store"], run, "--continue-training"), capsys, str(last), key,
+    msg = refused(train_argv(base["store"], run, "--continue-training"), str(last), key,
                   problem="does not fit this network")
     assert "config.yaml" in msg
 
 
-def test_continue_with_another_optimizer(base, tmp_path, capsys):
+def test_continue_with_another_optimizer(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
-    refused(_train(base["store"], run, "--continue-training", "--optimizer", "sgd"), capsys, "last.ckpt",
+    refused(train_argv(base["store"], run, "--continue-training", "--optimizer", "sgd"), "last.ckpt",
             "optimizer", problem="the stopped run used optimizer 'adamw'")
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_pretrained_model_broken(kind, base, tmp_path, capsys):
+def test_pretrained_model_broken(kind, base, tmp_path, refused, broken_checkpoint, train_argv):
     ckpt = tmp_path / "in" / "pretrained.ckpt"
     ckpt.parent.mkdir()
-    name, problem = _broken(kind, base["run"] / "model" / "last.ckpt", ckpt)
+    name, problem = broken_checkpoint(kind, base["run"] / "model" / "last.ckpt", ckpt)
     run = tmp_path / "run"
-    refused(_train(base["store"], run, "--pretrained-model", str(ckpt)), capsys, str(ckpt), name, problem=problem)
+    refused(train_argv(base["store"], run, "--pretrained-model", str(ckpt)), str(ckpt), name, problem=problem)
     assert not run.exists()
 
 
@@ -274,16 +207,16 @@ def test_pretrained_model_of_another_class_count_reports_untrained_heads(base, t
 # the run folder
 
 
-def test_training_again_into_a_run_folder_is_refused(base, tmp_path, capsys):
+def test_training_again_into_a_run_folder_is_refused(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     before = _digest(run)
-    msg = refused(_train(base["store"], run), capsys, str(run), "log_dir", "--continue-training", "--overwrite",
+    msg = refused(train_argv(base["store"], run), str(run), "log_dir", "--continue-training", "--overwrite",
                   problem="already holds a training run")
     assert "config.yaml" in msg and "model/last.ckpt" in msg
     assert _digest(run) == before
 
 
-def test_overwrite_replaces_the_run_and_keeps_other_files(base, tmp_path, capsys):
+def test_overwrite_replaces_the_run_and_keeps_other_files(base, tmp_path, capsys, train_argv):
     run = _copy_run(base, tmp_path)
     (run / "notes.txt").write_text("mine")
     (run / "prediction.mrc").write_bytes(b"a prediction made from the old model")
@@ -292,7 +225,7 @@ def test_overwrite_replaces_the_run_and_keeps_other_files(base, tmp_path, capsys
     (run / "model" / "stale.ckpt").write_bytes(b"old")
     old_events = list((run / "lightning_logs").rglob("events.out.tfevents*"))
     assert old_events
-    assert main(_train(base["store"], run, "--overwrite", "--seed", "7")) == 0
+    assert main(["-q", *train_argv(base["store"], run, "--overwrite", "--seed", "7")]) == 0
     now = _digest(run)
     assert now["notes.txt"] == old["notes.txt"] and now["prediction.mrc"] == old["prediction.mrc"]
     assert sorted(p.name for p in (run / "model").iterdir()) == ["last.ckpt", "model_best.ckpt"]
@@ -306,30 +239,30 @@ def test_overwrite_replaces_the_run_and_keeps_other_files(base, tmp_path, capsys
     assert list((run / "lightning_logs").rglob("events.out.tfevents*"))
 
 
-def test_overwrite_and_continue_together_are_refused(base, tmp_path, capsys):
+def test_overwrite_and_continue_together_are_refused(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     before = _digest(run)
-    refused(_train(base["store"], run, "--overwrite", "--continue-training"), capsys, "overwrite",
+    refused(train_argv(base["store"], run, "--overwrite", "--continue-training"), "overwrite",
             problem="set one")
     assert _digest(run) == before
 
 
-def test_overwrite_refuses_to_remove_its_own_pretrained_model(base, tmp_path, capsys):
+def test_overwrite_refuses_to_remove_its_own_pretrained_model(base, tmp_path, refused, train_argv):
     run = _copy_run(base, tmp_path)
     before = _digest(run)
     model = run / "model" / "last.ckpt"
-    refused(_train(base["store"], run, "--overwrite", "--pretrained-model", str(model)), capsys, str(model),
+    refused(train_argv(base["store"], run, "--overwrite", "--pretrained-model", str(model)), str(model),
             problem="which overwrite removes")
     assert _digest(run) == before
 
 
-def test_a_run_folder_another_training_is_writing_is_refused(base, tmp_path, capsys):
+def test_a_run_folder_another_training_is_writing_is_refused(base, tmp_path, refused, train_argv):
     run = tmp_path / "run"
     with output_lock(run, field="log_dir"):  # as a training running in another process holds it
-        msg = refused(_train(base["store"], run), capsys, str(run), "log_dir", problem="another run is writing")
+        msg = refused(train_argv(base["store"], run), str(run), "log_dir", problem="another run is writing")
     import os
 
     assert f"process {os.getpid()}" in msg
     assert not run.exists()
-    assert main(_train(base["store"], run)) == 0  # and once it is done, the folder is free
+    assert main(["-q", *train_argv(base["store"], run)]) == 0  # and once it is done, the folder is free
     assert not list(tmp_path.glob(".*.lock"))

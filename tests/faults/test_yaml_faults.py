@@ -179,16 +179,11 @@ def test_config_that_cannot_be_opened(tmp_path, monkeypatch):
         read_yaml(path)
 
 
-def test_config_without_read_permission(tmp_path, skip_unless_locked):
+def test_config_without_read_permission(tmp_path, unreadable):
     path = tmp_path / "locked.yaml"
     path.write_text("input: a.mrc\n")
-    path.chmod(0)
-    try:
-        skip_unless_locked(path)
-        with pytest.raises(InputError, match=r"locked\.yaml: cannot be read: permission denied"):
-            read_yaml(path)
-    finally:
-        path.chmod(0o644)
+    with unreadable(path), pytest.raises(InputError, match=r"locked\.yaml: cannot be read: permission denied"):
+        read_yaml(path)
 
 
 def test_empty_and_valid_files_still_read(tmp_path):

@@ -11,76 +11,12 @@ import pytest
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io import StarPoints, check_in_bounds, points_in_bounds, read_star, write_star
 
+#: Valid STAR files, shared with the fuzzers (tests/faults/test_fuzz_readers.py), which start from them.
+STAR_DATA = Path(__file__).parents[1] / "data" / "star"
 # RELION 3.1: optics + particles, x/y/z all different, Angstrom origins, two tomograms.
-RELION31 = """
-# version 30001
-
-data_optics
-
-loop_
-_rlnOpticsGroup #1
-_rlnOpticsGroupName #2
-_rlnImagePixelSize #3
-_rlnImageSize #4
-1 opticsGroup1 2.000000 64
-2 opticsGroup2 4.000000 64
-
-# version 30001
-
-data_particles
-
-loop_
-_rlnTomoName #1
-_rlnCoordinateX #2
-_rlnCoordinateY #3
-_rlnCoordinateZ #4
-_rlnOriginXAngst #5
-_rlnOriginYAngst #6
-_rlnOriginZAngst #7
-_rlnAngleRot #8
-_rlnOpticsGroup #9
-_rlnClassNumber #10
-TS_01 100.0 200.0 30.0 2.0 -4.0 0.0 10.5 1 1
-TS_01 110.0 210.0 31.0 0.0 0.0 8.0 20.5 1 2
-TS_02 120.0 220.0 32.0 4.0 0.0 0.0 30.5 2 1
-"""
-
+RELION31 = (STAR_DATA / "relion31.star").read_text()
 # RELION 5: general + optics + particles with centred Angstrom coordinates.
-RELION5 = """
-# version 50001
-
-data_general
-
-_rlnTomoSubTomosAre2DStacks                       1
-
-# version 50001
-
-data_optics
-
-loop_
-_rlnOpticsGroup #1
-_rlnOpticsGroupName #2
-_rlnTomoTiltSeriesPixelSize #3
-_rlnImagePixelSize #4
-1 optics1 2.500000 5.000000
-
-# version 50001
-
-data_particles
-
-loop_
-_rlnTomoName #1
-_rlnCenteredCoordinateXAngst #2
-_rlnCenteredCoordinateYAngst #3
-_rlnCenteredCoordinateZAngst #4
-_rlnOriginXAngst #5
-_rlnOriginYAngst #6
-_rlnOriginZAngst #7
-_rlnAnglePsi #8
-_rlnOpticsGroup #9
-TS_01 100.0 -200.0 50.0 0.0 0.0 0.0 45.0 1
-TS_01 -100.0 0.0 -50.0 10.0 0.0 0.0 90.0 1
-"""
+RELION5 = (STAR_DATA / "relion5.star").read_text()
 
 
 def _write(tmp_path: Path, text: str, name: str = "in.star") -> Path:
@@ -152,6 +88,16 @@ def test_relion5_centred_angstrom_coordinates(tmp_path):
 
     binned = read_star(path, volume_shape=(50, 150, 200), pixel_size=5.0)
     np.testing.assert_allclose(binned.coords[0], [35.0, 35.0, 120.0], rtol=0, atol=1e-12)
+
+
+def test_relion5_pixel_size_from_the_particles_table_and_quoted_numbers():
+    """No optics table: rlnTomoTiltSeriesPixelSize on every particle; "0" is the number 0."""
+    pts = read_star(STAR_DATA / "relion5_pixel_size_per_particle.star", volume_shape=(10, 20, 30))
+    assert pts.pixel_size == 10.0
+    # pixels = angstrom / 10 + size / 2
+    np.testing.assert_allclose(pts.coords, [[0.0 + 5.0, -2.0 + 10.0, 1.0 + 15.0], [5.0, 10.0, 15.0]],
+                               rtol=0, atol=1e-12)
+    assert pts.tomo_names.tolist() == ["TS_01", "TS_01"]
 
 
 def test_relion5_needs_volume_shape_and_pixel_size(tmp_path):

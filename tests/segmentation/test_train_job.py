@@ -13,20 +13,16 @@ from napari_cryolearn.segmentation.predict_job import load_model
 from napari_cryolearn.segmentation.train_job import train_arrays_job, train_job
 
 
-def _run(cfg, stop=None, on=None):
-    events = []
-
-    def cb(e):
-        events.append(e)
-        if on is not None:
-            on(e)
-
-    return run_job(train_job(cfg, stop), cb), events
+@pytest.fixture
+def train(run_collecting):
+    """``train(cfg, stop=None, on=None) -> (result, progress events)``."""
+    return lambda cfg, stop=None, on=None: run_collecting(train_job(cfg, stop), on)
 
 
-def test_training_writes_run_folder_checkpoints_logs_and_metrics(tmp_path, blob_store, make_blobs, make_store, make_config):
+def test_training_writes_run_folder_checkpoints_logs_and_metrics(tmp_path, blob_store, make_blobs, make_store,
+                                                                 make_config, train):
     cfg = make_config([blob_store], tmp_path / "run", max_epochs=2)
-    result, events = _run(cfg)
+    result, events = train(cfg)
     run = tmp_path / "run"
     assert result.epochs == 2 and not result.stopped
     assert result.best_checkpoint == run / "model" / "model_best.ckpt" and result.best_checkpoint.is_file()
@@ -50,8 +46,8 @@ def test_training_writes_run_folder_checkpoints_logs_and_metrics(tmp_path, blob_
     assert model.network == cfg.network and model.patch_shape == (16, 16, 16)
 
 
-def test_resume_after_stop_equals_uninterrupted_run(tmp_path, blob_store, make_blobs, make_store, make_config):
-    full, _ = _run(make_config([blob_store], tmp_path / "a", max_epochs=2, validation_ratio=0.0))
+def test_resume_after_stop_equals_uninterrupted_run(tmp_path, blob_store, make_blobs, make_store, make_config, train):
+    full, _ = train(make_config([blob_store], tmp_path / "a", max_epochs=2, validation_ratio=0.0))
     stop = StopFlag()
 
     def stop_after_first_epoch(e):
@@ -59,11 +55,11 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path, blob_store, make_b
             stop.set()
 
     cfg_b = make_config([blob_store], tmp_path / "b", max_epochs=2, validation_ratio=0.0)
-    first, _ = _run(cfg_b, stop, stop_after_first_epoch)
+    first, _ = train(cfg_b, stop, stop_after_first_epoch)
     assert first.stopped and first.epochs == 1
     ck = torch.load(tmp_path / "b" / "model" / "last.ckpt", weights_only=False)
     assert ck["epoch"] == 0 and ck["global_step"] == 9
-    second, _ = _run(cfg_b.model_copy(update={"continue_training": True}))
+    second, _ = train(cfg_b.model_copy(update={"continue_training": True}))
     assert second.epochs == full.epochs == 2
     a = torch.load(tmp_path / "a" / "model" / "last.ckpt", weights_only=False)
     b = torch.load(tmp_path / "b" / "model" / "last.ckpt", weights_only=False)
@@ -78,10 +74,11 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path, blob_store, make_b
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=1e-4, atol=1e-5)
 
 
-def test_stop_mid_epoch_saves_resumable_checkpoint_and_closing_stops(tmp_path, blob_store, make_blobs, make_store, make_config):
+def test_stop_mid_epoch_saves_resumable_checkpoint_and_closing_stops(tmp_path, blob_store, make_blobs, make_store,
+                                                                     make_config, train):
     stop = StopFlag()
     cfg = make_config([blob_store], tmp_path / "run", max_epochs=3)
-    result, events = _run(cfg, stop, lambda e: stop.set() if e.metrics.get("batch") == 2 else None)
+    result, events = train(cfg, stop, lambda e: stop.set() if e.metrics.get("batch") == 2 else None)
     assert result.stopped and result.epochs == 0
     ck = torch.load(result.last_checkpoint, weights_only=False)
     assert ck["global_step"] == 2
@@ -105,40 +102,42 @@ def test_in_memory_training_from_sparse_annotations(tmp_path, make_blobs, make_s
         run_job(train_arrays_job([image], [np.full_like(labels, 255)], cfg, patch_size=(16, 16, 16)))
 
 
-def test_distance_head_trains_from_store_distances(tmp_path, blob_store_dist, make_blobs, make_store, make_config):
+def test_distance_head_trains_from_store_distances(tmp_path, blob_store_dist, make_blobs, make_store, make_config,
+                                                   train):
     cfg = make_config([blob_store_dist], tmp_path / "run", max_epochs=1, network={"distance_prediction": True})
-    result, events = _run(cfg)
+    result, events = train(cfg)
     assert "train_distance_loss" in events[-1].metrics and result.best_checkpoint.is_file()
 
 
-def test_bad_input_is_reported_before_anything_is_written(tmp_path, blob_store, make_blobs, make_store, make_config):
+def test_bad_input_is_reported_before_anything_is_written(tmp_path, blob_store, make_blobs, make_store, make_config,
+                                                          train):
     log = tmp_path / "run"
     image, labels = make_blobs()
     labels[0, 0, 0] = 5
     bad = make_store(tmp_path / "bad.zarr", image, labels)
     with pytest.raises(InputError, match=r"bad\.zarr.*label 5 but out_channels is 3"):
-        _run(make_config([bad], log))
+        train(make_config([bad], log))
     with pytest.raises(InputError, match="missing.zarr.*not found"):
-        _run(make_config([tmp_path / "missing.zarr"], log))
+        train(make_config([tmp_path / "missing.zarr"], log))
     with pytest.raises(InputError, match="distance"):
-        _run(make_config([blob_store], log, network={"distance_prediction": True}))
+        train(make_config([blob_store], log, network={"distance_prediction": True}))
     with pytest.raises(InputError, match="continue_training"):
-        _run(make_config([blob_store], log, continue_training=True))
+        train(make_config([blob_store], log, continue_training=True))
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"_model.encoder.conv1.weight": torch.zeros(2, 1, 7, 7, 7)}}, other)
     with pytest.raises(InputError, match="other.ckpt.*encoder.conv1.weight"):
-        _run(make_config([blob_store], log, pretrained_model=other))
+        train(make_config([blob_store], log, pretrained_model=other))
     with pytest.raises(InputError, match="multiple of 8"):
-        _run(make_config([blob_store], log, patch_size=(12, 16, 16)))
+        train(make_config([blob_store], log, patch_size=(12, 16, 16)))
     with pytest.raises(InputError, match="patch_stores"):
-        _run(make_config([], log))
+        train(make_config([], log))
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA requested"):
-            _run(make_config([blob_store], log, device="cuda"))
+            train(make_config([blob_store], log, device="cuda"))
     assert not log.exists()
 
 
-def test_empty_patch_store_is_an_input_error(tmp_path, make_blobs, make_store, make_config):
+def test_empty_patch_store_is_an_input_error(tmp_path, make_blobs, make_store, make_config, train):
     from napari_cryolearn.io.patch_store import write_patch_store
 
     image, labels = make_blobs((16, 16, 16))
@@ -146,7 +145,7 @@ def test_empty_patch_store_is_an_input_error(tmp_path, make_blobs, make_store, m
     for _ in write_patch_store(empty, image, labels, patch_size=16, origins=np.zeros((0, 3), np.int64)):
         pass
     with pytest.raises(InputError, match="empty.zarr.*no patches"):
-        _run(make_config([empty], tmp_path / "run"))
+        train(make_config([empty], tmp_path / "run"))
 
 
 def test_from_cryosiam_reads_their_yaml_keys(tmp_path):
@@ -205,12 +204,12 @@ def _states_equal(a: dict, b: dict) -> list[str]:
     return differ
 
 
-def test_resume_after_mid_epoch_stops_equals_uninterrupted_run(tmp_path, blob_store, make_config):
+def test_resume_after_mid_epoch_stops_equals_uninterrupted_run(tmp_path, blob_store, make_config, train):
     """Stopped in the middle of epoch 1, resumed, stopped in the middle of epoch 2, resumed: the
     weights, optimiser state, schedule, best model and epoch count are those of a run that was
     never stopped, bit for bit."""
     kw = dict(max_epochs=2, validation_ratio=0.25, progress_every_n_batches=1)
-    full, _ = _run(make_config([blob_store], tmp_path / "a", **kw))
+    full, _ = train(make_config([blob_store], tmp_path / "a", **kw))
     cfg = make_config([blob_store], tmp_path / "b", **kw)
 
     def stop_at(epoch, batch):
@@ -222,7 +221,7 @@ def test_resume_after_mid_epoch_stops_equals_uninterrupted_run(tmp_path, blob_st
 
         return stop, on
 
-    first, events = _run(cfg, *stop_at(1, 3))
+    first, events = train(cfg, *stop_at(1, 3))
     assert first.stopped and first.epochs == 0
     assert events[-1].message == "stopped in epoch 1 after batch 3/7: continue_training resumes at the next batch"
     assert torch.load(first.last_checkpoint, weights_only=False)["global_step"] == 3
@@ -230,12 +229,12 @@ def test_resume_after_mid_epoch_stops_equals_uninterrupted_run(tmp_path, blob_st
     # the progress of a stopped epoch has no "epoch done" event
     assert not [e for e in events if "epoch" in e.metrics and "batch" not in e.metrics]
     cont = cfg.model_copy(update={"continue_training": True})
-    second, events = _run(cont, *stop_at(2, 5))
+    second, events = train(cont, *stop_at(2, 5))
     assert second.stopped and second.epochs == 1
     batches = [(e.metrics["epoch"], e.metrics["batch"]) for e in events if "batch" in e.metrics]
     assert batches[0] == (1, 4) and batches[-1] == (2, 5)  # resumed at the batch after the stop
     assert torch.load(second.last_checkpoint, weights_only=False)["global_step"] == 7 + 5
-    third, _ = _run(cont)
+    third, _ = train(cont)
     assert not third.stopped and third.epochs == full.epochs == 2
     a = torch.load(tmp_path / "a" / "model" / "last.ckpt", weights_only=False)
     b = torch.load(tmp_path / "b" / "model" / "last.ckpt", weights_only=False)
@@ -249,7 +248,7 @@ def test_resume_after_mid_epoch_stops_equals_uninterrupted_run(tmp_path, blob_st
 
 
 def test_last_checkpoint_is_written_every_epoch_even_without_a_better_model(tmp_path, blob_store, make_config,
-                                                                              monkeypatch):
+                                                                              monkeypatch, train):
     """Lightning 2.6 writes ``save_last`` only when the monitored model improved; ours is the
     last epoch's whatever its score."""
     from napari_cryolearn.segmentation.module import SegmentationModule
@@ -258,7 +257,7 @@ def test_last_checkpoint_is_written_every_epoch_even_without_a_better_model(tmp_
         self.log("val_dice", -float(self.current_epoch))
 
     monkeypatch.setattr(SegmentationModule, "on_validation_epoch_end", worse_every_epoch)
-    result, _ = _run(make_config([blob_store], tmp_path / "run", max_epochs=3))
+    result, _ = train(make_config([blob_store], tmp_path / "run", max_epochs=3))
     assert torch.load(result.last_checkpoint, weights_only=False)["global_step"] == 3 * 7
     assert torch.load(result.best_checkpoint, weights_only=False)["global_step"] == 7
 

@@ -96,12 +96,18 @@ def test_open_patch_store_reassembled(make_napari_viewer, tmp_path):
 def test_reader_leaves_other_zarr_folders_alone(tmp_path):
     import zarr
 
-    from napari_cryolearn.ui.io_hooks import get_reader
+    from napari_cryolearn.io.patch_store import write_patch_store
+    from napari_cryolearn.ui.io_hooks import get_reader, read_layers
 
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w").attrs["format"] = "something else"
     assert get_reader(str(tmp_path / "other.zarr")) is None
     assert get_reader(str(tmp_path / "missing.zarr")) is None
-    assert get_reader(str(tmp_path / "tomo.mrc")) is not None
+    image = np.zeros((8, 8, 8), np.float32)
+    for _ in write_patch_store(tmp_path / "ours.zarr", image, patch_size=8, overlap=0.0):
+        pass
+    assert get_reader(str(tmp_path / "ours.zarr")) is read_layers
+    assert get_reader(str(tmp_path / "tomo.mrc")) is read_layers
+    assert get_reader([str(tmp_path / "tomo.mrc"), str(tmp_path / "other.zarr")]) is None
 
 
 def test_labels_show_their_class_name_on_hover(make_napari_viewer, tmp_path):
