@@ -80,7 +80,7 @@ def _window_weight(
 def window_starts(size: int, window: int, overlap: float) -> list[int]:
     """Window starts along one axis (:func:`~napari_cryolearn.io.patch_grid.patch_grid`'s grid;
     one window at 0 when the axis is no longer than the window)."""
-    return patch_grid((int(size),), (min(int(window), int(size)),), float(overlap))[:, 0].tolist()
+    return patch_grid((int(size),), (min(int(window), int(size)),), overlap=float(overlap))[:, 0].tolist()
 
 
 def fit_window(window: Sequence[int], shape: Sequence[int], divisor: int = 1) -> tuple[int, ...]:
