@@ -75,7 +75,7 @@ def main() -> None:
         tmp = Path(tmp)
         image_path, labels_path = make_inputs(tmp, shape)
         image, labels = read_mrc(image_path).data, read_mrc(labels_path).data
-        origins = patch_grid(shape, patch, args.overlap)
+        origins = patch_grid(shape, patch, overlap=args.overlap)
         n_bytes = len(origins) * np.prod(patch) * 5
         print(f"volume {shape}, {len(origins)} patches of {patch}, {n_bytes / 2**20:.0f} MiB of patch data")
 

@@ -114,9 +114,9 @@ def test_a_window_that_fits_is_used_as_given(data, tmp_path):
 def test_fit_window():
     from napari_cryolearn.models.sliding_window import fit_window
 
-    assert fit_window((512, 512, 512), (48, 64, 64), 16) == (48, 64, 64)
-    assert fit_window((64, 64, 64), (50, 200, 7), 8) == (56, 64, 8)
-    assert fit_window((32, 32, 32), (48, 64, 64), 16) == (32, 32, 32)
+    assert fit_window((512, 512, 512), (48, 64, 64), divisor=16) == (48, 64, 64)
+    assert fit_window((64, 64, 64), (50, 200, 7), divisor=8) == (56, 64, 8)
+    assert fit_window((32, 32, 32), (48, 64, 64), divisor=16) == (32, 32, 32)
 
 
 # ---------------------------------------------------------------------------------------------

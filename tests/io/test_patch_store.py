@@ -43,7 +43,7 @@ def test_round_trip_and_random_reads(tmp_path, volumes):
         write_patch_store(tmp_path / "t.zarr", image, labels, distances, patch_size=(8, 12, 16), overlap=0.5, voxel_size=(7.0, 8.0, 9.0))
     )
     store = open_patch_store(path)
-    np.testing.assert_array_equal(store.origins, patch_grid(image.shape, (8, 12, 16), 0.5))
+    np.testing.assert_array_equal(store.origins, patch_grid(image.shape, (8, 12, 16), overlap=0.5))
     assert store.voxel_size == (7.0, 8.0, 9.0)
     assert store.volume_shape == (24, 30, 36) and store.patch_size == (8, 12, 16)
     assert store.keys == ("image", "labels", "distances")
@@ -64,7 +64,7 @@ def test_round_trip_and_random_reads(tmp_path, volumes):
 
 def test_remove_only_background(tmp_path, volumes):
     image, labels, _ = volumes
-    all_origins = patch_grid(image.shape, 8, 0.0)
+    all_origins = patch_grid(image.shape, 8, overlap=0.0)
     store = open_patch_store(
         run_job(write_patch_store(tmp_path / "t.zarr", image, labels, patch_size=8, overlap=0.0, remove_only_background=True))
     )

@@ -127,9 +127,10 @@ def test_slabs_equal_whole_volume_when_clipped(rng, black_border, voxel_size, sl
     labels[:, :, :4] = 0
     labels[:10] = 1  # a large region: distances well beyond clip
     for cls in range(3):
-        whole = signed_distance_map(labels == cls, voxel_size, black_border, clip=6.0)
+        whole = signed_distance_map(labels == cls, voxel_size=voxel_size, black_border=black_border, clip=6.0)
         parts = list(
-            signed_distance_map_slabs(lambda a, b, c=cls: labels[a:b] == c, labels.shape, 6.0, voxel_size, black_border, slab=slab)
+            signed_distance_map_slabs(lambda a, b, c=cls: labels[a:b] == c, labels.shape, 6.0, voxel_size=voxel_size,
+                                      black_border=black_border, slab=slab)
         )
         assert [p[0] for p in parts] == list(range(0, labels.shape[0], slab))
         np.testing.assert_allclose(np.concatenate([p[2] for p in parts]), whole, atol=1e-5)

@@ -46,7 +46,7 @@ def test_classes_per_coordinate_and_later_wins():
 
 def test_angstrom_radius_gives_an_ellipsoid_in_voxels():
     """40 Å with voxels of 20 Å in z and 10 Å in y, x: semi-axes 2, 4, 4 voxels."""
-    assert radius_in_voxels(40, (20, 10, 10), "angstrom") == (2.0, 4.0, 4.0)
+    assert radius_in_voxels(40, voxel_size=(20, 10, 10), radius_unit="angstrom") == (2.0, 4.0, 4.0)
     out = spheres_mask((30, 30, 30), [[15, 15, 15]], 40, voxel_size=(20, 10, 10), radius_unit="angstrom")
     assert out[17, 15, 15] == 1 and out[18, 15, 15] == 0
     assert out[15, 19, 15] == 1 and out[15, 20, 15] == 0
@@ -139,7 +139,7 @@ def test_spheres_match_a_brute_force_reference(shape, centres, radius, voxel, un
     classes = list(range(1, len(centres) + 1))
     out = spheres_mask(shape, np.array(centres).reshape(-1, 3), radius, classes=classes, voxel_size=voxel,
                        radius_unit=unit)
-    r = radius_in_voxels(radius, voxel, unit)
+    r = radius_in_voxels(radius, voxel_size=voxel, radius_unit=unit)
     grid = np.indices(shape, dtype=float)
     expected = np.zeros(shape, np.uint8)
     for value, c in zip(classes, centres):  # later coordinates win

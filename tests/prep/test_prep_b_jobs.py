@@ -161,7 +161,7 @@ def test_patches_job_zarr(tmp_path, files):
     )
     events = []
     store = open_patch_store(run_job(patches_job(config), events.append)["output"])
-    np.testing.assert_array_equal(store.origins, patch_grid(image.shape, 16, 0.5))
+    np.testing.assert_array_equal(store.origins, patch_grid(image.shape, 16, overlap=0.5))
     assert store.voxel_size == VOXEL and store.attrs["name"] == "tomo"
     assert store.attrs["sources"]["labels"] == str(folder / "tomo_labels.mrc")
     distances = np.load(folder / "tomo_dist.npy")
@@ -187,7 +187,7 @@ def test_patches_job_remove_only_background_and_cryosiam_grid(tmp_path, files):
         remove_only_background=True,
     )
     store = open_patch_store(run_job(patches_job(config))["output"])
-    grid = cryosiam_grid(image.shape, (8, 16, 16), 0.0)
+    grid = cryosiam_grid(image.shape, (8, 16, 16), overlap=0.0)
     keep = [o for o in grid.tolist() if labels[o[0] : o[0] + 8, o[1] : o[1] + 16, o[2] : o[2] + 16].any()]
     assert store.origins.tolist() == keep and len(keep) < len(grid)
 
@@ -205,7 +205,7 @@ def test_patches_job_cryosiam_folder(tmp_path, files):
         format="cryosiam",
     )
     assert run_job(patches_job(config))["output"] == out
-    origins = cryosiam_grid(image.shape, 16, 0.5)
+    origins = cryosiam_grid(image.shape, 16, overlap=0.5)
     stems = sorted(f"tomo_z{z}_y{y}_x{x}" for z, y, x in origins)
     assert sorted(p.stem for p in (out / "image").iterdir()) == stems
     assert sorted(p.stem for p in (out / "labels").iterdir()) == stems

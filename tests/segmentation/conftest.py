@@ -37,7 +37,7 @@ def blob_volume(shape=(32, 48, 48), seed=0, n=6):
 
 
 def write_store(path: Path, image, labels, patch=16, distances: bool = False, overlap=0.0) -> Path:
-    dist = signed_distance_maps(labels.astype(np.int64), 3) if distances else None
+    dist = signed_distance_maps(labels.astype(np.int64), n_classes=3) if distances else None
     for _ in write_patch_store(path, image, labels, dist, patch_size=patch, overlap=overlap, voxel_size=(10, 10, 10)):
         pass
     return path

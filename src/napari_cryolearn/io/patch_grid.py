@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-def as_patch_size(patch_size: int | Sequence[int], ndim: int = 3) -> tuple[int, ...]:
+def as_patch_size(patch_size: int | Sequence[int], *, ndim: int = 3) -> tuple[int, ...]:
     """``patch_size`` as a tuple of ``ndim`` positive ints (one int is used for every axis)."""
     if np.isscalar(patch_size):
         sizes = (int(patch_size),) * ndim  # type: ignore[arg-type]
@@ -37,7 +37,7 @@ def as_patch_size(patch_size: int | Sequence[int], ndim: int = 3) -> tuple[int, 
     return sizes
 
 
-def grid_steps(patch_size: Sequence[int], overlap: float | int | Sequence[float | int] = 0.5) -> tuple[int, ...]:
+def grid_steps(patch_size: Sequence[int], *, overlap: float | int | Sequence[float | int] = 0.5) -> tuple[int, ...]:
     """Grid step per axis: ``round(p·(1 − overlap))`` for a fractional overlap (a float in
     [0, 1)), ``p − overlap`` for an overlap in voxels (an int), and at least 1."""
     ndim = len(patch_size)
@@ -63,6 +63,7 @@ def grid_steps(patch_size: Sequence[int], overlap: float | int | Sequence[float 
 def patch_grid(
     shape: Sequence[int],
     patch_size: int | Sequence[int],
+    *,
     overlap: float | int | Sequence[float | int] = 0.5,
 ) -> np.ndarray:
     """Origins of patches that cover every voxel of a volume.
@@ -90,11 +91,11 @@ def patch_grid(
         When the patch is larger than the volume along an axis (the message names both sizes).
     """
     shape = tuple(int(s) for s in shape)
-    sizes = as_patch_size(patch_size, len(shape))
+    sizes = as_patch_size(patch_size, ndim=len(shape))
     for axis, (s, p) in zip("zyx"[-len(shape):], zip(shape, sizes)):
         if p > s:
             raise ValueError(f"patch size {tuple(sizes)} is larger than the volume {shape} along {axis}")
-    steps = grid_steps(sizes, overlap)
+    steps = grid_steps(sizes, overlap=overlap)
     axes = []
     for s, p, step in zip(shape, sizes, steps):
         starts = list(range(0, s - p + 1, step))
@@ -107,6 +108,7 @@ def patch_grid(
 def cryosiam_grid(
     shape: Sequence[int],
     patch_size: int | Sequence[int],
+    *,
     overlap: float | int | Sequence[float | int] = 0.5,
 ) -> np.ndarray:
     """Origins of CryoSiam's patches (MONAI ``iter_patch_slices(..., padded=False)``).
@@ -121,7 +123,7 @@ def cryosiam_grid(
     (N, 3) int64 origins in z-then-y-then-x order.
     """
     shape = tuple(int(s) for s in shape)
-    sizes = tuple(min(s, p) for s, p in zip(shape, as_patch_size(patch_size, len(shape))))
+    sizes = tuple(min(s, p) for s, p in zip(shape, as_patch_size(patch_size, ndim=len(shape))))
     ndim = len(shape)
     overlaps = [overlap] * ndim if np.isscalar(overlap) else list(overlap)  # type: ignore[arg-type]
     if isinstance(overlaps[0], (float, np.floating)):
@@ -150,7 +152,7 @@ def iter_patches(
     ``volume`` is (Z, Y, X) or channel-first (C, Z, Y, X); the box is taken along the last
     three axes, channels are kept whole.
     """
-    sizes = as_patch_size(patch_size, 3)
+    sizes = as_patch_size(patch_size, ndim=3)
     lead = (slice(None),) * (volume.ndim - 3)
     for origin in np.asarray(origins):
         yield np.array(volume[lead + _box(origin, sizes)])
@@ -162,7 +164,7 @@ def extract_patches(volume: np.ndarray, origins: np.ndarray, patch_size: int | S
 
     Raises ``ValueError`` when a patch leaves the volume.
     """
-    sizes = as_patch_size(patch_size, 3)
+    sizes = as_patch_size(patch_size, ndim=3)
     origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)
     spatial = volume.shape[-3:]
     if len(origins) and (np.any(origins < 0) or np.any(origins + np.array(sizes) > np.array(spatial))):
@@ -178,7 +180,7 @@ def keep_nonbackground(labels: np.ndarray, origins: np.ndarray, patch_size: int 
 
     CryoSiam's ``remove_only_background`` drops the patches where this is False.
     """
-    sizes = as_patch_size(patch_size, 3)
+    sizes = as_patch_size(patch_size, ndim=3)
     origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)
     return np.array([bool(np.any(labels[_box(o, sizes)])) for o in origins], dtype=bool)
 
@@ -187,6 +189,7 @@ def reassemble(
     patches: np.ndarray,
     origins: np.ndarray,
     shape: Sequence[int],
+    *,
     mode: str = "first",
     fill: float = 0,
 ) -> np.ndarray:

@@ -179,7 +179,7 @@ class PatchStoreWriter:
     ):
         self.path = Path(path)
         self.origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)
-        self.patch_size = as_patch_size(patch_size, 3)
+        self.patch_size = as_patch_size(patch_size, ndim=3)
         self.voxel_size = tuple(float(v) for v in voxel_size)
         self.volume_shape = tuple(int(s) for s in volume_shape)
         _check_geometry(self.origins, self.patch_size, self.voxel_size, self.volume_shape)
@@ -468,7 +468,7 @@ def write_patch_store(
     the partial store; so does a ``ValueError`` for NaN or infinite image values, found patch
     by patch.
     """
-    sizes = as_patch_size(patch_size, 3)
+    sizes = as_patch_size(patch_size, ndim=3)
     shape = tuple(int(s) for s in image.shape)
     if labels is not None and tuple(labels.shape) != shape:
         raise ValueError(f"labels shape {tuple(labels.shape)} differs from image shape {shape}")
@@ -476,9 +476,9 @@ def write_patch_store(
         raise ValueError(f"distances shape {tuple(distances.shape)} does not match image shape {shape}")
     if origins is None:
         if grid == "cover":
-            origins = patch_grid(shape, sizes, overlap)
+            origins = patch_grid(shape, sizes, overlap=overlap)
         elif grid == "cryosiam":
-            origins = cryosiam_grid(shape, sizes, overlap)
+            origins = cryosiam_grid(shape, sizes, overlap=overlap)
         else:
             raise ValueError(f"grid must be 'cover' or 'cryosiam', got {grid!r}")
     origins = np.asarray(origins, dtype=np.int64).reshape(-1, 3)

@@ -53,7 +53,7 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 class _RandSigmad(RandomizableTransform, MapTransform):
     """Base of transforms with one ``sigma`` drawn uniformly from ``sigma_range`` per call."""
 
-    def __init__(self, keys: Sequence[Hashable], sigma_range: Sequence[float], prob: float = 1.0) -> None:
+    def __init__(self, keys: Sequence[Hashable], sigma_range: Sequence[float], *, prob: float = 1.0) -> None:
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.sigma_range = tuple(float(s) for s in sigma_range)
@@ -93,6 +93,7 @@ class RandBandPassd(RandomizableTransform, MapTransform):
         keys: Sequence[Hashable],
         sigma1_range: Sequence[float],
         sigma2_range: Sequence[float],
+        *,
         prob: float = 1.0,
     ) -> None:
         MapTransform.__init__(self, keys)
@@ -133,7 +134,7 @@ class _Identityd(MapTransform):
 class LabelsToSpatiald(MapTransform):
     """labels (Z, Y, X) or (Y, X) int → (1, ...) float ``labels + 1`` (0 then means 'outside')."""
 
-    def __init__(self, key: str = "labels") -> None:
+    def __init__(self, *, key: str = "labels") -> None:
         super().__init__([key])
 
     def __call__(self, data: Mapping) -> dict:
@@ -146,7 +147,7 @@ class LabelsToSpatiald(MapTransform):
 class LabelsFromSpatiald(MapTransform):
     """Inverse of :class:`LabelsToSpatiald`; voxels that came from outside → ``ignore_index``."""
 
-    def __init__(self, ignore_index: int, key: str = "labels") -> None:
+    def __init__(self, ignore_index: int, *, key: str = "labels") -> None:
         super().__init__([key])
         self.ignore_index = ignore_index
 

@@ -45,7 +45,7 @@ class Prediction:
     distances: np.ndarray | None = None
 
 
-def gaussian_weights(window: Sequence[int], sigma_scale: float = 0.125) -> list[np.ndarray]:
+def gaussian_weights(window: Sequence[int], *, sigma_scale: float = 0.125) -> list[np.ndarray]:
     """Per-axis Gaussian profiles (peak 1, sigma ``sigma_scale·size``), floored at 1e-3."""
     out = []
     for w in window:
@@ -80,10 +80,10 @@ def _window_weight(
 def window_starts(size: int, window: int, overlap: float) -> list[int]:
     """Window starts along one axis (:func:`~napari_cryolearn.io.patch_grid.patch_grid`'s grid;
     one window at 0 when the axis is no longer than the window)."""
-    return patch_grid((int(size),), (min(int(window), int(size)),), float(overlap))[:, 0].tolist()
+    return patch_grid((int(size),), (min(int(window), int(size)),), overlap=float(overlap))[:, 0].tolist()
 
 
-def fit_window(window: Sequence[int], shape: Sequence[int], divisor: int = 1) -> tuple[int, ...]:
+def fit_window(window: Sequence[int], shape: Sequence[int], *, divisor: int = 1) -> tuple[int, ...]:
     """``window`` with each axis cut to at most ``shape``'s, rounded up to a multiple of ``divisor``.
 
     A window larger than the volume only adds zero padding (and time: a 512³ window on a
@@ -203,7 +203,7 @@ def iter_sliding_window(
             raise ValueError(f"margin {margin} leaves gaps: it must be at most (window - step) / 2 = {(w - step) // 2}")
     starts = [window_starts(s, w, overlap) for s, w in zip(shape, window)]
     zs, rest = starts[0], starts[1:]
-    profiles = gaussian_weights(window, sigma_scale) if blend == "gaussian" else [
+    profiles = gaussian_weights(window, sigma_scale=sigma_scale) if blend == "gaussian" else [
         np.ones(w, np.float32) for w in window]
     sigmoid = num_classes == 1
     n_prob = max(num_classes, 1)

@@ -293,7 +293,7 @@ def _fill_channel(
 def _fill_inside(out: np.ndarray, labels: np.ndarray, voxel_size: Sequence[float] | None, config: DistanceMapConfig) -> None:
     """Write every voxel's distance to the border of its own class into its class's channel
     (one multi-label transform for all classes); other voxels get 0."""
-    inside = own_class_distance(np.asarray(labels), voxel_size, config.black_border)
+    inside = own_class_distance(np.asarray(labels), voxel_size=voxel_size, black_border=config.black_border)
     release_pages(labels)
     nz = labels.shape[0]
     slab = max(1, _SLAB_BYTES // max(int(np.prod(labels.shape[1:])) * 4, 1))

@@ -73,6 +73,7 @@ def class_count(labels: np.ndarray) -> int:
 
 def signed_distance_map(
     mask: np.ndarray,
+    *,
     voxel_size: float | Sequence[float] | None = None,
     black_border: bool = True,
     clip: float | None = None,
@@ -119,6 +120,7 @@ def signed_distance_map(
 
 def signed_distance_maps(
     labels: np.ndarray,
+    *,
     n_classes: int | None = None,
     voxel_size: float | Sequence[float] | None = None,
     black_border: bool = True,
@@ -162,7 +164,7 @@ def signed_distance_maps(
     threads = parallel if parallel > 0 else -1
     # One multi-label transform gives every voxel's distance to the border of its own class
     # (the positive part of all channels at once); one transform per class adds the negative part.
-    inside = own_class_distance(labels, voxel_size, black_border, parallel)
+    inside = own_class_distance(labels, voxel_size=voxel_size, black_border=black_border, parallel=parallel)
     out = np.empty((n_classes, *labels.shape), dtype=dtype)
     for i in range(n_classes):
         mask = labels == i
@@ -174,6 +176,7 @@ def signed_distance_maps(
 
 def own_class_distance(
     labels: np.ndarray,
+    *,
     voxel_size: float | Sequence[float] | None = None,
     black_border: bool = True,
     parallel: int = 0,
@@ -200,6 +203,7 @@ def signed_distance_map_slabs(
     mask_source,
     shape: Sequence[int],
     clip: float,
+    *,
     voxel_size: float | Sequence[float] | None = None,
     black_border: bool = True,
     normalize: bool = False,
@@ -260,6 +264,7 @@ def signed_distance_map_slabs(
 def tube_skeleton(
     labels: np.ndarray,
     class_id: int = 1,
+    *,
     fraction: float = 0.5,
     voxel_size: float | Sequence[float] | None = None,
     neighbourhood: int | None = None,

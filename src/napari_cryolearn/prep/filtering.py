@@ -30,7 +30,7 @@ __all__ = [
 
 
 def label_mapping(
-    keep: int | Sequence[int], binary: bool | None = None, renumber: bool = False
+    keep: int | Sequence[int], *, binary: bool | None = None, renumber: bool = False
 ) -> dict[int, int]:
     """The output value of every kept input value.
 
@@ -184,6 +184,7 @@ def expand_labels(labels: np.ndarray, distance: float) -> np.ndarray:
 def filter_labels(
     labels: np.ndarray,
     keep: int | Sequence[int],
+    *,
     binary: bool | None = None,
     renumber: bool = False,
     expand: float = 0,
@@ -243,7 +244,7 @@ def filter_labels(
     return out, mapping
 
 
-def warn_absent(mapping: dict[int, int], counts: np.ndarray, where: str = "the labels") -> None:
+def warn_absent(mapping: dict[int, int], counts: np.ndarray, *, where: str = "the labels") -> None:
     """``warnings.warn`` naming the kept values whose count is 0."""
     absent = [old for old, n in zip(mapping, counts, strict=True) if n == 0]
     if absent:

@@ -24,7 +24,7 @@ __all__ = ["radius_in_voxels", "spheres_mask", "threshold_mask"]
 
 
 def radius_in_voxels(
-    radius: float, voxel_size: Sequence[float] = (1.0, 1.0, 1.0), radius_unit: str = "voxel"
+    radius: float, *, voxel_size: Sequence[float] = (1.0, 1.0, 1.0), radius_unit: str = "voxel"
 ) -> tuple[float, float, float]:
     """Semi-axes (z, y, x) in voxels of a ball of ``radius``.
 
@@ -47,6 +47,7 @@ def spheres_mask(
     shape: Sequence[int],
     coords_zyx,
     radius: float,
+    *,
     classes=None,
     voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
     radius_unit: str = "voxel",
@@ -116,7 +117,7 @@ def spheres_mask(
         ):
             raise InputError(f"classes must be whole numbers in 0..{np.iinfo(dtype).max}", field="classes")
         values = vals.astype(dtype)
-    semi = np.asarray(radius_in_voxels(radius, voxel_size, radius_unit))
+    semi = np.asarray(radius_in_voxels(radius, voxel_size=voxel_size, radius_unit=radius_unit))
 
     if out is None:
         out = np.zeros(shape, dtype=dtype)
@@ -140,6 +141,7 @@ def spheres_mask(
 def threshold_mask(
     density,
     threshold: float,
+    *,
     min_size: int = 0,
     above: bool = True,
     label_value: int = 1,

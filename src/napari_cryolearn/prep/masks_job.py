@@ -223,7 +223,7 @@ def masks_from_coordinates_job(
     top = int(np.max(classes)) if np.size(classes) else 1
     dtype = np.dtype(np.uint8 if top <= 255 else np.uint16)
     try:
-        radius_in_voxels(cfg.radius, ref.voxel_size, cfg.radius_unit)
+        radius_in_voxels(cfg.radius, voxel_size=ref.voxel_size, radius_unit=cfg.radius_unit)
     except InputError as err:
         raise InputError(str(err), path=cfg.reference, field="radius") from None
     check_output([cfg.reference, cfg.coordinates], cfg.output, cfg.overwrite, suffixes=MRC_SUFFIXES,
@@ -238,7 +238,7 @@ def masks_from_coordinates_job(
             for b, start in enumerate(range(0, n, _BATCH)):
                 stop_at = min(n, start + _BATCH)
                 spheres_mask(
-                    shape, coords[start:stop_at], cfg.radius, values[start:stop_at],
+                    shape, coords[start:stop_at], cfg.radius, classes=values[start:stop_at],
                     voxel_size=ref.voxel_size, radius_unit=cfg.radius_unit, dtype=dtype, out=out,
                 )
                 if check_stop(stop):

@@ -78,7 +78,7 @@ class PatchesConfig(Config):
     def _check(self) -> PatchesConfig:
         if any(p < 1 for p in self.patch_size):
             raise ValueError("patch_size must be positive")
-        grid_steps(self.patch_size, self.overlap)
+        grid_steps(self.patch_size, overlap=self.overlap)
         if self.remove_only_background and self.labels is None:
             raise ValueError("remove_only_background needs labels")
         return self
@@ -197,7 +197,7 @@ def _validate(config: PatchesConfig) -> dict[str, Any]:
                 path=config.distances,
                 field="distances",
             )
-    origins = (patch_grid if config.grid == "cover" else cryosiam_grid)(shape, config.patch_size, config.overlap)
+    origins = (patch_grid if config.grid == "cover" else cryosiam_grid)(shape, config.patch_size, overlap=config.overlap)
     if config.remove_only_background:
         assert labels is not None
         with PatchReader(labels) as reader:

@@ -176,7 +176,7 @@ def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Pr
 
     try:
         if method == "exact":
-            p_lo, p_hi = percentiles(data, cfg.lower_percentile, cfg.upper_percentile, "exact", cfg.invert)
+            p_lo, p_hi = percentiles(data, cfg.lower_percentile, cfg.upper_percentile, method="exact", invert=cfg.invert)
             total = k
         else:
             last = Progress(0)
@@ -186,7 +186,8 @@ def scale_job(config: ScaleConfig, stop: StopFlag | None = None) -> Generator[Pr
                 last = e
                 return Progress(e.step, e.total + k, f"{e.message}: reading {name} for percentiles", stage=STAGE)
 
-            steps = streamed_percentiles(reader, cfg.lower_percentile, cfg.upper_percentile, cfg.invert, method, threads)
+            steps = streamed_percentiles(reader, cfg.lower_percentile, cfg.upper_percentile, invert=cfg.invert,
+                                         method=method, threads=threads)
             p_lo, p_hi = yield from relay(steps, stop=stop, event=event)
             step = last.step
         check_range(p_lo, p_hi)

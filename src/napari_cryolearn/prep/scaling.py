@@ -108,7 +108,7 @@ class SlabReader:
         Approximate bytes per slab (whole z-slices, at least one).
     """
 
-    def __init__(self, volume: np.ndarray, chunk_bytes: int = 64 << 20):
+    def __init__(self, volume: np.ndarray, *, chunk_bytes: int = 64 << 20):
         self.volume = volume
         self.shape = tuple(volume.shape)
         self.dtype = volume.dtype.newbyteorder("=")
@@ -380,6 +380,7 @@ def percentiles(
     volume: np.ndarray,
     lower: float | None = 0.1,
     upper: float | None = 99.9,
+    *,
     method: str = "auto",
     invert: bool = False,
     chunk_slices: int | None = None,
@@ -462,6 +463,7 @@ def streamed_percentiles(
     reader: SlabReader,
     lower: float | None,
     upper: float | None,
+    *,
     invert: bool = False,
     method: str = "histogram",
     threads: int | None = None,
@@ -575,6 +577,7 @@ def scale_intensity(
     volume: np.ndarray,
     lower: float | None = 0.1,
     upper: float | None = 99.9,
+    *,
     invert: bool = False,
     clip: bool = True,
     method: str = "auto",

@@ -135,7 +135,7 @@ def _check_number(value, name: str, integer: bool, minimum: float, strict: bool 
 
 
 def make_micrographs(
-    n: int = 32, size: int = 64, pixel_size: float = 10.0, seed: int = 0, snr: float = 1.0
+    n: int = 32, size: int = 64, *, pixel_size: float = 10.0, seed: int = 0, snr: float = 1.0
 ) -> MicrographStack:
     """Make ``n`` noisy synthetic micrographs of the kinds in ``MICROGRAPH_KINDS``.
 

@@ -460,6 +460,7 @@ def _place_particles(scene: _Scene, rng, n: int, voxel_size: float) -> np.ndarra
 def form_image(
     density: np.ndarray,
     rng: np.random.Generator,
+    *,
     voxel_size: float = 10.0,
     snr: float = 0.5,
     missing_wedge_blur: float = 1.5,
@@ -519,6 +520,7 @@ def _check_float(value, name: str, minimum: float, strict: bool) -> float:
 
 def make_synthetic_tomogram(
     shape: tuple[int, int, int] = (96, 128, 128),
+    *,
     voxel_size: float = 10.0,
     seed: int = 0,
     n_vesicles: int = 3,
@@ -601,7 +603,7 @@ def make_synthetic_tomogram(
 
     density = scene.density
     density += _ice(shape, rng, voxel_size)
-    volume = form_image(density, rng, voxel_size, snr, missing_wedge_blur)
+    volume = form_image(density, rng, voxel_size=voxel_size, snr=snr, missing_wedge_blur=missing_wedge_blur)
     return SyntheticTomogram(
         volume=volume,
         labels=scene.labels,

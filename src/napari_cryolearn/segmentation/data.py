@@ -200,7 +200,7 @@ class ArrayPatchSource:
                 raise InputError(f"volume {v}: image {img.shape} and labels {lab.shape} must be equal 3D shapes",
                                  field="labels")
             sizes = tuple(min(int(p), s) for p, s in zip(patch_size, img.shape))
-            for origin in patch_grid(img.shape, sizes, float(overlap)).tolist():
+            for origin in patch_grid(img.shape, sizes, overlap=float(overlap)).tolist():
                 sl = tuple(slice(a, a + p) for a, p in zip(origin, sizes))
                 if (lab[sl] != ignore_index).any():
                     self.patches.append((v, sl))

@@ -123,7 +123,7 @@ def window_for(window: Sequence[int] | None, model: LoadedModel, shape: Sequence
     if len(asked) != 3 or any(w <= 0 or w % div for w in asked):
         raise InputError(f"window {asked} must be 3 positive multiples of {div} (the network's stride)",
                          field="window")
-    used = fit_window(asked, shape, div)
+    used = fit_window(asked, shape, divisor=div)
     note = None
     if used != asked:
         note = (f"window {asked} is larger than the volume {tuple(int(s) for s in shape)}: using {used} "
