@@ -262,7 +262,7 @@ def test_last_checkpoint_is_written_every_epoch_even_without_a_better_model(tmp_
     assert torch.load(result.best_checkpoint, weights_only=False)["global_step"] == 7
 
 
-def test_class_names_travel_from_the_patch_store_to_the_model_and_its_predictions(tmp_path, make_blobs, make_config):
+def test_class_names_travel_from_the_patch_store_to_the_model_and_its_predictions(tmp_path, make_blobs, make_config, train):
     from napari_cryolearn.io.mrc import write_mrc
     from napari_cryolearn.io.patch_store import write_patch_store
     from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
@@ -272,7 +272,7 @@ def test_class_names_travel_from_the_patch_store_to_the_model_and_its_prediction
     image, labels = make_blobs()
     store = run_job(write_patch_store(tmp_path / "named.zarr", image, labels, patch_size=16, voxel_size=(10,) * 3,
                                       attrs={"label_names": {"0": "background", "1": "vesicle", "2": "membrane"}}))
-    result, events = _run(make_config([store], tmp_path / "run", max_epochs=1))
+    result, events = train(make_config([store], tmp_path / "run", max_epochs=1))
     assert load_model(result["model"]).network.names() == ["background", "vesicle", "membrane"]
     assert "val_dice_vesicle" in next(e for e in events if "val_dice" in e.metrics).metrics
     tomo = write_mrc(tmp_path / "tomo.mrc", image, voxel_size=(10,) * 3)
