@@ -124,3 +124,17 @@ def test_labels_show_their_class_name_on_hover(make_napari_viewer, tmp_path):
     outside = layer.get_status((0.0, 0.0, 0.0), world=True)
     assert "membrane" in str(inside) and "vesicle" not in str(inside)
     assert "background" in str(outside)
+
+
+def test_layers_carry_angstrom_units_so_the_scale_bar_reads_angstrom(make_napari_viewer, tmp_path):
+    vol = np.zeros((4, 6, 8), np.float32)
+    known = write_mrc(tmp_path / "tomo.mrc", vol, voxel_size=(12.0, 12.0, 12.0))
+    unknown = write_mrc(tmp_path / "raw.mrc", vol)  # header voxel size 1: unknown
+    star = write_star(tmp_path / "p.star", np.array([[1.0, 2, 3]]), pixel_size=12.0)
+    viewer = make_napari_viewer()
+    (tomo,) = viewer.open(str(known), plugin="napari-cryolearn")
+    (raw,) = viewer.open(str(unknown), plugin="napari-cryolearn")
+    (points,) = viewer.open(str(star), plugin="napari-cryolearn")
+    assert [str(u) for u in tomo.units] == ["angstrom"] * 3
+    assert [str(u) for u in points.units] == ["angstrom"] * 3
+    assert [str(u) for u in raw.units] == ["pixel"] * 3

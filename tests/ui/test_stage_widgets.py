@@ -167,6 +167,7 @@ def test_stop_stops_a_running_job(viewer, qtbot, stage_name, request):
 def _check_scale(layer, reference):
     assert tuple(layer.scale)[-3:] == tuple(reference.scale)
     assert tuple(layer.translate)[-3:] == tuple(reference.translate)
+    assert [str(u) for u in layer.units][-3:] == [str(u) for u in reference.units] == ["angstrom"] * 3
 
 
 def test_filter_form(viewer, qtbot):
@@ -214,7 +215,20 @@ def test_distances_form(viewer, qtbot):
         m = viewer.layers[f"synthetic labels distances {c}"]
         assert m.data.shape == labels.data.shape
         assert np.all((m.data > 0) == (labels.data == c))
+        assert m.visible == (c == 0)  # one map shown, not four added into one
         _check_scale(m, labels)
+
+
+def test_pickers_offer_only_3d_layers_for_volume_inputs(viewer):
+    viewer.add_image(np.zeros((16, 16), np.float32), name="a 2D image")
+    viewer.add_labels(np.zeros((16, 16), np.uint8), name="2D labels")
+    widget = _widget(viewer, "prep.filter")
+    widget.reset_choices()
+    assert [layer.name for layer in widget.form["input"].choices] == ["synthetic labels"]
+    widget = _widget(viewer, "prep.scale")
+    widget.reset_choices()
+    assert "a 2D image" not in [layer.name for layer in widget.form["input"].choices]
+    assert "synthetic tomogram" in [layer.name for layer in widget.form["input"].choices]
 
 
 def test_patches_form_saves_a_store(viewer, qtbot, tmp_path):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from napari_cryolearn.io import MRC_SUFFIXES, read_mrc, read_star, write_mrc, write_star
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, write_sidecar
-from napari_cryolearn.ui.layers import as_array, points_kwargs
+from napari_cryolearn.ui.layers import as_array, points_kwargs, units_of
 
 STAR_SUFFIXES = (".star",)
 STORE_SUFFIXES = (".zarr",)
@@ -74,7 +74,8 @@ def mrc_layer_data(path: str | Path) -> tuple[Any, dict, str]:
     }
     if label_names:
         metadata["label_names"] = label_names
-    kwargs = {"name": Path(path).stem, "scale": tuple(scale), "metadata": metadata}
+    kwargs = {"name": Path(path).stem, "scale": tuple(scale), "metadata": metadata,
+              "units": units_of(volume.voxel_size)[-volume.data.ndim:]}
     if is_labels and label_names:
         kwargs["features"] = class_features(label_names)
     return volume.data, kwargs, ("labels" if is_labels else "image")
@@ -110,12 +111,13 @@ def patch_store_layer_data(path: str | Path) -> list[tuple[Any, dict, str]]:
     meta = {"voxel_size": scale, "source_path": str(path), "patch_size": store.patch_size, "patches": len(store)}
     layers: list[tuple[Any, dict, str]] = []
     if "image" in store.keys:  # a store may hold labels or distances only
-        layers.append((store.reassemble("image"), {"name": f"{name} image", "scale": scale, "metadata": meta}, "image"))
+        layers.append((store.reassemble("image"), {"name": f"{name} image", "scale": scale, "units": units_of(scale),
+                                                  "metadata": meta}, "image"))
     if "labels" in store.keys:
         names = label_names_from(store.attrs)
         labels_meta = {**meta, "label_names": names} if names else meta
         layers.append((store.reassemble("labels"), {"name": f"{name} labels", "scale": scale,
-                                                    "metadata": labels_meta, "opacity": 0.5}, "labels"))
+                                                    "units": units_of(scale), "metadata": labels_meta, "opacity": 0.5}, "labels"))
     centres = store.origins + (np.asarray(store.patch_size) - 1) / 2.0
     layers.append((centres, {**points_kwargs(f"{name} patches", scale, size=4.0), "face_color": "orange"},
                    "points"))

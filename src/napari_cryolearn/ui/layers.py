@@ -24,9 +24,17 @@ def add_layer_data(viewer, layer_data: list[tuple[Any, dict, str]]) -> list:
     return added
 
 
+def units_of(voxel_size) -> tuple[str, ...]:
+    """The layer ``units`` for a voxel size in Å: ``"angstrom"`` per axis, or ``"pixel"``
+    when the header gives none (1 Å on every axis is MRC's "unknown")."""
+    known = any(float(v) != 1.0 for v in voxel_size)
+    return tuple("angstrom" if known else "pixel" for _ in voxel_size)
+
+
 def points_kwargs(name: str, scale, features=None, size: float = 6.0) -> dict:
     """Keyword arguments for a Points layer of particle picks (size in voxels)."""
-    kwargs: dict[str, Any] = {"name": name, "scale": tuple(scale), "size": size, "face_color": "yellow"}
+    kwargs: dict[str, Any] = {"name": name, "scale": tuple(scale), "units": units_of(scale), "size": size,
+                              "face_color": "yellow"}
     if features is not None and len(features.columns):
         kwargs["features"] = features
     return kwargs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from napari_cryolearn.sample import make_micrographs, make_synthetic_tomogram
-from napari_cryolearn.ui.layers import points_kwargs
+from napari_cryolearn.ui.layers import points_kwargs, units_of
 
 
 def tomogram_layers(shape=(96, 128, 128), voxel_size: float = 10.0, seed: int = 0) -> list:
@@ -15,10 +15,11 @@ def tomogram_layers(shape=(96, 128, 128), voxel_size: float = 10.0, seed: int = 
     meta = {"voxel_size": scale, "origin": (0.0, 0.0, 0.0), "seed": seed}
     normals = pd.DataFrame(tomo.protein_normals, columns=["normal_z", "normal_y", "normal_x"])
     return [
-        (tomo.volume, {"name": "synthetic tomogram", "scale": scale, "metadata": meta}, "image"),
+        (tomo.volume, {"name": "synthetic tomogram", "scale": scale, "units": units_of(scale), "metadata": meta},
+         "image"),
         (
             tomo.labels,
-            {"name": "synthetic labels", "scale": scale, "metadata": {**meta, "label_names": tomo.label_names},
+            {"name": "synthetic labels", "scale": scale, "units": units_of(scale), "metadata": {**meta, "label_names": tomo.label_names},
              "opacity": 0.5},
             "labels",
         ),
@@ -38,4 +39,5 @@ def make_sample_micrographs() -> list:
     kinds = [stack.kind_names[k] for k in stack.kinds]
     meta = {"kinds": kinds, "pixel_size": stack.pixel_size}
     scale = (1.0, stack.pixel_size, stack.pixel_size)
-    return [(stack.images, {"name": "synthetic micrographs", "scale": scale, "metadata": meta}, "image")]
+    units = ("pixel", "angstrom", "angstrom")  # the first axis counts micrographs
+    return [(stack.images, {"name": "synthetic micrographs", "scale": scale, "units": units, "metadata": meta}, "image")]

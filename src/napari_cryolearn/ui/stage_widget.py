@@ -49,6 +49,8 @@ LAYER_TYPES = {"tomogram": napari.layers.Image, "labels": napari.layers.Labels, 
 OUTPUT_LAYER_TYPES = {"tomogram": "image", "labels": "labels", "distances": "image", "micrographs": "image",
                       "points": "points"}
 _FOLDER_KINDS = ("patch_store", "run")
+#: Dimensions a layer offered for an input of each kind must have (a 2D image is no tomogram).
+LAYER_NDIM = {"tomogram": 3, "labels": 3, "points": 3}
 
 
 class StageWidget(JobWidget):
@@ -71,11 +73,23 @@ class StageWidget(JobWidget):
         self.fields = self.config_class.model_fields
         self._inputs = {p.field: p for p in self.stage.inputs}
         self._outputs = {p.field: p for p in self.stage.outputs}
+        self._viewer = napari_viewer
         self.form: dict[str, Widget] = {name: self._widget(name, field) for name, field in self.fields.items()}
         self.config = None
         self.result: JobResult | None = None
         super().__init__(napari_viewer, list(self.form.values()), title=self.stage.title or self.stage.name,
                          run_text="Run")
+
+    def _layer_choices(self, port: Port):
+        """The viewer's layers a picker for ``port`` offers: its layer type, and 3D for a
+        tomogram, labels or points (the job would refuse a 2D one)."""
+        kind, ndim = LAYER_TYPES[port.kind], LAYER_NDIM.get(port.kind)
+
+        def choices(widget=None):
+            return [layer for layer in self._viewer.layers
+                    if isinstance(layer, kind) and (ndim is None or layer.ndim == ndim)]
+
+        return choices
 
     def _widget(self, name: str, field) -> Widget:
         tooltip = field.description or None
@@ -83,7 +97,8 @@ class StageWidget(JobWidget):
         if port is not None and port.kind in LAYER_TYPES:
             kind = LAYER_TYPES[port.kind]
             return create_widget(annotation=kind | None if port.optional else kind, name=name,
-                                 label=f"{name.replace('_', ' ')} ({port.kind})", options={"tooltip": tooltip})
+                                 label=f"{name.replace('_', ' ')} ({port.kind})",
+                                 options={"tooltip": tooltip, "choices": self._layer_choices(port)})
         port = self._outputs.get(name)
         if port is not None and port.optional:
             return CheckBox(value=False, name=name, text=f"also write {name.replace('_', ' ')}", tooltip=tooltip)
@@ -269,6 +284,7 @@ def output_layers(result: JobResult, outputs: dict[str, Port], *, reference, scr
                 ndim = data.shape[1] if layer_type == "points" else data.ndim - (1 if "channel_axis" in kwargs else 0)
                 kwargs["scale"] = tuple(reference.scale)[-ndim:]
                 kwargs["translate"] = tuple(reference.translate)[-ndim:]
+                kwargs["units"] = tuple(str(u) for u in reference.units)[-ndim:]
                 meta["derived_from"] = reference.name
             if "channel_axis" in kwargs and isinstance(kwargs.get("name"), str):
                 kwargs["name"] = [f"{kwargs['name']} {c}" for c in range(data.shape[kwargs["channel_axis"]])]
@@ -284,7 +300,8 @@ def _npy_layer_data(path: Path) -> tuple[Any, dict, str]:
     data = np.load(path, mmap_mode="r")
     kwargs: dict[str, Any] = {"name": path.stem, "metadata": {"source_path": str(path)}}
     if data.ndim == 4:
-        kwargs.update(channel_axis=0, colormap="twilight_shifted", visible=True)
+        # one map shown (the others, hidden, are one click away): additive maps read as one pink image
+        kwargs.update(channel_axis=0, colormap="twilight_shifted", visible=[c == 0 for c in range(data.shape[0])])
     return data, kwargs, "image"
 
 
