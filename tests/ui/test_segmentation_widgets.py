@@ -92,7 +92,7 @@ def test_training_on_an_empty_labels_layer_is_refused(viewer, qtbot, tmp_path):
     train.label_layer.value = empty
     assert "255 not annotated" in train.convention.value
     running = train.run()
-    qtbot.waitUntil(lambda: running.done, timeout=60000)
+    qtbot.waitUntil(lambda: running.done, timeout=180000)
     assert "0 (background) everywhere" in str(running.error)
     assert not (tmp_path / "run").exists()
 

@@ -23,6 +23,16 @@ class InputError(ValueError):
         prefix = ": ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
+    def __reduce__(self):
+        # pickled whole (to a child process and back): the message as shown, path and field
+        return _rebuild, (type(self), str(self), self.path, self.field)
+
+
+def _rebuild(cls: type, text: str, path: str | None, field: str | None) -> InputError:
+    err = cls(text)
+    err.path, err.field = path, field
+    return err
+
 
 class OutputError(InputError):
     """An output could not be written: no space left, no permission, a read-only or missing

@@ -34,6 +34,10 @@ def _class_names(layer, n_classes: int) -> list[str] | None:
     return [by_value[c] for c in range(n_classes)] if set(range(n_classes)) <= set(by_value) else None
 
 
+#: The jobs, run in a child process (training in napari's process holds its event loop)
+TRAIN_JOB = "napari_cryolearn.segmentation.train_job:train_job"
+TRAIN_ARRAYS_JOB = "napari_cryolearn.segmentation.train_job:train_arrays_job"
+
 #: The config fields the form shows (the rest keep the config's defaults; a YAML config
 #: given to ``cryolearn segment train`` sets them all).
 FORM_FIELDS = ("max_epochs", "batch_size", "lr", "patch_size", "validation_ratio", "device", "log_dir",
@@ -95,15 +99,15 @@ class TrainSegmentationWidget(JobWidget):
         })
 
     def make_job(self):
+        from napari_cryolearn.engine.child import run_in_child
         from napari_cryolearn.segmentation.config import DEFAULT_IGNORE_INDEX
-        from napari_cryolearn.segmentation.train_job import train_arrays_job, train_job
 
         n_classes = int(self.classes.value)
         if self.source.value == "patch stores":
             if not self.stores.value.strip():
                 raise InputError("give at least one patch store", field="patch_stores")
             config = self._config(n_classes or 2)
-            factory = lambda stop: train_job(config, stop=stop)  # noqa: E731
+            factory = lambda stop: run_in_child(TRAIN_JOB, config, stop=stop)  # noqa: E731
         else:
             image = volume_of(self.image.value, "tomogram layer")
             labels = volume_of(self.label_layer.value, "labels layer")
@@ -117,8 +121,8 @@ class TrainSegmentationWidget(JobWidget):
             if any(s > n for s, n in zip(size, image.shape)):
                 raise InputError(f"patch size {size} exceeds the volume {image.shape}", field="patch_size")
             image, labels = np.asarray(image, np.float32), np.asarray(labels)
-            factory = lambda stop: train_arrays_job(  # noqa: E731
-                [image], [labels], config, patch_size=size, stop=stop)
+            factory = lambda stop: run_in_child(  # noqa: E731
+                TRAIN_ARRAYS_JOB, [image], [labels], config, patch_size=size, stop=stop)
         self.plot.clear()
         return factory
 
