@@ -14,7 +14,7 @@ from napari_cryolearn.engine.training import Device, TrainerConfig
 from napari_cryolearn.models.config import BackboneConfig, TransformsConfig
 
 #: Label value of unannotated voxels: excluded from every loss term and from Dice.
-DEFAULT_IGNORE_INDEX = 255
+_DEFAULT_IGNORE_INDEX = 255
 
 
 class NetworkConfig(Config):
@@ -36,7 +36,7 @@ class NetworkConfig(Config):
     use_dice_loss: bool = Field(True, description='add a Dice loss to the cross-entropy')
     dice_type: Literal["generalized", "dice"] = Field("generalized", description='generalized (class-weighted) or plain Dice')
     distance_weight: float = Field(1.0, ge=0, description='weight of the distance loss')
-    ignore_index: int = Field(DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice')
+    ignore_index: int = Field(_DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice')
     unfreeze_backbone: bool = Field(True, description='train the pretrained backbone too (false: frozen)')
     unfreeze_decoder: bool = Field(True, description='train the pretrained decoder too (false: frozen)')
 
