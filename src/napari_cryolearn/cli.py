@@ -25,7 +25,7 @@ from napari_cryolearn.stages import all_stages as stages
 from napari_cryolearn.engine.stop import StopFlag
 
 
-def drive(job_fn, config, *, desc: str, quiet: bool = False,
+def _drive(job_fn, config, *, desc: str, quiet: bool = False,
           event: Callable[[Progress], Progress] | None = None) -> Any:
     """Run ``job_fn(config, stop)`` to the end with a tqdm progress bar on stderr.
 
@@ -97,7 +97,7 @@ def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
         name = _first_input_name(stage, config)
         def event(e: Progress, i=i, name=name) -> Progress:
             return nested(e, index=i, count=len(configs), name=name)
-        result = drive(job_fn, config, desc=stage.name, quiet=args.quiet, event=event if len(configs) > 1 else None)
+        result = _drive(job_fn, config, desc=stage.name, quiet=args.quiet, event=event if len(configs) > 1 else None)
         result = _job_result(result, stage)
         if len(configs) > 1:
             print(f"[{i + 1}/{len(configs)}] {name}")
@@ -151,7 +151,7 @@ def run_demo(
         print(f"== {stage.name}: {stage.summary}", flush=True)
         if before is not None:
             before(stage, config)
-        result = drive(stage.job_function(), config, desc=stage.name, quiet=quiet)
+        result = _drive(stage.job_function(), config, desc=stage.name, quiet=quiet)
         if after is not None:
             after(stage, config, result)
         result = _job_result(result, stage)
@@ -192,7 +192,7 @@ def _stages_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> argparse.ArgumentParser:
     """The full ``cryolearn`` parser, with one subcommand per registered stage."""
     parser = argparse.ArgumentParser(
         prog="cryolearn",
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cryolearn`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _LAZY_PARSERS.clear()
-    parser = build_parser()
+    parser = _build_parser()
     _complete_stage_parsers(argv)
     args = parser.parse_args(argv)
     try:

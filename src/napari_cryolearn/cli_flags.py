@@ -19,7 +19,7 @@ from napari_cryolearn.engine.config import Config, read_yaml
 from napari_cryolearn.engine.errors import InputError
 
 #: Top-level keys that mark a YAML file as a CryoSiam config rather than ours.
-CRYOSIAM_KEYS = {"data_folder", "labels_folder", "patches_folder", "parameters", "hyper_parameters", "log_dir"}
+_CRYOSIAM_KEYS = {"data_folder", "labels_folder", "patches_folder", "parameters", "hyper_parameters", "log_dir"}
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -165,12 +165,12 @@ def _given(args: argparse.Namespace, config_cls: type[Config]) -> dict[str, Any]
     return given
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``update`` laid over it, nested mappings merged key by key."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+            out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -205,7 +205,7 @@ def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> lis
         return [config_cls.from_dict(overrides)]
     data = read_yaml(path)
     # a CryoSiam file has keys of theirs that are not ours (our own run config.yaml has log_dir)
-    if (CRYOSIAM_KEYS & set(data)) - set(config_cls.model_fields) and hasattr(config_cls, "from_cryosiam"):
+    if (_CRYOSIAM_KEYS & set(data)) - set(config_cls.model_fields) and hasattr(config_cls, "from_cryosiam"):
         configs = _from_cryosiam(config_cls, data, path, overrides)
         if not configs:
             raise InputError("the CryoSiam config selects no files", path=path)
@@ -215,8 +215,8 @@ def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> lis
             k: v for k, v in overrides.items()
             if k not in consumed and not _is_path(config_cls.model_fields[k].annotation)
         }
-        return [config_cls.from_dict(deep_merge(c.to_dict(), rest), source=path) for c in configs]
-    return [config_cls.from_dict(deep_merge(data, overrides), source=path)]
+        return [config_cls.from_dict(_deep_merge(c.to_dict(), rest), source=path) for c in configs]
+    return [config_cls.from_dict(_deep_merge(data, overrides), source=path)]
 
 
 def _is_path(annotation: Any) -> bool:

@@ -373,7 +373,7 @@ def test_filter_job_that_keeps_nothing_writes_nothing(labels, tmp_path):
 
 def test_masks_are_labels_with_class_names(tmp_path):
     from napari_cryolearn.io.sidecar import label_names_from, read_sidecar
-    from napari_cryolearn.ui.io_hooks import mrc_layer_data
+    from napari_cryolearn.ui.io_hooks import read_layers
 
     ref = write_mrc(tmp_path / "tomo.mrc", np.zeros((16, 16, 16), np.float32))
     star = write_star(tmp_path / "p.star", np.array([[4.0, 4, 4], [10, 10, 10]]),
@@ -381,7 +381,7 @@ def test_masks_are_labels_with_class_names(tmp_path):
     out = run_job(masks_from_coordinates_job(MasksFromCoordinatesConfig(
         coordinates=star, reference=ref, output=tmp_path / "spheres.mrc", radius=2)))["output"]
     assert label_names_from(read_sidecar(out)) == {0: "background", 2: "class_2", 5: "class_5"}
-    assert mrc_layer_data(out)[2] == "labels"
+    assert [layer_type for _, _, layer_type in read_layers(str(out))] == ["labels"]
     scaled = write_mrc(tmp_path / "density.mrc", np.linspace(0, 1, 16**3, dtype=np.float32).reshape((16,) * 3))
     mask = run_job(mask_from_threshold_job(MaskFromThresholdConfig(input=scaled, output=tmp_path / "dense.mrc",
                                                                    threshold=0.5, label_value=3)))["output"]

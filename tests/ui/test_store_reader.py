@@ -3,7 +3,7 @@
 import numpy as np
 
 from napari_cryolearn.io.patch_store import PatchStoreWriter
-from napari_cryolearn.ui.io_hooks import patch_store_layer_data
+from napari_cryolearn.ui.io_hooks import read_layers
 
 
 def test_a_labels_only_store_opens_as_labels_and_points(tmp_path):
@@ -14,7 +14,7 @@ def test_a_labels_only_store_opens_as_labels_and_points(tmp_path):
                           image=False, labels_dtype=np.uint8) as writer:
         for i, (z, y, x) in enumerate(origins):
             writer.write(i, labels=labels[z:z + 8, y:y + 8, x:x + 8])
-    layers = patch_store_layer_data(tmp_path / "l.zarr")
+    layers = read_layers(str(tmp_path / "l.zarr"))
     assert [kind for _, _, kind in layers] == ["labels", "points"]
     np.testing.assert_array_equal(layers[0][0], labels)
     assert layers[0][1]["scale"] == (5.0, 6.0, 7.0)

@@ -59,10 +59,10 @@ __all__ = [
 
 FORMAT = "napari-cryolearn patch store"
 FORMAT_VERSION = 1
-KEYS = ("image", "labels", "distances")
+_KEYS = ("image", "labels", "distances")
 
 #: What a store folder holds: its group metadata and one folder per array.
-_STORE_ENTRIES = {"zarr.json", "origins", *KEYS}
+_STORE_ENTRIES = {"zarr.json", "origins", *_KEYS}
 
 #: Largest volume or patch size along one axis that a store may declare (2**31 voxels: far beyond
 #: any tomogram, and small enough that origin arithmetic never overflows int64).
@@ -196,7 +196,7 @@ class PatchStoreWriter:
         if compressor == "auto":
             compressor = _DEFAULT_COMPRESSORS
         if not isinstance(compressor, dict):
-            compressor = {k: compressor for k in KEYS}
+            compressor = {k: compressor for k in _KEYS}
         self._codecs = {k: _codecs(compressor.get(k)) for k in self._spec}
         self._tmp: Path | None = None
         self.overwrite = overwrite
@@ -847,12 +847,12 @@ class PatchStore:
         self._records_complete = "complete" in attrs  # written by a version that records it (and always True here)
 
         self._arrays: dict[str, Any] = {}
-        for key in KEYS:
+        for key in _KEYS:
             if os.path.lexists(self.path / key):
                 self._arrays[key] = _open_array(self.path / key)
-        self.keys: tuple[str, ...] = tuple(k for k in KEYS if k in self._arrays)
+        self.keys: tuple[str, ...] = tuple(k for k in _KEYS if k in self._arrays)
         if not self.keys:
-            raise _damaged(f"no {', '.join(KEYS[:-1])} or {KEYS[-1]} array", self.path)
+            raise _damaged(f"no {', '.join(_KEYS[:-1])} or {_KEYS[-1]} array", self.path)
         self.origins = self._read_origins(n_patches)
         n = len(self.origins)
         for key, array in self._arrays.items():

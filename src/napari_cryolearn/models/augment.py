@@ -42,7 +42,7 @@ def _as_tensor(x: Any) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
 
-def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Isotropic Gaussian blur of a (C, Z, Y, X) or (C, Y, X) tensor; ``sigma`` in voxels."""
     if sigma <= 0:
         return image
@@ -79,7 +79,7 @@ class RandLowPassd(_RandSigmad):
     """Gaussian low-pass with ``sigma`` drawn uniformly from ``sigma_range`` (voxels)."""
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        return gaussian_blur(x, self.sigma)
+        return _gaussian_blur(x, self.sigma)
 
 
 class RandBandPassd(RandomizableTransform, MapTransform):
@@ -113,7 +113,7 @@ class RandBandPassd(RandomizableTransform, MapTransform):
             s1, s2 = self.sigmas
             for k in self.key_iterator(d):
                 x = _as_tensor(d[k]).float()
-                d[k] = gaussian_blur(x, s1) - gaussian_blur(x, s2)
+                d[k] = _gaussian_blur(x, s1) - _gaussian_blur(x, s2)
         return d
 
 

@@ -21,7 +21,7 @@ from monai.networks.nets import ResNet
 from torch import nn
 
 
-def check_spatial_dims(spatial_dims: int) -> int:
+def _check_spatial_dims(spatial_dims: int) -> int:
     """``spatial_dims`` as an int, 2 or 3 (``ValueError`` otherwise)."""
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
@@ -30,12 +30,12 @@ def check_spatial_dims(spatial_dims: int) -> int:
 
 def conv_type(spatial_dims: int) -> type[nn.Module]:
     """``nn.Conv2d`` or ``nn.Conv3d``."""
-    return nn.Conv3d if check_spatial_dims(spatial_dims) == 3 else nn.Conv2d
+    return nn.Conv3d if _check_spatial_dims(spatial_dims) == 3 else nn.Conv2d
 
 
 def batch_norm_type(spatial_dims: int) -> type[nn.Module]:
     """``nn.BatchNorm2d`` or ``nn.BatchNorm3d``."""
-    return nn.BatchNorm3d if check_spatial_dims(spatial_dims) == 3 else nn.BatchNorm2d
+    return nn.BatchNorm3d if _check_spatial_dims(spatial_dims) == 3 else nn.BatchNorm2d
 
 
 class FPNDecoder(nn.Module):

@@ -84,7 +84,7 @@ def _keys(d: dict, limit: int = 4) -> str:
     return ", ".join(keys) + (", …" if len(d) > limit else "") if keys else "none"
 
 
-def check_finite(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+def _check_finite(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
     """:class:`InputError` naming the checkpoint and its first tensor holding NaN or ±inf."""
     bad = first_non_finite(ckpt["state_dict"])
     if bad is not None:
@@ -106,7 +106,7 @@ def detect_layout(state: dict[str, Any]) -> str:
     return "unknown"
 
 
-def to_net_keys(state: dict[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
+def _to_net_keys(state: dict[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
     """Rename a checkpoint's keys to :class:`SegmentationNet` keys (``backbone.*``, ``heads.*``)."""
     out: dict[str, torch.Tensor] = {}
     for k, v in state.items():
@@ -159,7 +159,7 @@ def load_weights(
         The already-read checkpoint, to avoid reading it twice.
     """
     ckpt = read_checkpoint(path) if ckpt is None else ckpt
-    check_finite(ckpt, path)
+    _check_finite(ckpt, path)
     state = ckpt["state_dict"]
     layout = detect_layout(state)
     if layout == "unknown":
@@ -169,7 +169,7 @@ def load_weights(
             "_model_backbone.* (CryoSiam semantic) or _model.encoder.* (CryoSiam DenseSimSiam)",
             path=path,
         )
-    src = to_net_keys(state, layout)
+    src = _to_net_keys(state, layout)
     own = net.state_dict()
     problems: list[str] = []
     report = LoadReport(layout=layout)
@@ -254,7 +254,7 @@ def check_resumable(ckpt: dict[str, Any], module: torch.nn.Module, path: str | o
     if detect_layout(state) != "ours":
         raise InputError(f"not a napari-cryolearn segmentation checkpoint (first keys: {_keys(state, 3)})",
                          path=path)
-    check_finite(ckpt, path)
+    _check_finite(ckpt, path)
     own = module.state_dict()
     problems = [f"missing {k} {tuple(t.shape)}" for k, t in own.items() if k not in state]
     problems += [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(t.shape)}"

@@ -45,7 +45,7 @@ class Prediction:
     distances: np.ndarray | None = None
 
 
-def gaussian_weights(window: Sequence[int], *, sigma_scale: float = 0.125) -> list[np.ndarray]:
+def _gaussian_weights(window: Sequence[int], *, sigma_scale: float = 0.125) -> list[np.ndarray]:
     """Per-axis Gaussian profiles (peak 1, sigma ``sigma_scale·size``), floored at 1e-3."""
     out = []
     for w in window:
@@ -77,7 +77,7 @@ def _window_weight(
     return wgt.astype(np.float32, copy=False)
 
 
-def window_starts(size: int, window: int, overlap: float) -> list[int]:
+def _window_starts(size: int, window: int, overlap: float) -> list[int]:
     """Window starts along one axis (:func:`~napari_cryolearn.io.patch_grid.patch_grid`'s grid;
     one window at 0 when the axis is no longer than the window)."""
     return patch_grid((int(size),), (min(int(window), int(size)),), overlap=float(overlap))[:, 0].tolist()
@@ -201,9 +201,9 @@ def iter_sliding_window(
         step = max(1, int(round(w * (1.0 - overlap))))
         if s == w and w > step and 2 * margin > w - step:
             raise ValueError(f"margin {margin} leaves gaps: it must be at most (window - step) / 2 = {(w - step) // 2}")
-    starts = [window_starts(s, w, overlap) for s, w in zip(shape, window)]
+    starts = [_window_starts(s, w, overlap) for s, w in zip(shape, window)]
     zs, rest = starts[0], starts[1:]
-    profiles = gaussian_weights(window, sigma_scale=sigma_scale) if blend == "gaussian" else [
+    profiles = _gaussian_weights(window, sigma_scale=sigma_scale) if blend == "gaussian" else [
         np.ones(w, np.float32) for w in window]
     sigmoid = num_classes == 1
     n_prob = max(num_classes, 1)

@@ -44,7 +44,7 @@ __all__ = ["DistanceMapConfig", "cryosiam_files", "distance_map_job", "read_dist
 
 #: More classes than this are refused unless ``n_classes`` is set: a label volume with label
 #: values in the thousands holds instances, and one distance map each would fill a disk.
-MAX_INFERRED_CLASSES = 256
+_MAX_INFERRED_CLASSES = 256
 
 STAGE = "distance-maps"
 _SLAB_BYTES = 16 * 2**20
@@ -214,7 +214,7 @@ def _validate(config: DistanceMapConfig):
     vol = read_mrc(config.input, mmap=True)
     max_label = scan_labels(vol.data, config.input, field="input")
     n_classes = config.n_classes if config.n_classes is not None else max_label + 1
-    if config.n_classes is None and n_classes > MAX_INFERRED_CLASSES:
+    if config.n_classes is None and n_classes > _MAX_INFERRED_CLASSES:
         size = n_classes * int(np.prod(vol.data.shape)) * 4
         raise InputError(
             f"labels go up to {max_label}: that is {n_classes} distance maps ({size / 2**30:.1f} GiB). These look like"

@@ -150,7 +150,7 @@ def read_label_mapping(path: str | os.PathLike) -> dict[int, int]:
     return {int(k): int(v) for k, v in meta["label_mapping"].items()}
 
 
-def output_label_names(mapping: dict[int, int], names: dict[int, str]) -> dict[int, str]:
+def _output_label_names(mapping: dict[int, int], names: dict[int, str]) -> dict[int, str]:
     """Class names of the filtered volume: each new value named after the old classes it holds."""
     if not names:
         return {}
@@ -244,7 +244,7 @@ def filter_labels_job(
                                  "labels; nothing written", path=cfg.input, field="keep")
     except JobStopped:
         return JobResult(stopped=True)
-    names = output_label_names(mapping, label_names_from(read_sidecar(cfg.input)))
+    names = _output_label_names(mapping, label_names_from(read_sidecar(cfg.input)))
     write_sidecar(cfg.output, {
         "label_mapping": {str(k): v for k, v in mapping.items()},
         "label_names": {str(k): v for k, v in names.items()},

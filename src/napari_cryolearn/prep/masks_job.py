@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 STAGE = "masks"
-DEFAULT_CLASS_COLUMN = "rlnClassNumber"
+_DEFAULT_CLASS_COLUMN = "rlnClassNumber"
 _BATCH = 256
 
 
@@ -78,7 +78,7 @@ class MasksFromCoordinatesConfig(Config):
     radius: float = Field(gt=0, description="sphere radius (voxels or Angstrom, see --radius-unit)")
     radius_unit: Literal["voxel", "angstrom"] = Field("voxel", description="unit of --radius")
     class_column: str | None = Field(
-        DEFAULT_CLASS_COLUMN, description="STAR column with each sphere's class (used when present)"
+        _DEFAULT_CLASS_COLUMN, description="STAR column with each sphere's class (used when present)"
     )
     value: int = Field(1, ge=1, le=65535, description="sphere value without a class column")
     tomo_name: str | None = Field(None, description="keep only this tomogram's rows")
@@ -179,7 +179,7 @@ class MaskFromThresholdConfig(Config):
 
 def _class_values(points, cfg: MasksFromCoordinatesConfig) -> np.ndarray | int:
     col = cfg.class_column
-    if col is None or (col == DEFAULT_CLASS_COLUMN and col not in points.features.columns):
+    if col is None or (col == _DEFAULT_CLASS_COLUMN and col not in points.features.columns):
         return cfg.value
     if col not in points.features.columns:
         cols = ", ".join(map(str, points.features.columns)) or "none"

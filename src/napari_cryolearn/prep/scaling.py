@@ -67,7 +67,7 @@ __all__ = [
     "streamed_percentiles",
 ]
 
-METHODS = ("auto", "exact", "histogram", "sample")
+_METHODS = ("auto", "exact", "histogram", "sample")
 
 _SAMPLE_SIZE = 2**18
 _AUTO_EXACT_MAX = 2**20
@@ -419,8 +419,8 @@ def percentiles(
         an unknown method.
     """
     q_lo, q_hi = _check_q(lower, upper)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if method not in _METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {_METHODS}")
     if volume.dtype.kind not in "biuf":
         raise ValueError(f"expected a real-valued volume, got dtype {volume.dtype}")
     n = int(volume.size)

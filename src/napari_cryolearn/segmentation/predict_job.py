@@ -37,7 +37,7 @@ from napari_cryolearn.segmentation.config import IntensityConfig, NetworkConfig,
 from napari_cryolearn.segmentation.network import build_network
 
 STAGE = "segment.predict"
-DEFAULT_WINDOW = (64, 64, 64)
+_DEFAULT_WINDOW = (64, 64, 64)
 
 
 @dataclass
@@ -119,7 +119,7 @@ def window_for(window: Sequence[int] | None, model: LoadedModel, shape: Sequence
     window is zero-padded as at any volume edge): a larger window adds only padding and time.
     """
     div = model.net.size_divisor
-    asked = tuple(int(w) for w in (window or model.patch_shape or DEFAULT_WINDOW))
+    asked = tuple(int(w) for w in (window or model.patch_shape or _DEFAULT_WINDOW))
     if len(asked) != 3 or any(w <= 0 or w % div for w in asked):
         raise InputError(f"window {asked} must be 3 positive multiples of {div} (the network's stride)",
                          field="window")

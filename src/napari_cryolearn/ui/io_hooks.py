@@ -19,8 +19,8 @@ from napari_cryolearn.io import MRC_SUFFIXES, read_mrc, read_star, write_mrc, wr
 from napari_cryolearn.io.sidecar import label_names_from, read_sidecar, write_sidecar
 from napari_cryolearn.ui.layers import as_array, points_kwargs, units_of
 
-STAR_SUFFIXES = (".star",)
-STORE_SUFFIXES = (".zarr",)
+_STAR_SUFFIXES = (".star",)
+_STORE_SUFFIXES = (".zarr",)
 
 
 def _suffix(path: str) -> str:
@@ -30,7 +30,7 @@ def _suffix(path: str) -> str:
 def get_reader(path: str | list[str]):
     """Return a reader for MRC, STAR or patch-store paths, or None for anything else."""
     paths = [path] if isinstance(path, str) else list(path)
-    if paths and all(_suffix(p) in MRC_SUFFIXES + STAR_SUFFIXES or _is_our_store(p) for p in paths):
+    if paths and all(_suffix(p) in MRC_SUFFIXES + _STAR_SUFFIXES or _is_our_store(p) for p in paths):
         return read_layers
     return None
 
@@ -41,7 +41,7 @@ def _is_our_store(path: str) -> bool:
 
     meta = Path(path) / "zarr.json"
     try:
-        return _suffix(path) in STORE_SUFFIXES and FORMAT in meta.read_text()
+        return _suffix(path) in _STORE_SUFFIXES and FORMAT in meta.read_text()
     except OSError:
         return False
 
@@ -51,16 +51,16 @@ def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
     paths = [path] if isinstance(path, str) else list(path)
     layers = []
     for p in paths:
-        if _suffix(p) in STAR_SUFFIXES:
-            layers.append(star_layer_data(p))
-        elif _suffix(p) in STORE_SUFFIXES:
-            layers.extend(patch_store_layer_data(p))
+        if _suffix(p) in _STAR_SUFFIXES:
+            layers.append(_star_layer_data(p))
+        elif _suffix(p) in _STORE_SUFFIXES:
+            layers.extend(_patch_store_layer_data(p))
         else:
-            layers.append(mrc_layer_data(p))
+            layers.append(_mrc_layer_data(p))
     return layers
 
 
-def mrc_layer_data(path: str | Path) -> tuple[Any, dict, str]:
+def _mrc_layer_data(path: str | Path) -> tuple[Any, dict, str]:
     """An MRC file as ``(data, kwargs, "image" | "labels")``, memory-mapped, scale in Angstrom."""
     volume = read_mrc(path, mmap=True)
     meta = read_sidecar(path)
@@ -88,7 +88,7 @@ def class_features(label_names: dict[int, str]) -> dict[str, list]:
     return {"index": values, "class": [label_names[v] for v in values]}
 
 
-def star_layer_data(path: str | Path) -> tuple[Any, dict, str]:
+def _star_layer_data(path: str | Path) -> tuple[Any, dict, str]:
     """A STAR file's coordinates as a Points layer in pixels (z, y, x), with its columns as features."""
     points = read_star(path)
     scale = (points.pixel_size,) * 3 if points.pixel_size else (1.0, 1.0, 1.0)
@@ -97,7 +97,7 @@ def star_layer_data(path: str | Path) -> tuple[Any, dict, str]:
     return points.coords, kwargs, "points"
 
 
-def patch_store_layer_data(path: str | Path) -> list[tuple[Any, dict, str]]:
+def _patch_store_layer_data(path: str | Path) -> list[tuple[Any, dict, str]]:
     """A patch store reassembled: its tomogram (Image), labels (Labels) and patch origins (Points).
 
     The volume is rebuilt in memory from the patches, at the store's voxel size; a preview of
@@ -156,7 +156,7 @@ def write_labels(path: str, data: Any, attributes: dict) -> list[str]:
 
 def write_points(path: str, data: Any, attributes: dict) -> list[str]:
     """Write a Points layer to STAR: coordinates in pixels, the layer's features as columns."""
-    _check_suffix(path, STAR_SUFFIXES, "points")
+    _check_suffix(path, _STAR_SUFFIXES, "points")
     coords = np.asarray(data, dtype=float)
     if coords.ndim != 2 or coords.shape[1] not in (2, 3):
         raise ValueError(f"{path}: points must be (N, 2) or (N, 3), got {coords.shape}")

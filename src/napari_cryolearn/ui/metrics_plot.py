@@ -9,7 +9,7 @@ from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-COLORS = ["#e6550d", "#3182bd", "#31a354", "#756bb1", "#de2d26", "#636363"]
+_COLORS = ["#e6550d", "#3182bd", "#31a354", "#756bb1", "#de2d26", "#636363"]
 
 
 class MetricsPlot(QWidget):
@@ -60,7 +60,7 @@ class MetricsPlot(QWidget):
         painter.drawText(left, h - 4, f"epoch {x0:g}")
         painter.drawText(w - right - 60, h - 4, f"{x1:g}")
         for i, (name, pts) in enumerate(self.series.items()):
-            pen = QPen(QColor(COLORS[i % len(COLORS)]))
+            pen = QPen(QColor(_COLORS[i % len(_COLORS)]))
             pen.setWidth(2)
             painter.setPen(pen)
             screen = [to_screen(x, y) for x, y in pts]
@@ -75,7 +75,7 @@ class MetricsPlot(QWidget):
         backdrop.setAlpha(210)
         painter.fillRect(x_legend, top + 2, width, 14 * len(self.series) + 6, backdrop)
         for i, name in enumerate(self.series):
-            color = QColor(COLORS[i % len(COLORS)])
+            color = QColor(_COLORS[i % len(_COLORS)])
             y = top + 14 + 14 * i
             painter.fillRect(x_legend + 4, y - 6, 12, 3, color)
             painter.setPen(QPen(color))

@@ -43,14 +43,14 @@ from napari_cryolearn.ui.forms import field_widget, form_values
 from napari_cryolearn.ui.job_widget import JobWidget
 
 #: Layer types offered for an input of each kind (other kinds are chosen as files).
-LAYER_TYPES = {"tomogram": napari.layers.Image, "labels": napari.layers.Labels, "points": napari.layers.Points,
+_LAYER_TYPES = {"tomogram": napari.layers.Image, "labels": napari.layers.Labels, "points": napari.layers.Points,
                "micrographs": napari.layers.Image}
 #: Layer type an output of each kind opens as (other kinds: as the reader decides).
-OUTPUT_LAYER_TYPES = {"tomogram": "image", "labels": "labels", "distances": "image", "micrographs": "image",
+_OUTPUT_LAYER_TYPES = {"tomogram": "image", "labels": "labels", "distances": "image", "micrographs": "image",
                       "points": "points"}
 _FOLDER_KINDS = ("patch_store", "run")
 #: Dimensions a layer offered for an input of each kind must have (a 2D image is no tomogram).
-LAYER_NDIM = {"tomogram": 3, "labels": 3, "points": 3}
+_LAYER_NDIM = {"tomogram": 3, "labels": 3, "points": 3}
 
 
 class StageWidget(JobWidget):
@@ -83,7 +83,7 @@ class StageWidget(JobWidget):
     def _layer_choices(self, port: Port):
         """The viewer's layers a picker for ``port`` offers: its layer type, and 3D for a
         tomogram, labels or points (the job would refuse a 2D one)."""
-        kind, ndim = LAYER_TYPES[port.kind], LAYER_NDIM.get(port.kind)
+        kind, ndim = _LAYER_TYPES[port.kind], _LAYER_NDIM.get(port.kind)
 
         def choices(widget=None):
             return [layer for layer in self._viewer.layers
@@ -94,8 +94,8 @@ class StageWidget(JobWidget):
     def _widget(self, name: str, field) -> Widget:
         tooltip = field.description or None
         port = self._inputs.get(name)
-        if port is not None and port.kind in LAYER_TYPES:
-            kind = LAYER_TYPES[port.kind]
+        if port is not None and port.kind in _LAYER_TYPES:
+            kind = _LAYER_TYPES[port.kind]
             return create_widget(annotation=kind | None if port.optional else kind, name=name,
                                  label=f"{name.replace('_', ' ')} ({port.kind})",
                                  options={"tooltip": tooltip, "choices": self._layer_choices(port)})
@@ -117,7 +117,7 @@ class StageWidget(JobWidget):
 
     def make_job(self):
         plain = {n: w for n, w in self.form.items() if n not in self._outputs
-                 and not (n in self._inputs and self._inputs[n].kind in LAYER_TYPES)}
+                 and not (n in self._inputs and self._inputs[n].kind in _LAYER_TYPES)}
         values = form_values(plain, self.fields)
         scratch = Path(tempfile.mkdtemp(prefix="cryolearn-"))
         try:
@@ -139,7 +139,7 @@ class StageWidget(JobWidget):
                 result = yield from job_function(config, stop=stop)
                 if result.stopped:
                     return result, [], []
-                layers = output_layers(result, outputs, reference=reference, scratch=scratch, stage=self.stage)
+                layers = _output_layers(result, outputs, reference=reference, scratch=scratch, stage=self.stage)
                 return result, layers, sorted(str(p) for p in saved)
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -150,7 +150,7 @@ class StageWidget(JobWidget):
         """Put each chosen input layer into ``values`` as a file; (layers to write, reference layer)."""
         to_write, reference = [], None
         for port in self.stage.inputs:
-            if port.kind not in LAYER_TYPES:
+            if port.kind not in _LAYER_TYPES:
                 continue
             layer = self.form[port.field].value
             if layer is None:
@@ -159,13 +159,13 @@ class StageWidget(JobWidget):
                 raise InputError(f"choose a {port.kind} layer", field=port.field)
             if reference is None and port.kind != "points":
                 reference = layer
-            path = source_file(layer)
+            path = _source_file(layer)
             if path is None:
                 path = scratch / f"{port.field}_{_safe(layer.name)}{port.file_suffix}"
                 to_write.append((layer.as_layer_data_tuple(), path))
             values[port.field] = path
         if reference is None:  # points only: their scale is the reference
-            reference = next((self.form[p.field].value for p in self.stage.inputs if p.kind in LAYER_TYPES
+            reference = next((self.form[p.field].value for p in self.stage.inputs if p.kind in _LAYER_TYPES
                               and self.form[p.field].value is not None), None)
         return to_write, reference
 
@@ -230,7 +230,7 @@ def _is_under(path: Path, folder: Path) -> bool:
         return False
 
 
-def source_file(layer) -> Path | None:
+def _source_file(layer) -> Path | None:
     """The MRC file a layer's data is, unchanged: a read-only memory map of the file it was opened
     from (so the job may read the file instead of a copy); ``None`` otherwise."""
     data = layer.data
@@ -245,7 +245,7 @@ def source_file(layer) -> Path | None:
     return Path(source) if same else None
 
 
-def output_layers(result: JobResult, outputs: dict[str, Port], *, reference, scratch: Path, stage: Stage) -> list[tuple[Any, dict, str]]:
+def _output_layers(result: JobResult, outputs: dict[str, Port], *, reference, scratch: Path, stage: Stage) -> list[tuple[Any, dict, str]]:
     """Layer data of every output the job reported, at the reference layer's scale.
 
     Outputs in ``scratch`` are loaded into memory (the folder is removed after the job); saved
@@ -269,8 +269,8 @@ def output_layers(result: JobResult, outputs: dict[str, Port], *, reference, scr
         for data, kwargs, layer_type in found:
             if temporary and isinstance(data, np.ndarray):
                 data = np.array(data)
-            if port is not None and port.kind in OUTPUT_LAYER_TYPES:
-                layer_type = OUTPUT_LAYER_TYPES[port.kind]
+            if port is not None and port.kind in _OUTPUT_LAYER_TYPES:
+                layer_type = _OUTPUT_LAYER_TYPES[port.kind]
             kwargs = dict(kwargs)
             meta = dict(kwargs.get("metadata") or {})
             if temporary:
