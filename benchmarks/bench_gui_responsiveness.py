@@ -1,4 +1,5 @@
-"""How responsive napari stays while the "Train segmentation" widget trains in its worker thread.
+"""How responsive napari stays while the "Train segmentation" widget trains (in a child process,
+supervised by a worker thread).
 
 A QTimer asks for a tick every 10 ms in napari's GUI thread; the gaps between ticks show how
 long the event loop was held. The script measures the gaps for a few seconds with the viewer
@@ -57,21 +58,24 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         add_layer_data(viewer, tomogram_layers(shape=tuple(args.shape), seed=0))
+    t_dock = time.perf_counter()
     widget = TrainSegmentationWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    dock_s = time.perf_counter() - t_dock
     widget.reset_choices()
     widget.image.value = viewer.layers["synthetic tomogram"]
     widget.label_layer.value = viewer.layers["synthetic labels"]
-    widget.patch_size.value = 32
-    widget.epochs.value = args.epochs
-    widget.device.value = "cpu"
+    widget.form["patch_size"].value = "32"
+    widget.form["max_epochs"].value = args.epochs
+    widget.form["device"].value = "cpu"
     import tempfile
 
-    widget.log_dir.value = tempfile.mkdtemp(prefix="cryolearn-gui-bench-")
+    widget.form["log_dir"].value = tempfile.mkdtemp(prefix="cryolearn-gui-bench-")
 
     idle = measure(app, 3.0)
     t0 = time.perf_counter()
     running = widget.run()
+    click_s = time.perf_counter() - t0
     busy = measure(app, None, until=lambda: running.done)
     seconds = time.perf_counter() - t0
     if running.error is not None:
@@ -84,6 +88,10 @@ def main() -> None:
     print("timer ticks every 10 ms in the GUI thread; gaps between ticks:")
     print(row("idle", idle))
     print(row("training", busy))
+    print(f"docking the widget held the GUI {dock_s:.2f} s; the Train click {click_s:.2f} s")
+    p99, largest = np.percentile(busy, 99), busy.max()
+    print(f"goal p99 < 50 ms: {'PASS' if p99 < 50 else 'MISS'} ({p99:.1f} ms); "
+          f"goal largest < 200 ms: {'PASS' if largest < 200 else 'MISS'} ({largest:.1f} ms)")
     print(f"ratio training/idle: median {np.median(busy) / np.median(idle):.2f}, "
           f"p99 {np.percentile(busy, 99) / np.percentile(idle, 99):.2f}, max {busy.max() / idle.max():.2f}")
     viewer.close()

@@ -9,11 +9,6 @@ import numpy as np
 from napari_cryolearn.engine.errors import InputError
 
 
-def scale_of(layer, ndim: int = 3) -> tuple[float, ...]:
-    """The last ``ndim`` entries of a layer's scale (Angstrom per voxel for our layers)."""
-    return tuple(float(s) for s in layer.scale)[-ndim:]
-
-
 def add_layer_data(viewer, layer_data: list[tuple[Any, dict, str]]) -> list:
     """Add napari LayerDataTuples ``(data, kwargs, layer_type)``; returns the new layers."""
     added = []
@@ -57,10 +52,3 @@ def volume_of(layer, what: str = "layer") -> np.ndarray:
     return data
 
 
-def derived_kwargs(layer, name: str, **extra) -> dict:
-    """Layer keyword arguments for a result computed from ``layer``: its scale and translation."""
-    kwargs = {"name": name, "scale": tuple(layer.scale), "translate": tuple(layer.translate)}
-    meta = {k: v for k, v in dict(layer.metadata).items() if k in ("voxel_size", "origin")}
-    kwargs["metadata"] = {**meta, "derived_from": layer.name, **extra.pop("metadata", {})}
-    kwargs.update(extra)
-    return kwargs
