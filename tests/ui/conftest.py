@@ -47,3 +47,13 @@ def tiny_model(tmp_path_factory):
     result = run_job(train_arrays_job([tomo.volume.astype("float32")], [tomo.labels], config,
                                       patch_size=(16, 16, 16)))
     return result.last_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _no_model_handed_between_tests():
+    """The Train → Segment hand-off is process-wide: each test starts without one."""
+    from napari_cryolearn.ui.handoff import handoff
+
+    handoff.last_model = None
+    yield
+    handoff.last_model = None

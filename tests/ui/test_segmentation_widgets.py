@@ -34,12 +34,17 @@ def test_train_then_segment(viewer, qtbot, tmp_path):
     result = train.result
     assert result.epochs == 2 and not result.stopped
     assert result.last_checkpoint.exists()
-    assert [x for x, _ in train.plot.series["train_loss"]] == [1, 2]
-    assert "val_dice" in train.plot.series
+    assert [x for x, _ in train.loss_plot.series["train_loss"]] == [1, 2]
+    assert [x for x, _ in train.dice_plot.series["val_dice"]] == [1, 2]
+    batches = [x for x, _ in train.loss_plot.series["batch loss"]]  # per batch, inside its epoch
+    assert batches == sorted(batches) and 0 < batches[0] <= 1 < batches[-1] <= 2
+    assert train.device_label.value == "device: cpu"
+    assert train.progress_bar.value == 1000
 
     _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
     segment.reset_choices()
-    segment.form["model"].value = str(result.last_checkpoint)
+    # the model just trained is preselected (handed from Train to Segment)
+    assert segment.form["model"].value == (result.best_checkpoint or result.last_checkpoint)
     segment.form["input"].value = viewer.layers["synthetic tomogram"]
     segment.form["device"].value = "cpu"
     running = segment.run()

@@ -58,6 +58,14 @@ def resolve_accelerator(device: str) -> str:
     return device
 
 
+def describe_device(accelerator: str) -> str:
+    """The device training runs on, for a person: ``"cpu"``, ``"cuda:0 (NVIDIA H200)"``, ``"mps"``."""
+    if accelerator == "cuda" and torch.cuda.is_available():
+        i = torch.cuda.current_device()
+        return f"cuda:{i} ({torch.cuda.get_device_name(i)})"
+    return accelerator
+
+
 def torch_device(device: str) -> torch.device:
     """A ``torch.device`` for ``"auto" | "cpu" | "cuda" | "mps"`` (checked as above)."""
     return torch.device(resolve_accelerator(device))
@@ -144,7 +152,8 @@ class ProgressRelay(Callback):
         if not trainer.is_global_zero or (batch_idx + 1) % self.every:
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        metrics = {"epoch": trainer.current_epoch + 1, "batch": batch_idx + 1}
+        metrics = {"epoch": trainer.current_epoch + 1, "batch": batch_idx + 1,
+                   "batches": int(trainer.num_training_batches)}
         if loss is not None:
             metrics["train_loss"] = float(loss)
         self.emit(Progress(

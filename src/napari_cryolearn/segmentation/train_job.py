@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from napari_cryolearn.engine.errors import InputError
-from napari_cryolearn.engine.lightning import resolve_accelerator
+from napari_cryolearn.engine.lightning import describe_device, resolve_accelerator
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.engine.training import (
@@ -242,9 +242,10 @@ def _train(
         loaded = load_weights(module.net, pretrained, ckpt=pre_ckpt)
     if resume_ckpt is not None:
         check_resumable(resume_ckpt, module, resume, config.to_dict())
+    device = describe_device(accelerator)
     yield Progress(0, None, f"{len(train_items)} training and {len(val_items)} validation patches, on "
-                   f"{accelerator}", STAGE,
-                   {"train_patches": len(train_items), "val_patches": len(val_items)})
+                   f"{device}", STAGE,
+                   {"train_patches": len(train_items), "val_patches": len(val_items), "device": device})
     if loaded is not None and loaded.skipped:
         yield Progress(0, None, f"pretrained model {Path(pretrained).name}: {len(loaded.skipped)} "
                        f"head tensors of another shape start untrained ({loaded.skipped[0]})", STAGE)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import Container, Label, PushButton, Widget
+import time
+
+from magicgui.widgets import Container, Label, ProgressBar, PushButton, Widget
 from napari.utils.notifications import show_error
 
 from napari_cryolearn.engine.errors import InputError
@@ -38,8 +40,12 @@ class JobWidget(Container):
         self.run_button = PushButton(text=run_text)
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(value="")
+        self.progress_bar = ProgressBar(min=0, max=1000, value=0, label="progress")
+        self.time_left = Label(value="")
         buttons = Container(widgets=[self.run_button, self.stop_button], layout="horizontal", labels=False)
-        super().__init__(widgets=[*fields, buttons, self.status])
+        bar = Container(widgets=[self.progress_bar, self.time_left], layout="horizontal", labels=False)
+        super().__init__(widgets=[*fields, buttons, bar, self.status])
+        self._started = time.monotonic()
         self.running: RunningJob | None = None
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
@@ -65,6 +71,8 @@ class JobWidget(Container):
             show_error(f"{self.title}: {err}")
             return None
         self.status.value = "running…"
+        self.progress_bar.value, self.time_left.value = 0, ""
+        self._started = time.monotonic()
         self.run_button.enabled = False
         self.stop_button.enabled = True
         self.running = start_job(
@@ -86,6 +94,10 @@ class JobWidget(Container):
     def _progress(self, event: Progress) -> None:
         if event.message:
             self.status.value = event.message
+        done = event.fraction
+        if done is not None:
+            self.progress_bar.value = round(done * 1000)
+            self.time_left.value = _time_left(time.monotonic() - self._started, done)
         self.on_progress(event)
 
     def _result(self, result: Any) -> None:
@@ -98,3 +110,19 @@ class JobWidget(Container):
     def _finished(self) -> None:
         self.run_button.enabled = True
         self.stop_button.enabled = False
+        self.time_left.value = ""
+
+
+def _time_left(elapsed_s: float, done: float) -> str:
+    """``"1:05 left"`` from the time so far and the done fraction ("" until it means something).
+
+    Examples
+    --------
+    >>> _time_left(30.0, 0.25), _time_left(1.0, 0.001), _time_left(5.0, 1.0)
+    ('1:30 left', '', '')
+    """
+    if done < 0.01 or done >= 1.0:
+        return ""
+    left = int(round(elapsed_s * (1.0 - done) / done))
+    hours, rest = divmod(left, 3600)
+    return (f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}") + " left"

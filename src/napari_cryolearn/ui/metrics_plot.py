@@ -13,14 +13,17 @@ _COLORS = ["#e6550d", "#3182bd", "#31a354", "#756bb1", "#de2d26", "#636363"]
 
 
 class MetricsPlot(QWidget):
-    """Series of (x, y) points, drawn as lines on shared axes with a legend.
+    """Series of (x, y) points, drawn as lines on shared axes with a legend; ``y_range`` fixes
+    the vertical axis (Dice in [0, 1]), else it spans the points and [0, 1].
 
     ``add(name, x, y)`` appends a point (GUI thread); ``clear()`` empties the plot.
     """
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, *, y_range: tuple[float, float] | None = None, title: str = ""):
         super().__init__(parent)
         self.series: dict[str, list[tuple[float, float]]] = {}
+        self.y_range = y_range
+        self.title = title
         self.setMinimumHeight(160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
@@ -43,11 +46,13 @@ class MetricsPlot(QWidget):
         painter.drawRect(left, top, w - left - right, h - top - bottom)
         points = [p for s in self.series.values() for p in s]
         if not points:
-            painter.drawText(left + 8, top + 20, "metrics appear here after each epoch")
+            painter.drawText(left + 8, top + 20, f"{self.title or 'metrics'} appear here during training")
             return
+        if self.title:
+            painter.drawText(left + 6, top + 14, self.title)
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         x0, x1 = min(xs), max(xs)
-        y0, y1 = min(0.0, min(ys)), max(1.0, max(ys))
+        y0, y1 = self.y_range if self.y_range else (min(0.0, min(ys)), max(1.0, max(ys)))
         x1 = x1 if x1 > x0 else x0 + 1
 
         def to_screen(x: float, y: float) -> QPointF:

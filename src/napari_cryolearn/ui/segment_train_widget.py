@@ -18,9 +18,9 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.ui.forms import field_widget, form_values
 from napari_cryolearn.ui.job_widget import JobWidget
 from napari_cryolearn.ui.layers import volume_of
+from napari_cryolearn.ui.handoff import handoff
 from napari_cryolearn.ui.metrics_plot import MetricsPlot
 
-PLOTTED = ("train_loss", "val_loss", "val_dice")
 
 
 def _class_names(layer, n_classes: int) -> list[str] | None:
@@ -67,12 +67,16 @@ class TrainSegmentationWidget(JobWidget):
         self.form = {name: field_widget(name, self.fields[name]) for name in FORM_FIELDS}
         self.form["log_dir"].mode = "d"
         self.form["log_dir"].value = str(Path.home() / "cryolearn-runs" / "segmentation")
-        self.plot = MetricsPlot()
+        self.loss_plot = MetricsPlot(title="loss")
+        self.dice_plot = MetricsPlot(y_range=(0.0, 1.0), title="Dice")
+        self.device_label = Label(value="device: chosen when training starts")
         plot_box = Container(labels=False)
-        plot_box.native.layout().addWidget(self.plot)
+        plot_box.native.layout().addWidget(self.loss_plot)
+        plot_box.native.layout().addWidget(self.dice_plot)
         super().__init__(
             napari_viewer,
-            [self.source, self.image, self.label_layer, self.convention, self.stores, self.classes, *self.form.values(), plot_box],
+            [self.source, self.image, self.label_layer, self.convention, self.stores, self.classes, *self.form.values(),
+             self.device_label, plot_box],
             title="Train segmentation",
             run_text="Train",
         )
@@ -96,6 +100,7 @@ class TrainSegmentationWidget(JobWidget):
             **values,
             "patch_stores": stores if self.source.value == "patch stores" else [],
             "network": network,
+            "progress_every_n_batches": 1,  # the plot shows every batch's loss
         })
 
     def make_job(self):
@@ -123,19 +128,32 @@ class TrainSegmentationWidget(JobWidget):
             image, labels = np.asarray(image, np.float32), np.asarray(labels)
             factory = lambda stop: run_in_child(  # noqa: E731
                 TRAIN_ARRAYS_JOB, [image], [labels], config, patch_size=size, stop=stop)
-        self.plot.clear()
+        self.loss_plot.clear()
+        self.dice_plot.clear()
         return factory
 
     def on_progress(self, event: Progress) -> None:
         metrics = event.metrics or {}
-        if "epoch" in metrics and "batch" not in metrics:
-            for name in PLOTTED:
-                if name in metrics:
-                    self.plot.add(name, metrics["epoch"], metrics[name])
+        if "device" in metrics:
+            self.device_label.value = f"device: {metrics['device']}"
+        if "epoch" not in metrics:
+            return
+        if "batch" in metrics:  # per-batch loss, at its place within the epoch
+            if "train_loss" in metrics:
+                where = metrics["epoch"] - 1 + metrics["batch"] / max(1, metrics.get("batches", metrics["batch"]))
+                self.loss_plot.add("batch loss", where, metrics["train_loss"])
+            return
+        for name in ("train_loss", "val_loss"):
+            if name in metrics:
+                self.loss_plot.add(name, metrics["epoch"], metrics[name])
+        if "val_dice" in metrics:
+            self.dice_plot.add("val_dice", metrics["epoch"], metrics["val_dice"])
 
     def on_result(self, result) -> None:
         self.result = result
         if result is not None:
             best = result.best_checkpoint or result.last_checkpoint
+            if best is not None:
+                handoff.trained_model.emit(Path(best))
             self.status.value = (f"{'stopped' if result.stopped else 'done'} after {result.epochs} epochs; "
                                  f"model: {best}")

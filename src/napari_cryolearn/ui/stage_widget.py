@@ -40,6 +40,7 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.registry import Port, Stage
 from napari_cryolearn.stages import all_stages, get
 from napari_cryolearn.ui.forms import field_widget, form_values
+from napari_cryolearn.ui.handoff import handoff
 from napari_cryolearn.ui.job_widget import JobWidget
 
 #: Layer types offered for an input of each kind (other kinds are chosen as files).
@@ -79,6 +80,20 @@ class StageWidget(JobWidget):
         self.result: JobResult | None = None
         super().__init__(napari_viewer, list(self.form.values()), title=self.stage.title or self.stage.name,
                          run_text="Run")
+        self._model_fields = [p.field for p in self.stage.inputs if p.kind == "model"]
+        self._handed: Path | None = None
+        if self._model_fields:
+            if handoff.last_model is not None:
+                self._take_model(handoff.last_model)
+            handoff.trained_model.connect(self._take_model)
+
+    def _take_model(self, path: Path) -> None:
+        """A training finished: its model fills the model inputs the user left empty or as handed."""
+        for name in self._model_fields:
+            current = str(self.form[name].value or "")
+            if current in ("", ".") or (self._handed is not None and Path(current) == self._handed):
+                self.form[name].value = str(path)
+        self._handed = Path(path)
 
     def _layer_choices(self, port: Port):
         """The viewer's layers a picker for ``port`` offers: its layer type, and 3D for a
