@@ -112,3 +112,26 @@ def test_unannotated_voxels_are_not_a_class(viewer, qtbot, tmp_path):
     qtbot.waitUntil(lambda: running.done, timeout=180000)
     assert running.error is None, running.error
     assert load_model(train.result.last_checkpoint).network.out_channels == int(labels[labels != 255].max()) + 1
+
+
+def test_open_tensorboard_serves_the_run_folders_logs(viewer, tmp_path, monkeypatch):
+    import subprocess
+
+    started, opened = [], []
+
+    class FakeProcess:
+        def __init__(self, command, **kwargs):
+            started.append(command)
+
+        def poll(self):
+            return None
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    train = _train_widget(viewer, tmp_path, epochs=1)
+    url = train.open_tensorboard()
+    assert train.open_tensorboard() == url  # one server per widget
+    (command,) = started
+    assert command[1:3] == ["-m", "tensorboard.main"]
+    assert command[command.index("--logdir") + 1] == str(tmp_path / "run" / "lightning_logs")
+    assert url == f"http://localhost:{command[command.index('--port') + 1]}/" and opened == [url, url]

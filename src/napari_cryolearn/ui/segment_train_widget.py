@@ -7,11 +7,14 @@ resumes.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, LineEdit, SpinBox, create_widget
+from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, SpinBox, create_widget
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.progress import Progress
@@ -44,6 +47,18 @@ FORM_FIELDS = ("max_epochs", "batch_size", "lr", "patch_size", "validation_ratio
                "pretrained_model", "continue_training", "overwrite")
 
 
+def tensorboard_command(log_dir: Path, port: int) -> list[str]:
+    """The command that serves a run folder's TensorBoard logs (``log_dir/lightning_logs``) on ``port``."""
+    return [sys.executable, "-m", "tensorboard.main", "--logdir", str(Path(log_dir) / "lightning_logs"),
+            "--port", str(port), "--host", "localhost"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return int(s.getsockname()[1])
+
+
 class TrainSegmentationWidget(JobWidget):
     """Trains a segmentation network; the run folder holds checkpoints, logs and the config.
 
@@ -70,19 +85,36 @@ class TrainSegmentationWidget(JobWidget):
         self.loss_plot = MetricsPlot(title="loss")
         self.dice_plot = MetricsPlot(y_range=(0.0, 1.0), title="Dice")
         self.device_label = Label(value="device: chosen when training starts")
+        self.tensorboard_button = PushButton(text="Open TensorBoard")
+        self.tensorboard_button.changed.connect(self.open_tensorboard)
+        self._tensorboard = None
         plot_box = Container(labels=False)
         plot_box.native.layout().addWidget(self.loss_plot)
         plot_box.native.layout().addWidget(self.dice_plot)
         super().__init__(
             napari_viewer,
             [self.source, self.image, self.label_layer, self.convention, self.stores, self.classes, *self.form.values(),
-             self.device_label, plot_box],
+             self.device_label, plot_box, self.tensorboard_button],
             title="Train segmentation",
             run_text="Train",
         )
         self.source.changed.connect(self._show_source)
         self._show_source()
         self.result = None
+
+    def open_tensorboard(self, *_) -> str:
+        """Start TensorBoard on the run folder's logs (once) and open it in the browser; its URL."""
+        import webbrowser
+
+        if self._tensorboard is None or self._tensorboard[0].poll() is not None:
+            port = _free_port()
+            process = subprocess.Popen(tensorboard_command(Path(str(self.form["log_dir"].value)), port),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self._tensorboard = (process, f"http://localhost:{port}/")
+        url = self._tensorboard[1]
+        webbrowser.open(url)
+        self.status.value = f"TensorBoard: {url}"
+        return url
 
     def _show_source(self, *_):
         layers = self.source.value == "layers"
