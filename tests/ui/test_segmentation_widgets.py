@@ -126,6 +126,9 @@ def test_open_tensorboard_serves_the_run_folders_logs(viewer, tmp_path, monkeypa
         def poll(self):
             return None
 
+        def terminate(self):
+            pass
+
     monkeypatch.setattr(subprocess, "Popen", FakeProcess)
     monkeypatch.setattr("webbrowser.open", opened.append)
     train = _train_widget(viewer, tmp_path, epochs=1)

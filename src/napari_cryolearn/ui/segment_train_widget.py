@@ -104,12 +104,14 @@ class TrainSegmentationWidget(JobWidget):
 
     def open_tensorboard(self, *_) -> str:
         """Start TensorBoard on the run folder's logs (once) and open it in the browser; its URL."""
+        import atexit
         import webbrowser
 
         if self._tensorboard is None or self._tensorboard[0].poll() is not None:
             port = _free_port()
             process = subprocess.Popen(tensorboard_command(Path(str(self.form["log_dir"].value)), port),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            atexit.register(process.terminate)  # the server goes with napari
             self._tensorboard = (process, f"http://localhost:{port}/")
         url = self._tensorboard[1]
         webbrowser.open(url)
