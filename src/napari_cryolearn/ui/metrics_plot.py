@@ -46,7 +46,7 @@ class MetricsPlot(QWidget):
         painter.drawRect(left, top, w - left - right, h - top - bottom)
         points = [p for s in self.series.values() for p in s]
         if not points:
-            painter.drawText(left + 8, top + 20, f"{self.title or 'metrics'} appear here during training")
+            painter.drawText(left + 8, top + 20, f"{self.title or 'metrics'}: shown during training")
             return
         if self.title:
             painter.drawText(left + 6, top + 14, self.title)
