@@ -34,7 +34,7 @@ def drive(job_fn, config, *, desc: str, quiet: bool = False,
     Ctrl-C sets the job's stop flag; a second one raises ``KeyboardInterrupt``. Returns the
     job's result.
     """
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # a terminal bar; tqdm.auto would load asyncio too (start-up)
 
     if quiet:
         _quiet_lightning()
