@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from napari_cryolearn.engine import registry
@@ -43,9 +44,9 @@ _MAIN_AND_REPORT = textwrap.dedent(
 )
 
 
-def _main_in_fresh_python(argv: list[str], cwd: Path) -> dict:
+def _main_in_fresh_python(argv: list[str], cwd: Path, watched: tuple[str, ...] = HEAVY) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", _MAIN_AND_REPORT, json.dumps(argv), json.dumps(HEAVY)],
+        [sys.executable, "-I", "-c", _MAIN_AND_REPORT, json.dumps(argv), json.dumps(watched)],
         capture_output=True, text=True, timeout=300, cwd=cwd,
     )
     assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
@@ -80,6 +81,30 @@ def test_a_missing_prep_input_names_the_field(tmp_path):
     assert result["code"] == 2, result
     assert "cryolearn: error: missing.mrc: input: tomogram not found" in result["err"], result["err"]
     assert result["heavy"] == []
+
+
+# command -> the libraries it must not load: each is loaded by the code that uses it (io.star by
+# read_star/write_star, io.patch_store when a store is written or opened, engine.config when a
+# YAML file is read, the sample job when it runs), not by the modules that define the configs.
+DEFERRED = {
+    "prep scale (a run)": (["prep", "scale", "tomogram.mrc", "scaled.mrc"],
+                           ("yaml", "pandas", "scipy", "zarr", "asyncio", "torch")),
+    "prep threshold --help": (["prep", "threshold", "--help"], ("pandas", "starfile", "pyarrow")),
+    "prep masks --help": (["prep", "masks", "--help"], ("pandas", "starfile", "pyarrow")),
+    "prep patches --help": (["prep", "patches", "--help"], ("zarr", "numcodecs", "fsspec")),
+    "sample --help": (["sample", "--help"], ("pandas", "pyarrow")),
+}
+
+
+@pytest.mark.parametrize("command", sorted(DEFERRED))
+def test_libraries_load_when_used_not_with_the_configs(command, tmp_path):
+    from napari_cryolearn.io.mrc import write_mrc
+
+    argv, forbidden = DEFERRED[command]
+    write_mrc(tmp_path / "tomogram.mrc", np.arange(4 * 6 * 8, dtype=np.float32).reshape(4, 6, 8))
+    result = _main_in_fresh_python(argv, tmp_path, forbidden)
+    assert result["code"] in (0, None), result
+    assert result["heavy"] == [], f"cryolearn {' '.join(argv)} loaded {result['heavy']}"
 
 
 class _ExampleConfig(Config):
