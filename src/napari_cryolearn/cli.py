@@ -18,6 +18,7 @@ from typing import Any
 from napari_cryolearn import __version__
 from napari_cryolearn.cli_flags import add_config_arguments, configs_from_args
 from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.inputs import check_inputs
 from napari_cryolearn.engine.jobs import JobResult, run_job
 from napari_cryolearn.engine.progress import Progress, nested
 from napari_cryolearn.engine.registry import Stage
@@ -33,7 +34,7 @@ def _drive(job_fn, config, *, desc: str, quiet: bool = False,
     Ctrl-C sets the job's stop flag; a second one raises ``KeyboardInterrupt``. Returns the
     job's result.
     """
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm  # a terminal bar; tqdm.auto would load asyncio too (start-up)
 
     if quiet:
         _quiet_lightning()
@@ -91,8 +92,10 @@ def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
     """Run the stage once per config the arguments give (a CryoSiam YAML may name many files);
     several share one progress bar, each its part of it."""
     config_cls = stage.config_class()
-    job_fn = stage.job_function()
     configs = list(configs_from_args(args, config_cls))
+    for config in configs:  # before the job's module (torch, for the segment stages) is imported
+        check_inputs(stage, config)
+    job_fn = stage.job_function()
     for i, config in enumerate(configs):
         name = _first_input_name(stage, config)
         def event(e: Progress, i=i, name=name) -> Progress:

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from napari_cryolearn.engine.atomic import atomic_path
@@ -47,6 +46,8 @@ class Config(BaseModel):
 
     def to_yaml(self, path: str | os.PathLike) -> Path:
         """Write the config to ``path`` atomically; returns the path."""
+        import yaml
+
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
@@ -64,6 +65,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     with where it is; nesting deeper than ``_YAML_MAX_DEPTH``; a node that contains itself, or
     aliases that expand to more than ``_YAML_MAX_VALUES`` values. An empty file is ``{}``.
     """
+    import yaml  # loaded when a YAML file is read, not with every config class
+
     path = Path(path)
     if not path.exists():
         raise InputError("config file not found", path=path)
@@ -103,6 +106,8 @@ _YAML_MAX_VALUES = 1_000_000
 def _yaml_text(raw: bytes, path: Path) -> str:
     """``raw`` as text (UTF-8, a BOM allowed); :class:`InputError` "not a text YAML file" for
     bytes that are not UTF-8 or characters YAML does not allow (NUL and other controls)."""
+    import yaml.reader
+
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -87,7 +87,9 @@ class Stage:
     cli_positionals:
         Config fields taken as positional arguments on the command line, in order.
     inputs, outputs:
-        The config fields that name the files the job reads and writes (:class:`Port`).
+        The config fields that name the files the job reads and writes (:class:`Port`). The
+        CLI checks that each required input exists and is readable before it imports the job
+        (:func:`napari_cryolearn.engine.inputs.check_inputs`).
     widget:
         Import path of the stage's napari dock widget (``"pkg.module:name"``), or ``None`` for
         a stage without one: ``"napari_cryolearn.ui.stage_widget:<name with _ for .>"`` is the

@@ -18,6 +18,9 @@ set only once every patch of every array was; stores of older versions lack ``co
 hold every chunk too. So on reading, a missing chunk is damage, never zeros: opening a store
 checks its metadata and lists its chunk files (:class:`InputError` naming the file and field),
 and a chunk that disappears after opening is an :class:`InputError` when it is read.
+
+zarr and numcodecs are imported when a store is written or opened, not with this module
+(``cryolearn prep patches --help`` and a wrong input path do not wait for them).
 """
 
 from __future__ import annotations
@@ -32,10 +35,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import numcodecs
 import numpy as np
-import zarr
-from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
 
 from napari_cryolearn.engine.atomic import atomic_dir
 from napari_cryolearn.engine.errors import InputError
@@ -73,6 +73,9 @@ _DEFAULT_COMPRESSORS = {"image": None, "labels": "blosc-lz4", "distances": "blos
 
 def _codecs(compressor: str | None):
     """(zarr codecs for the metadata, numcodecs codec that makes the same chunk bytes)."""
+    import numcodecs
+    from zarr.codecs import BloscCodec, ZstdCodec
+
     if compressor is None or compressor == "none":
         return None, None
     if compressor == "blosc-lz4":
@@ -207,6 +210,9 @@ class PatchStoreWriter:
         self._written = {k: np.zeros(len(self.origins), dtype=bool) for k in self._spec}
 
     def __enter__(self) -> PatchStoreWriter:
+        import zarr
+        from zarr.codecs import BytesCodec
+
         stack = ExitStack()
         tmp = stack.enter_context(atomic_dir(self.path, overwrite=self.overwrite, replaceable=is_patch_store))
         try:
@@ -621,6 +627,8 @@ def _check_format(attrs: dict[str, Any], where: Path) -> None:
 def _open_array(folder: Path) -> Any:
     """The zarr v3 array in ``folder``; :class:`InputError` naming its ``zarr.json`` when there is
     none or its metadata cannot be used."""
+    import zarr
+
     meta_path = folder / "zarr.json"
     meta = _read_json_object(
         meta_path, f"missing: the {folder.name!r} array has no metadata; the store is incomplete or damaged; {_REMAKE}"
@@ -757,6 +765,9 @@ class _ChunkFiles:
 
     @classmethod
     def for_array(cls, folder: Path, array: Any) -> _ChunkFiles | None:
+        import numcodecs
+        from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
+
         meta = getattr(array, "metadata", None)
         if getattr(meta, "zarr_format", None) != 3:
             return None

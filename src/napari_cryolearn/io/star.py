@@ -46,14 +46,16 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import starfile
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io.mrc import check_readable
+
+if TYPE_CHECKING:  # pandas and starfile load when a STAR file is read or written
+    import pandas as pd
 
 _PIXEL_COLS = ("rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ")
 _ANGST_COLS = ("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst")
@@ -151,6 +153,8 @@ def _positive(value, name: str, path) -> float:
 
 def _numeric(df: pd.DataFrame, cols, path, block: str) -> np.ndarray:
     """``df[cols]`` as (N, len(cols)) float64; InputError for text or missing values."""
+    import pandas as pd
+
     out = np.empty((len(df), len(cols)), dtype=np.float64)
     for j, col in enumerate(cols):
         values = pd.to_numeric(df[col], errors="coerce")
@@ -170,12 +174,16 @@ def _numeric(df: pd.DataFrame, cols, path, block: str) -> np.ndarray:
 
 
 def _has_coords(df) -> bool:
+    import pandas as pd
+
     return isinstance(df, pd.DataFrame) and (
         set(_PIXEL_COLS[:2]) <= set(df.columns) or set(_ANGST_COLS) <= set(df.columns)
     )
 
 
 def _pick_table(blocks: Mapping, path) -> str:
+    import pandas as pd
+
     if _has_coords(blocks.get("particles")):
         return "particles"
     for name, block in blocks.items():
@@ -199,6 +207,9 @@ def _read_blocks(path: Path) -> dict:
     parse, so after a failure it would keep serving the old lines of a file that was since
     corrected. The cache is cleared before and after every read, whatever happens.
     """
+    import pandas as pd
+    import starfile
+
     linecache.clearcache()
     try:
         blocks = starfile.read(path, always_dict=True, parse_as_string=list(_NAME_COLS))
@@ -249,6 +260,8 @@ def _group_keys(df: pd.DataFrame, path, block: str) -> list[str]:
 
 def _row_pixel_sizes(df: pd.DataFrame, blocks: Mapping, path) -> np.ndarray | None:
     """Pixel size per row from the table or the optics table; None when the file has none."""
+    import pandas as pd
+
     for col in _PIXEL_SIZE_COLS:
         if col in df.columns:
             return _numeric(df, [col], path, "particles")[:, 0]
@@ -344,6 +357,8 @@ def read_star(
         centred coordinates without pixel size or volume shape; a column twice in a block;
         with ``require_z``, no z coordinate; with ``require_rows``, no rows.
     """
+    import pandas as pd
+
     path = check_readable(path)
     if pixel_size is not None:
         pixel_size = _positive(pixel_size, "pixel_size", path)
@@ -472,6 +487,9 @@ def write_star(
         Coordinates not (N, 2) / (N, 3) finite numbers, features of another length, bad pixel
         size, or ``path`` exists and ``overwrite`` is False. Nothing is written then.
     """
+    import pandas as pd
+    import starfile
+
     path = Path(path)
     try:
         pts = np.asarray(coords_zyx, dtype=np.float64)

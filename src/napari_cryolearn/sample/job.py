@@ -6,7 +6,6 @@ from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, field_validator
 
 from napari_cryolearn.engine.atomic import atomic_path
@@ -88,6 +87,8 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
     by role (see :data:`SAMPLE_FILES`). Every file is written atomically; a stop between files
     leaves the files already complete, listed in a result marked ``stopped``.
     """
+    import pandas as pd  # here, not at the top: `cryolearn sample --help` needs only SampleConfig
+
     from napari_cryolearn.sample import make_micrographs, make_synthetic_tomogram
 
     _check(config)
