@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io.star import check_in_bounds
@@ -174,6 +173,8 @@ def threshold_mask(
     check_mask_params(threshold, min_size, label_value)
     mask = density > threshold if above else density < threshold
     if min_size > 1 and mask.any():
+        from scipy import ndimage as ndi  # only here: the spheres need no scipy
+
         comp, _ = ndi.label(mask)
         sizes = np.bincount(comp.ravel())
         small = sizes < min_size

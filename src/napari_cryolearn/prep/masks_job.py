@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import ndimage as ndi
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError
@@ -286,6 +285,8 @@ def mask_from_threshold_job(
         the partial output is removed), a non-finite threshold, output equal to the input or
         existing without ``overwrite``.
     """
+    from scipy import ndimage as ndi  # here, not at import: the spheres stage shares this module
+
     cfg = config
     vol = read_mrc_3d(cfg.input, what="map")
     data = vol.data
