@@ -88,6 +88,7 @@ def test_every_field_of_every_stage_is_described_once_and_its_flag_says_so(capsy
     import napari_cryolearn.stages as suite
     from napari_cryolearn.cli import main
     from napari_cryolearn.cli_flags import _fields
+    from napari_cryolearn.engine.config import plain_text
 
     for stage in suite.all_stages():
         fields = list(_fields(stage.config_class()))
@@ -97,4 +98,4 @@ def test_every_field_of_every_stage_is_described_once_and_its_flag_says_so(capsy
             main([*stage.name.split("."), "--help"])
         printed = " ".join(capsys.readouterr().out.split())
         for path, field in fields:
-            assert " ".join(field.description.split())[:30] in printed, (stage.name, path)
+            assert plain_text(field.description)[:30] in printed, (stage.name, path)

@@ -4,6 +4,11 @@ Every field of a stage's :class:`~napari_cryolearn.engine.config.Config` becomes
 after it (``lower_percentile`` → ``--lower-percentile``); fields listed as positionals become
 positional arguments. ``--config FILE.yaml`` loads a whole config (ours, or a CryoSiam YAML
 when the config class knows how to read one), and flags given next to it override its values.
+
+The help of each flag is its field's description (as plain text), then ``(required)`` or the
+default as it is typed; its placeholder says what it takes (``N``, ``FLOAT``, ``PATH``,
+``Z Y X``, the choices). Flags of expert fields (:func:`~napari_cryolearn.engine.config.is_expert`)
+are listed after the others, under *expert options*.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ import argparse
 import inspect
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from napari_cryolearn.engine.config import Config, read_yaml
+from pydantic.fields import FieldInfo
+
+from napari_cryolearn.engine.config import Config, is_expert, plain_text, read_yaml
 from napari_cryolearn.engine.errors import InputError
 
 #: Top-level keys that mark a YAML file as a CryoSiam config rather than ours.
@@ -113,33 +121,252 @@ def dest_name(path: tuple[str, ...]) -> str:
     return "__".join(path)
 
 
+def field_is_expert(config_cls: type[Config], path: tuple[str, ...]) -> bool:
+    """Whether the field at ``path`` is expert, or lies in a nested config marked expert."""
+    cls: Any = config_cls
+    for name in path:
+        field = cls.model_fields[name]
+        if is_expert(field):
+            return True
+        cls = _unwrap_optional(field.annotation)
+    return False
+
+
+def _is_negative(path: tuple[str, ...]) -> bool:
+    """Whether a boolean is named ``no_*`` (``no_max_pool``)."""
+    return path[-1].startswith("no_") and len(path[-1]) > 3
+
+
+def bool_flags(path: tuple[str, ...]) -> tuple[str, str]:
+    """(the flag that sets the boolean at ``path``, the one that clears it).
+
+    A boolean named ``no_*`` keeps its own flag, and the one that clears it drops the ``no``
+    (not ``--no-...-no-max-pool``); its YAML key is unchanged.
+
+    >>> bool_flags(("invert",))
+    ('--invert', '--no-invert')
+    >>> bool_flags(("network", "backbone", "no_max_pool"))
+    ('--network-backbone-no-max-pool', '--network-backbone-max-pool')
+    """
+    if _is_negative(path):
+        return flag_name(path), flag_name((*path[:-1], path[-1][3:]))
+    return flag_name(path), "--no-" + flag_name(path)[2:]
+
+
+class _BoolFlags(argparse.Action):
+    """A pair of flags for one boolean: the first sets it, the second clears it."""
+
+    def __init__(self, option_strings, dest, on: str = "", **kwargs):
+        self.on = on
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, option_string == self.on)
+
+    def format_usage(self) -> str:
+        return " | ".join(self.option_strings)
+
+
+#: Placeholder of one value of each type (argparse lists the choices of a Literal itself).
+_WORDS = {int: "N", float: "FLOAT", str: "TEXT", Path: "PATH"}
+
+
+def _word(kind: Any) -> str:
+    if kind is _number:
+        return "NUMBER"
+    return _WORDS.get(kind, "VALUE")
+
+
+def metavar(annotation: Any) -> str | None:
+    """The placeholder of a flag for a field of type ``annotation``, as ``--help`` shows it.
+
+    One value: ``N`` (int), ``FLOAT``, ``NUMBER`` (int or float), ``TEXT``, ``PATH``; choices
+    are listed by argparse (``None`` here). A list: ``N [N ...]``; a fixed-length tuple: its
+    values, ``Z Y X`` for three (the suite's triples are z, y, x) and ``MIN MAX`` for a range of
+    two floats.
+
+    >>> [metavar(a) for a in (int, float, Path, tuple[int, int, int], list[int], tuple[float, float])]
+    ['N', 'FLOAT', 'PATH', 'Z Y X', 'N [N ...]', 'MIN MAX']
+    """
+    spec = _flag_spec(annotation)
+    if spec is None or "choices" in spec or spec.get("action") is not None:
+        return None
+    word = _word(spec.get("type"))
+    if spec.get("nargs") != "+":
+        return word
+    n = _fixed_length(annotation)
+    if n is None or spec.get("_sequence_or_scalar"):
+        return f"{word} [{word} ...]"
+    if n == 3:
+        return "Z Y X"
+    if n == 2 and word == "FLOAT":
+        return "MIN MAX"
+    return " ".join([word] * n)
+
+
+def positional_metavar(path: tuple[str, ...]) -> str:
+    """A positional's name in usage and messages: ``INPUT``."""
+    return path[-1].upper()
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, with a flag's placeholder as :func:`metavar` gives it (``Z Y X``
+    for a flag that takes one or three values) and no internal names."""
+
+    def _format_args(self, action: argparse.Action, default_metavar: str) -> str:
+        shown = getattr(action, "shown_metavar", None)
+        return shown if shown is not None else super()._format_args(action, default_metavar)
+
+
+def default_words(field: FieldInfo) -> str | None:
+    """A field's default as it is typed on the command line; ``None`` for no default worth
+    showing (required, unset or empty: the description says what that means).
+
+    >>> from pydantic import Field
+    >>> class C(Config):
+    ...     size: tuple[int, int, int] = (96, 128, 128)
+    ...     invert: bool = False
+    ...     window: tuple[int, int, int] | None = None
+    ...     lr: float = 1e-3
+    >>> [default_words(f) for f in C.model_fields.values()]
+    ['96 128 128', 'no', None, '0.001']
+    """
+    if field.is_required():
+        return None
+    value = field.get_default(call_default_factory=True)
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def help_text(field: FieldInfo, positional: bool = False) -> str:
+    """A flag's one line of help: the description as plain text, then ``(required)`` or the default."""
+    text = plain_text(field.description)
+    if positional:
+        return text
+    if field.is_required():
+        return f"{text} (required)".strip()
+    default = default_words(field)
+    return f"{text} (default: {default})".strip() if default is not None else text
+
+
+def usage(config_cls: type[Config], positionals: Sequence[str] = ()) -> str:
+    """What follows the command in its usage line: the positionals, then the flags the command
+    cannot do without, then ``[--config YAML] [OPTIONS]``.
+
+    Positionals come first: a list flag (``--keep N [N ...]``) would take the paths after it.
+    Every positional shows as required (``--config`` may give it instead).
+    """
+    fields = {dest_name(path): (path, field) for path, field in config_fields(config_cls)}
+    words = []
+    for name in positionals:
+        path, field = fields[name]
+        meta = positional_metavar(path)
+        words.append(f"{meta} [{meta} ...]" if (_flag_spec(field.annotation) or {}).get("nargs") == "+" else meta)
+    for name, (path, field) in fields.items():
+        if name in positionals or not field.is_required() or _flag_spec(field.annotation) is None:
+            continue
+        words.append(f"{flag_name(path)} {metavar(field.annotation)}".rstrip())
+    return " ".join([*words, "[--config YAML]", "[OPTIONS]"])
+
+
+def epilog(config_cls: type[Config], positionals: Sequence[str] = ()) -> str:
+    """What ``--help`` says after the options: how booleans, repeated values and ``--config``
+    work, with this command's own options as the examples.
+
+    >>> from napari_cryolearn.sample.job import SampleConfig
+    >>> print(epilog(SampleConfig, ("output",)))
+    A yes/no option has a flag for each (--overwrite, --no-overwrite). One value given to an option that takes a fixed number repeats (--shape 96 is 96 96 96). --config FILE.yaml reads the settings from a YAML file whose keys are the option names with underscores (voxel_size: 10.0); options given with it override the file.
+    """
+    fields = [(path, field) for path, field in config_fields(config_cls)
+              if dest_name(path) not in positionals and _flag_spec(field.annotation) is not None]
+    fields.sort(key=lambda item: field_is_expert(config_cls, item[0]))  # examples of daily options first
+    sentences = []
+    flags = next((bool_flags(path) for path, field in fields if _unwrap_optional(field.annotation) is bool), None)
+    if flags:
+        sentences.append(f"A yes/no option has a flag for each ({flags[0]}, {flags[1]}).")
+    fixed = next(((path, field, n) for path, field in fields if (n := _fixed_length(field.annotation))), None)
+    if fixed:
+        path, field, n = fixed
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        item = _unwrap_optional(typing.get_args(_unwrap_optional(field.annotation))[0])
+        first = default[0] if default else (32 if item is int else 0.5)
+        sentences.append(f"One value given to an option that takes a fixed number repeats "
+                         f"({flag_name(path)} {first} is {' '.join([str(first)] * n)}).")
+    scalar = [(path, field) for path, field in fields if not field.is_required()
+              and isinstance(field.get_default(call_default_factory=True), (bool, int, float, str))]
+    nested = next(((path, field) for path, field in scalar if len(path) > 1), None)
+    path, field = nested or (scalar[0] if scalar else (None, None))
+    if path is None:
+        example = ""
+    else:
+        value = field.get_default(call_default_factory=True)
+        value = str(value).lower() if isinstance(value, bool) else value
+        example = f"{path[-1]}: {value}"
+        for key in reversed(path[:-1]):
+            example = f"{key}: {{{example}}}"
+        example = f" ({example})"
+    how = "nested ones as mappings" if nested else ""
+    sentences.append(f"--config FILE.yaml reads the settings from a YAML file whose keys are the option names "
+                     f"with underscores{', ' + how if how else ''}{example}; options given with it override the file.")
+    return " ".join(sentences)
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Config], positionals=()) -> None:
     """Add ``--config`` and one flag (or positional) per field of ``config_cls``.
 
     Fields of nested configs get prefixed flags: ``network.out_channels`` is
-    ``--network-out-channels``.
+    ``--network-out-channels``. Positionals are added in the order of ``positionals``, the
+    flags of expert fields in an *expert options* group after the others. The parser's usage
+    line becomes :func:`usage`'s (unless it has one) and its formatter :class:`HelpFormatter`.
     """
+    parser.formatter_class = HelpFormatter
+    if parser.usage is None:
+        parser.usage = "%(prog)s " + usage(config_cls, positionals).replace("%", "%%")
+    if parser.epilog is None:
+        parser.epilog = epilog(config_cls, positionals).replace("%", "%%")
     parser.add_argument(
         "--config",
         type=Path,
         metavar="YAML",
-        help="read the settings from a YAML file (ours, or a CryoSiam config); flags override it",
+        help="read the settings from a YAML file (ours, or a CryoSiam config); options given with it override it",
     )
-    for path, field in config_fields(config_cls):
+    fields = [(path, field) for path, field in config_fields(config_cls) if _flag_spec(field.annotation) is not None]
+    by_dest = {dest_name(path): (path, field) for path, field in fields}
+    for name in positionals:
+        path, field = by_dest[name]
         spec = _flag_spec(field.annotation)
-        if spec is None:
-            continue
-        spec.pop("_sequence_or_scalar", None)
-        help_text = (field.description or "").replace("%", "%%")
-        if not field.is_required():
-            default = field.get_default(call_default_factory=True)
-            help_text = f"{help_text} (default: {default})".strip()
+        nargs = "*" if spec.get("nargs") == "+" else "?"
+        parser.add_argument(name, nargs=nargs, default=None, type=spec.get("type"),
+                            metavar=positional_metavar(path), help=help_text(field, positional=True).replace("%", "%%"))
+    expert = None
+    for path, field in fields:
         name = dest_name(path)
         if name in positionals:
-            nargs = "*" if spec.get("nargs") == "+" else "?"
-            parser.add_argument(name, nargs=nargs, default=None, type=spec.get("type"), help=help_text)
-        else:
-            parser.add_argument(flag_name(path), dest=name, default=argparse.SUPPRESS, help=help_text, **spec)
+            continue
+        group: Any = parser
+        if field_is_expert(config_cls, path):
+            if expert is None:
+                expert = parser.add_argument_group("expert options", "settings most runs leave at their defaults")
+            group = expert
+        spec = _flag_spec(field.annotation)
+        spec.pop("_sequence_or_scalar", None)
+        text = help_text(field).replace("%", "%%")
+        if spec.get("action") is argparse.BooleanOptionalAction:
+            on, off = bool_flags(path)
+            group.add_argument(on, off, dest=name, default=argparse.SUPPRESS, action=_BoolFlags, on=on, help=text)
+            if _is_negative(path):  # the pair argparse made before: still accepted, not shown
+                parser.add_argument("--no-" + on[2:], dest=name, default=argparse.SUPPRESS, action="store_false",
+                                    help=argparse.SUPPRESS)
+            continue
+        action = group.add_argument(flag_name(path), dest=name, default=argparse.SUPPRESS, help=text, **spec)
+        shown = metavar(field.annotation)
+        if shown is not None:
+            action.shown_metavar = shown
 
 
 def _given(args: argparse.Namespace, config_cls: type[Config]) -> dict[str, Any]:

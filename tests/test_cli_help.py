@@ -1,0 +1,136 @@
+"""What a user reads from ``cryolearn`` (#17 items 4-6): every stage's ``--help``, the message of
+a missing or bad argument, and the warnings and log lines a command lets through."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import napari_cryolearn.stages as suite
+from napari_cryolearn.cli import main
+from napari_cryolearn.cli_flags import config_fields, dest_name, field_is_expert, flag_name
+from napari_cryolearn.engine.config import is_expert
+from napari_cryolearn.stage_reference import render_stage
+
+STAGES = [stage.name for stage in suite.all_stages()]
+
+
+def _help(stage_name: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([*stage_name.split("."), "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def _section(text: str, title: str) -> str:
+    """The lines of one ``title:`` section of argparse's help (up to the next blank line and heading)."""
+    match = re.search(rf"^{re.escape(title)}:\n(.*?)(?=^\S|\Z)", text, re.S | re.M)
+    return match.group(1) if match else ""
+
+
+# -- item 4: --help -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_help_names_no_internals_and_shows_what_is_required(stage_name, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    stage = suite.get(stage_name)
+    config_cls = stage.config_class()
+    text = _help(stage_name, capsys)
+    usage = " ".join(text.split("\n\n")[0].split())
+    # no internal names as placeholders, no reST or Markdown code markup
+    assert "__" not in text, [line for line in text.splitlines() if "__" in line]
+    assert "``" not in text and ":class:" not in text and ":func:" not in text
+    assert not re.search(r"--no-[\w-]*-no-|--no-no-", text), "a no_* boolean got a double negative"
+    # the positionals, required as they are, first; then the flags the command needs
+    command = "cryolearn " + " ".join(stage_name.split("."))
+    positionals = [name.upper() for name in stage.cli_positionals]
+    assert usage.startswith(f"usage: {command} {positionals[0]}"), usage
+    for meta in positionals:
+        assert f"[{meta.lower()}]" not in text and f"[{meta}]" not in text
+        assert re.search(rf"^  {meta}\s+\S", text, re.M), f"{meta} has no description"
+    assert "(default: [])" not in text
+    fields = dict(config_fields(config_cls))
+    for path, field in fields.items():
+        if dest_name(path) in stage.cli_positionals:
+            continue
+        if field.is_required():
+            assert f"{flag_name(path)} " in usage, (usage, path)
+            entry = re.search(rf"^  {re.escape(flag_name(path))}\b.*?(?=^  -|\Z)", text, re.S | re.M).group(0)
+            assert "(required)" in " ".join(entry.split()), entry
+    # every option has a line of help that is more than its default
+    entries = re.findall(r"^  (-[^\n]*?)(?:  +(\S[^\n]*))?\n((?:                        [^\n]*\n)*)", text, re.M)
+    assert entries
+    for invocation, first, rest in entries:
+        words = " ".join(f"{first} {rest}".split())
+        assert words and not words.startswith("(default"), (stage_name, invocation)
+    # the options a user changes daily come first, the expert ones after their heading
+    experts = [flag_name(path) for path in fields if field_is_expert(config_cls, path)
+               and dest_name(path) not in stage.cli_positionals]
+    daily = [flag_name(path) for path in fields if path not in experts and dest_name(path) not in stage.cli_positionals
+             and not field_is_expert(config_cls, path)]
+    if experts:
+        assert "\nexpert options:\n" in text
+        expert_part = _section(text, "expert options")
+        options_part = _section(text, "options")
+        for flag in experts:
+            assert re.search(rf"^  {re.escape(flag)}\b", expert_part, re.M), flag
+            assert not re.search(rf"^  {re.escape(flag)}\b", options_part, re.M), flag
+        for flag in daily:
+            assert re.search(rf"^  {re.escape(flag)}\b", options_part, re.M), flag
+
+
+def test_segment_train_help_reads_as_written_for_a_user(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    text = _help("segment.train", capsys)
+    assert text.startswith(
+        "usage: cryolearn segment train PATCH_STORES [PATCH_STORES ...] --log-dir PATH [--config YAML] [OPTIONS]\n")
+    assert re.search(r"^  --log-dir PATH\s+run folder", text, re.M)
+    assert re.search(r"^  --patch-size Z Y X\s", text, re.M)
+    assert re.search(r"^  --network-backbone-in-channels N\n", text, re.M)
+    assert re.search(r"^  --transforms-zoom MIN MAX\n", text, re.M)
+    assert "--network-backbone-no-max-pool, --network-backbone-max-pool" in text
+    assert text.index("--max-epochs") < text.index("expert options:") < text.index("--num-workers")
+    assert text.index("expert options:") < text.index("--network-backbone-dense-dim")
+
+
+def test_the_help_shown_on_the_command_line_page_is_current(capsys, monkeypatch):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
+    shown = re.search(r"```text\n\$ cryolearn prep scale --help\n(.*?)```", page, re.S).group(1)
+    monkeypatch.setenv("COLUMNS", "96")
+    assert _help("prep.scale", capsys) == shown, "docs/cli.md shows another --help of prep scale"
+
+
+def test_the_no_boolean_keeps_its_yaml_key_and_reads_both_ways(tmp_path):
+    import argparse
+
+    from napari_cryolearn.cli_flags import add_config_arguments, configs_from_args
+    from napari_cryolearn.segmentation.config import SegmentationTrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, SegmentationTrainConfig, positionals=("patch_stores",))
+    base = ["s.zarr", "--log-dir", str(tmp_path / "run")]
+    for flags, expected in ((["--network-backbone-no-max-pool"], True), (["--network-backbone-max-pool"], False),
+                            (["--no-network-backbone-no-max-pool"], False), ([], True)):
+        (config,) = configs_from_args(parser.parse_args([*base, *flags]), SegmentationTrainConfig)
+        assert config.network.backbone.no_max_pool is expected, flags
+        assert config.to_dict()["network"]["backbone"]["no_max_pool"] is expected
+
+
+def test_one_expert_mark_is_read_by_help_reference_and_widget_order():
+    """``json_schema_extra=EXPERT`` on the Field, nothing else: the reference page puts the field
+    in its stage's expert table, as ``--help`` does (the widget test checks the form's order)."""
+    from napari_cryolearn.prep.scale_job import ScaleConfig
+
+    assert is_expert(ScaleConfig.model_fields["chunk_mb"]) and not is_expert(ScaleConfig.model_fields["invert"])
+    page = render_stage(suite.get("prep.scale"), menu="cryolearn")
+    daily, expert = page.split("Expert options of `cryolearn prep scale`")
+    assert "`--chunk-mb`" in expert and "`--chunk-mb`" not in daily
+    assert "`--invert`" in daily and "`--invert`" not in expert
+    # a nested config marked expert makes all its fields expert
+    from napari_cryolearn.segmentation.config import SegmentationTrainConfig
+
+    assert field_is_expert(SegmentationTrainConfig, ("network", "backbone", "dense_dim"))
+    assert not field_is_expert(SegmentationTrainConfig, ("network", "out_channels"))
