@@ -61,7 +61,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "bad"
     assert main(["-q", "sample", str(out), "--voxel-size", "-3"]) == 2
     err = capsys.readouterr().err
-    assert "voxel_size" in err
+    assert "--voxel-size: Input should be greater than 0" in err  # the flag, not the field
     assert not out.exists()
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 import napari_cryolearn.stages as suite
 from napari_cryolearn.cli import main
 from napari_cryolearn.cli_flags import config_fields, dest_name, field_is_expert, flag_name
 from napari_cryolearn.engine.config import is_expert
+from napari_cryolearn.io import write_mrc
 from napari_cryolearn.stage_reference import render_stage
 
 STAGES = [stage.name for stage in suite.all_stages()]
@@ -134,3 +137,59 @@ def test_one_expert_mark_is_read_by_help_reference_and_widget_order():
 
     assert field_is_expert(SegmentationTrainConfig, ("network", "backbone", "dense_dim"))
     assert not field_is_expert(SegmentationTrainConfig, ("network", "out_channels"))
+
+
+# -- item 5: missing and bad arguments in the command's words ------------------------------------
+
+
+@pytest.fixture
+def labels(tmp_path):
+    lab = np.zeros((8, 16, 16), np.uint8)
+    lab[2:6, 4:12, 4:12] = 1
+    return write_mrc(tmp_path / "labels.mrc", lab, voxel_size=10.0)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["prep", "scale", "{labels}"], "cryolearn prep scale: error: missing OUTPUT (positional argument)"),
+    (["prep", "scale"], "cryolearn prep scale: error: missing INPUT and OUTPUT (positional arguments)"),
+    (["prep", "filter", "{labels}", "{out}/f.mrc"], "cryolearn prep filter: error: missing --keep (required option)"),
+    (["segment", "train", "{out}/s.zarr"], "cryolearn segment train: error: missing --log-dir (required option)"),
+    (["segment", "train"], "cryolearn segment train: error: missing PATCH_STORES (positional argument) and --log-dir (required option)"),
+    (["segment", "train", "--log-dir", "{out}/run"], "cryolearn segment train: error: missing PATCH_STORES"),
+    (["segment", "predict", "m.ckpt", "{labels}"], "cryolearn segment predict: error: missing OUTPUT"),
+    (["sample", "{out}/s", "--voxel-size", "-3"], "cryolearn sample: error: --voxel-size: Input should be greater than 0"),
+    (["prep", "patches", "{labels}", "{out}/p.zarr", "--overlap", "1.5", "--patch-size", "8"],
+     "cryolearn prep patches: error: --overlap fraction must be in [0, 1), got 1.5"),
+    (["prep", "scale", "{labels}", "{out}/s.mrc", "--lower-percentile", "60", "--upper-percentile", "40"],
+     "cryolearn prep scale: error: --lower-percentile (60.0) must be below --upper-percentile (40.0)"),
+    (["prep", "distances", "{labels}", "{out}/d.npy", "--normalize"],
+     "cryolearn prep distances: error: --normalize needs --clip"),
+    (["segment", "train", "{out}/s.zarr", "--log-dir", "{out}/run", "--network-class-names", "a", "b", "c"],
+     "cryolearn segment train: error: --network-class-names has 3 names, --network-out-channels is 2"),
+])
+def test_a_missing_or_bad_argument_is_named_as_the_command_line_names_it(argv, message, labels, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["-q", *[a.format(labels=labels, out=out) for a in argv]])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err, err
+    assert err.startswith("usage: cryolearn "), err
+    assert "Traceback" not in err and "Field required" not in err and "invalid " not in err, err
+    assert not out.exists()
+
+
+def test_with_a_config_file_the_message_names_its_keys_and_file(labels, tmp_path, capsys):
+    config = tmp_path / "scale.yaml"
+    config.write_text(yaml.safe_dump({"input": str(labels), "lower_percentile": 300}))
+    assert main(["-q", "prep", "scale", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"missing OUTPUT (positional argument), or output in {config}" in err, err
+    assert f"lower_percentile in {config}: Input should be less than or equal to 100" in err, err
+    assert main(["-q", "prep", "scale", "--config", str(config), str(labels), str(tmp_path / "o.mrc"),
+                 "--lower-percentile", "400"]) == 2
+    err = capsys.readouterr().err
+    assert "--lower-percentile: Input should be less than or equal to 100" in err and "missing" not in err, err
+    config.write_text(yaml.safe_dump({"input": str(labels), "output": str(tmp_path / "o.mrc"), "invrt": True}))
+    assert main(["-q", "prep", "scale", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"invrt in {config}: Extra inputs are not permitted (no such setting)" in err, err

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_cryolearn import __version__
-from napari_cryolearn.cli_flags import add_config_arguments, configs_from_args
+from napari_cryolearn.cli_flags import FlagError, add_config_arguments, configs_from_args
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobResult, run_job
 from napari_cryolearn.engine.progress import Progress, nested
@@ -92,7 +92,7 @@ def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
     several share one progress bar, each its part of it."""
     config_cls = stage.config_class()
     job_fn = stage.job_function()
-    configs = list(configs_from_args(args, config_cls))
+    configs = list(configs_from_args(args, config_cls, positionals=stage.cli_positionals))
     for i, config in enumerate(configs):
         name = _first_input_name(stage, config)
         def event(e: Progress, i=i, name=name) -> Progress:
@@ -244,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.handler is not None:
             return args.handler(args)
         return _run_stage(args.stage, args)
+    except FlagError as err:  # as argparse says what is wrong with the arguments: under the usage line
+        stage_parser = args._stage_parser
+        print(stage_parser.format_usage(), end="", file=sys.stderr)
+        print(f"{stage_parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     except InputError as err:
         print(f"cryolearn: error: {err}", file=sys.stderr)
         return 2

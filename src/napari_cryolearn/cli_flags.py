@@ -8,23 +8,29 @@ when the config class knows how to read one), and flags given next to it overrid
 The help of each flag is its field's description (as plain text), then ``(required)`` or the
 default as it is typed; its placeholder says what it takes (``N``, ``FLOAT``, ``PATH``,
 ``Z Y X``, the choices). Flags of expert fields (:func:`~napari_cryolearn.engine.config.is_expert`)
-are listed after the others, under *expert options*.
+are listed after the others, under *expert options*. A config that cannot be built from the
+flags is reported in the command's words (:class:`FlagError`: ``missing OUTPUT``,
+``--patch-size: ...``), not as the config's field paths.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from napari_cryolearn.engine.config import Config, is_expert, plain_text, read_yaml
 from napari_cryolearn.engine.errors import InputError
+
+C = TypeVar("C", bound=Config)
 
 #: Top-level keys that mark a YAML file as a CryoSiam config rather than ours.
 CRYOSIAM_KEYS = {"data_folder", "labels_folder", "patches_folder", "parameters", "hyper_parameters", "log_dir"}
@@ -421,15 +427,165 @@ def _from_cryosiam(config_cls: type[Config], data: dict, path: Path, overrides: 
     return [configs] if isinstance(configs, Config) else list(configs)
 
 
-def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> list[Config]:
-    """Build the config(s) a command asked for.
+class FlagError(InputError):
+    """A config the command line could not build, said in the command's words: ``missing
+    OUTPUT (positional argument)``, ``missing --log-dir (required option)``, ``--patch-size:
+    ...``, or the YAML key and file for a value the ``--config`` file gave. The CLI prints it
+    under the command's usage line (exit status 2)."""
+
+
+def _find_field(loc: tuple[str, ...], leaves: dict[tuple[str, ...], FieldInfo]) -> tuple[str, ...] | None:
+    """The field an error location is in: its longest prefix that is a field (``("keep", 0)``
+    is ``keep``)."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in leaves:
+            return loc[:n]
+    return None
+
+
+def _given_at(given: dict[str, Any], path: tuple[str, ...]) -> bool:
+    node: Any = given
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _in_flags(message: str, section: tuple[str, ...], leaves: dict[tuple[str, ...], FieldInfo],
+              positionals: Sequence[str]) -> str:
+    """A message of a check of a whole (nested) config, its field names replaced by the command's
+    words: ``lower_percentile (99.0) must be below ...`` → ``--lower-percentile (99.0) must be below ...``.
+    """
+    names = {path[-1]: path for path in leaves if path[:-1] == section}
+
+    def word(match: re.Match) -> str:
+        path = names.get(match.group(0))
+        if path is None:
+            return match.group(0)
+        return positional_metavar(path) if dest_name(path) in positionals else flag_name(path)
+
+    replaced = re.sub(r"\b[a-z][a-z0-9_]*\b", word, message)
+    if replaced == message and section:
+        return f"{'.'.join(section)}: {message}"
+    return replaced
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def flag_problems(
+    config_cls: type[Config],
+    err: ValidationError,
+    *,
+    given: dict[str, Any],
+    positionals: Sequence[str] = (),
+    source: str | Path | None = None,
+) -> str:
+    """The problems of ``err`` in the command's words (see :class:`FlagError`).
+
+    ``given`` holds the values the flags gave (nested like the config), ``source`` the
+    ``--config`` file the other values came from.
+    """
+    leaves = dict(config_fields(config_cls))
+    missing_positionals: list[str] = []
+    missing_flags: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for error in err.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        path = _find_field(loc, leaves)
+        if path is None:  # a check of a whole section, or a key that is no field (from the YAML)
+            where = ".".join(loc)
+            if error["type"] == "extra_forbidden":  # flags give no such key: the YAML did
+                problems.append(f"{where}{f' in {source}' if source else ''}: {message} (no such setting)")
+            else:
+                problems.append(_in_flags(message, loc, leaves, positionals))
+            continue
+        name = dest_name(path)
+        if error["type"] == "missing":
+            if name in positionals:
+                missing_positionals.append(positional_metavar(path))
+            else:
+                missing_flags.append((flag_name(path), ".".join(path)))
+            continue
+        if source is not None and not _given_at(given, path):
+            where = f"{'.'.join(path)} in {source}"
+        else:
+            where = positional_metavar(path) if name in positionals else flag_name(path)
+        problems.append(f"{where}: {message}")
+    if missing_positionals or missing_flags:
+        words = []
+        if missing_positionals:
+            kind = "positional argument" if len(missing_positionals) == 1 else "positional arguments"
+            words.append(f"{_and(missing_positionals)} ({kind})")
+        if missing_flags:
+            kind = "required option" if len(missing_flags) == 1 else "required options"
+            words.append(f"{_and([flag for flag, _ in missing_flags])} ({kind})")
+        missing = "missing " + _and(words)
+        if source is not None:
+            keys = [name.lower() for name in missing_positionals] + [key for _, key in missing_flags]
+            missing += f", or {_and(keys)} in {source}"
+        problems.insert(0, missing)
+    return "; ".join(problems)
+
+
+def build_config(
+    config_cls: type[C],
+    data: dict[str, Any],
+    *,
+    given: dict[str, Any] | None = None,
+    positionals: Sequence[str] = (),
+    source: str | Path | None = None,
+) -> C:
+    """``config_cls`` validated from ``data``; a :class:`FlagError` in the command's words.
+
+    >>> from napari_cryolearn.prep.scale_job import ScaleConfig
+    >>> build_config(ScaleConfig, {"input": "t.mrc", "lower_percentile": 200},
+    ...              given={"lower_percentile": 200}, positionals=("input", "output"))
+    Traceback (most recent call last):
+    ...
+    napari_cryolearn.cli_flags.FlagError: missing OUTPUT (positional argument); --lower-percentile: Input should be less than or equal to 100
+    """
+    try:
+        return config_cls.model_validate(data)
+    except ValidationError as err:
+        problems = flag_problems(config_cls, err, given=data if given is None else given,
+                                 positionals=positionals, source=source)
+        raise FlagError(problems) from None
+
+
+def configs_from_args(
+    args: argparse.Namespace, config_cls: type[Config], positionals: Sequence[str] = ()
+) -> list[Config]:
+    """Build the config(s) a command asked for; ``positionals`` are the command's positional
+    fields (for the messages of :class:`FlagError`).
 
     A CryoSiam YAML may describe several files (a folder); it then gives one config per file.
     """
     overrides = _given(args, config_cls)
     path = getattr(args, "config", None)
     if path is None:
-        return [config_cls.from_dict(overrides)]
+        # a list positional (PATCH_STORES ...) is required too, though its field defaults to []
+        fields = dict(config_fields(config_cls))
+        empty = [name for name in positionals if name not in overrides
+                 and (_flag_spec(fields[(name,)].annotation) or {}).get("nargs") == "+"]
+        try:
+            config = build_config(config_cls, overrides, given=overrides, positionals=positionals)
+        except FlagError as err:
+            if not empty:
+                raise
+            config, problems = None, str(err)
+        else:
+            problems = ""
+        if empty:
+            kind = "positional argument" if len(empty) == 1 else "positional arguments"
+            missing = f"missing {_and([n.upper() for n in empty])} ({kind})"
+            if problems.startswith("missing "):
+                missing, problems = f"{missing} and {problems[len('missing '):]}", ""
+            raise FlagError("; ".join(p for p in (missing, problems) if p))
+        return [config]
     data = read_yaml(path)
     # a CryoSiam file has keys of theirs that are not ours (our own run config.yaml has log_dir)
     if (CRYOSIAM_KEYS & set(data)) - set(config_cls.model_fields) and hasattr(config_cls, "from_cryosiam"):
@@ -442,8 +598,10 @@ def configs_from_args(args: argparse.Namespace, config_cls: type[Config]) -> lis
             k: v for k, v in overrides.items()
             if k not in consumed and not _is_path(config_cls.model_fields[k].annotation)
         }
-        return [config_cls.from_dict(deep_merge(c.to_dict(), rest), source=path) for c in configs]
-    return [config_cls.from_dict(deep_merge(data, overrides), source=path)]
+        return [build_config(config_cls, deep_merge(c.to_dict(), rest), given=rest, positionals=positionals,
+                             source=path) for c in configs]
+    return [build_config(config_cls, deep_merge(data, overrides), given=overrides, positionals=positionals,
+                         source=path)]
 
 
 def _is_path(annotation: Any) -> bool:

@@ -10,6 +10,7 @@ on disk afterwards.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def refused(argv: list[str], capsys, *names: str, problem: str) -> str:
     err = capsys.readouterr().err
     assert code == 2, f"exit code {code}, stderr:\n{err}"
     assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("cryolearn: error:")]
+    # "cryolearn: error:" (the job refused), or "cryolearn segment train: error:" (a flag refused)
+    lines = [line for line in err.splitlines() if re.match(r"cryolearn( [a-z ]+)?: error:", line)]
     assert len(lines) == 1, err
     for name in names:
         assert name in lines[0], f"{name!r} not in {lines[0]!r}"
