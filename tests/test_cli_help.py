@@ -3,7 +3,11 @@ a missing or bad argument, and the warnings and log lines a command lets through
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +197,97 @@ def test_with_a_config_file_the_message_names_its_keys_and_file(labels, tmp_path
     assert main(["-q", "prep", "scale", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert f"invrt in {config}: Extra inputs are not permitted (no such setting)" in err, err
+
+
+# -- item 6: warnings and log lines -------------------------------------------------------------
+
+
+def _library_function():
+    """A function of a module that is not the suite's (``somelib``) that warns and logs."""
+    namespace = {"__name__": "somelib", "warnings": warnings, "logging": logging}
+    exec(compile(
+        "def noisy():\n"
+        "    warnings.warn('somelib.old() is deprecated', DeprecationWarning)\n"
+        "    logging.getLogger('somelib').info('Tip: try somelib cloud')\n",
+        "/site-packages/somelib/__init__.py", "exec"), namespace)
+    return namespace["noisy"]
+
+
+@pytest.fixture
+def noisy_sample_job(monkeypatch):
+    """The sample job, calling a noisy library first (as training calls Lightning)."""
+    import io
+
+    import napari_cryolearn.sample.job as sample_job
+
+    original, noisy = sample_job.sample_job, _library_function()
+
+    def job(config, stop=None):
+        noisy()
+        return (yield from original(config, stop=stop))
+
+    monkeypatch.setattr(sample_job, "sample_job", job)
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logger = logging.getLogger("somelib")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield log
+    logger.removeHandler(handler)
+
+
+def test_a_warning_of_the_suite_is_one_line_without_its_source(tmp_path, capsys, noisy_sample_job):
+    """``sample`` of a small shape warns (room for fewer particles); the library's deprecation
+    warning and its log line are left out."""
+    code = main(["-q", "sample", str(tmp_path / "s"), "--shape", "16", "24", "24", "--n-micrographs", "0"])
+    assert code == 0
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    ours = [line for line in lines if line.startswith("cryolearn: warning: ")]
+    assert "cryolearn: warning: synthetic tomogram: room for only 0 of 8 particles in shape (16, 24, 24)" in ours
+    assert len(ours) == len(set(ours)) == len(lines), err  # one line each, nothing else
+    assert "RuntimeWarning" not in err and ".py:" not in err and "make_synthetic_tomogram(" not in err
+    assert "somelib" not in err and "deprecated" not in err
+    assert noisy_sample_job.getvalue() == ""
+
+
+def test_a_job_warning_from_the_engine_is_shown_once(labels, tmp_path, capsys):
+    """The filter's warning about an absent value used to show ``engine/jobs.py:...: UserWarning``
+    and the source line ``event = next(job)``."""
+    assert main(["-q", "prep", "filter", str(labels), str(tmp_path / "f.mrc"), "--keep", "9"]) == 0
+    err = capsys.readouterr().err
+    assert err == f"cryolearn: warning: label value(s) [9] selected but absent from {labels}\n", err
+
+
+def test_verbose_shows_other_libraries_warnings_and_log_lines(tmp_path, capsys, noisy_sample_job):
+    code = main(["-q", "-v", "sample", str(tmp_path / "s"), "--shape", "16", "24", "24", "--n-micrographs", "0"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "DeprecationWarning: somelib.old() is deprecated" in err
+    assert "cryolearn: warning: synthetic tomogram" in err
+    assert "Tip: try somelib cloud" in noisy_sample_job.getvalue()
+
+
+def test_the_scope_ends_with_the_command(tmp_path):
+    """Filters, the warning hook and the logging level are the caller's again afterwards."""
+    before = (warnings.showwarning, list(warnings.filters), logging.root.manager.disable)
+    assert main(["-q", "sample", str(tmp_path / "s"), "--shape", "16", "24", "24", "--n-micrographs", "0"]) == 0
+    assert (warnings.showwarning, list(warnings.filters), logging.root.manager.disable) == before
+
+
+@pytest.mark.slow
+def test_training_prints_no_lightning_noise(tmp_path):
+    """A real ``segment train`` (a child process, as a user runs it): the progress bar and the
+    results, none of Lightning's device report, tips or deprecation warnings."""
+    exe = str(Path(sys.executable).parent / "cryolearn")
+    run = lambda *argv: subprocess.run([exe, *argv], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run("-q", "sample", "s", "--shape", "32", "48", "48", "--n-micrographs", "0").returncode == 0
+    assert run("-q", "prep", "patches", "s/tomogram.mrc", "p.zarr", "--labels", "s/labels.mrc",
+               "--patch-size", "32").returncode == 0
+    done = run("segment", "train", "p.zarr", "--log-dir", "run", "--max-epochs", "1", "--device", "cpu",
+               "--network-out-channels", "4")
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.replace("\r", "\n")
+    noise = [line for line in err.splitlines() if line.strip() and not line.startswith("segment.train")]
+    assert noise == [], noise
+    assert "model: " in done.stdout
