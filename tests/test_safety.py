@@ -138,7 +138,8 @@ def refused(argv: list[str], capsys, *, names: list[str], problem: str, outputs:
     code = main(["-q", *argv])
     err = capsys.readouterr().err
     assert code == 2, f"exit code {code}, stderr:\n{err}"
-    lines = [line for line in err.splitlines() if line.startswith("cryolearn: error:")]
+    # "cryolearn: error:" (a job refused), or "cryolearn prep scale: error:" (its arguments refused)
+    lines = [line for line in err.splitlines() if re.match(r"cryolearn( [a-z ]+)?: error:", line)]
     assert len(lines) == 1, err
     message = lines[0]
     assert "Traceback" not in err

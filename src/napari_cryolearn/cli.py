@@ -4,6 +4,11 @@
 napari widget. ``cryolearn demo OUTDIR`` runs every stage in pipeline order on the synthetic
 sample data. Ctrl-C once asks the running job to stop cleanly (it keeps what it finished, e.g.
 a resumable checkpoint); twice aborts.
+
+While a command runs, a warning of the suite (raised in a ``napari_cryolearn`` module) is one
+line on stderr, ``cryolearn: warning: <message>``, written above the progress bar; warnings
+of other libraries and their information lines (Lightning's device report and tips) are left
+out unless ``-v``/``--verbose`` (see :func:`terminal_warnings`).
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from napari_cryolearn import __version__
-from napari_cryolearn.cli_flags import add_config_arguments, configs_from_args
+from napari_cryolearn.cli_flags import FlagError, add_config_arguments, configs_from_args
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.inputs import check_inputs
 from napari_cryolearn.engine.jobs import JobResult, run_job
@@ -36,8 +42,6 @@ def _drive(job_fn, config, *, desc: str, quiet: bool = False,
     """
     from tqdm.std import tqdm  # a terminal bar; tqdm.auto would load asyncio too (start-up)
 
-    if quiet:
-        _quiet_lightning()
     map_event = event
     stop = StopFlag()
     bar = tqdm(total=None, desc=desc, disable=quiet, file=sys.stderr, dynamic_ncols=True)
@@ -67,12 +71,66 @@ def _drive(job_fn, config, *, desc: str, quiet: bool = False,
             signal.signal(signal.SIGINT, previous)
 
 
-def _quiet_lightning() -> None:
-    """Lightning sets its loggers to INFO when imported: lower them once the job is loaded."""
-    import logging
+#: Modules whose warnings are the suite's own (shown as one line); any other module's are not.
+OWN_MODULES = "napari_cryolearn"
 
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+
+@contextmanager
+def terminal_warnings(verbose: bool = False) -> Iterator[None]:
+    """The scope of one command: how warnings and log lines reach the terminal while it runs.
+
+    - A warning raised in a module of the suite (a ``warnings.warn`` whose caller is a
+      ``napari_cryolearn`` module, e.g. a kept label value absent from the file) is written as
+      ``cryolearn: warning: <message>``, one line without the source line, through
+      ``tqdm.write`` so that the progress bar stays whole; each distinct warning once.
+    - Warnings of other libraries (deprecations of Lightning, torch, ...) are left out, and
+      log records below WARNING (Lightning's device report, its tips) are not emitted, unless
+      ``verbose``: then they are shown as Python shows them.
+    - When something records warnings around the command (``pytest.warns``,
+      ``warnings.catch_warnings(record=True)``), it still receives every one.
+
+    Filters, the hook and the logging level are restored when the scope ends.
+    """
+    import logging
+    import warnings
+
+    recorder = warnings._showwarnmsg_impl
+    if getattr(recorder, "__module__", None) == "warnings":  # Python's own printer: nobody records
+        recorder = None
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if recorder is not None:
+            recorder(warnings.WarningMessage(message, category, filename, lineno, file, line))
+        if _issuer(sys._getframe(1)).partition(".")[0] == OWN_MODULES:
+            _write("cryolearn: warning: " + " ".join(str(message).split()))
+        elif verbose:
+            _write(warnings.formatwarning(message, category, filename, lineno, line).rstrip())
+
+    disabled = logging.root.manager.disable
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # each distinct warning once; the hook decides what shows
+        warnings.showwarning = show
+        if not verbose:
+            logging.disable(logging.INFO)
+        try:
+            yield
+        finally:
+            logging.disable(disabled)
+
+
+def _issuer(frame) -> str:
+    """The module that called ``warnings.warn``: the first frame, from ``frame`` outwards, that
+    is not the ``warnings`` module's own."""
+    while frame is not None and frame.f_globals.get("__name__") == "warnings":
+        frame = frame.f_back
+    return "" if frame is None else str(frame.f_globals.get("__name__", ""))
+
+
+def _write(text: str) -> None:
+    """A line on stderr above the progress bar (which is redrawn below it)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stderr)
 
 
 def _in_main_thread() -> bool:
@@ -92,7 +150,7 @@ def _run_stage(stage: Stage, args: argparse.Namespace) -> int:
     """Run the stage once per config the arguments give (a CryoSiam YAML may name many files);
     several share one progress bar, each its part of it."""
     config_cls = stage.config_class()
-    configs = list(configs_from_args(args, config_cls))
+    configs = list(configs_from_args(args, config_cls, positionals=stage.cli_positionals))
     for config in configs:  # before the job's module (torch, for the segment stages) is imported
         check_inputs(stage, config)
     job_fn = stage.job_function()
@@ -203,6 +261,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show other libraries' warnings and log lines (e.g. Lightning's)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -256,9 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _complete_stage_parsers(argv)
     args = parser.parse_args(argv)
     try:
-        if args.handler is not None:
-            return args.handler(args)
-        return _run_stage(args.stage, args)
+        with terminal_warnings(verbose=args.verbose):
+            if args.handler is not None:
+                return args.handler(args)
+            return _run_stage(args.stage, args)
+    except FlagError as err:  # as argparse says what is wrong with the arguments: under the usage line
+        stage_parser = args._stage_parser
+        print(stage_parser.format_usage(), end="", file=sys.stderr)
+        print(f"{stage_parser.prog}: error: {err}", file=sys.stderr)
+        return 2
     except InputError as err:
         print(f"cryolearn: error: {err}", file=sys.stderr)
         return 2

@@ -24,7 +24,15 @@ import annotated_types
 import yaml
 from pydantic.fields import FieldInfo
 
-from napari_cryolearn.cli_flags import _unwrap_optional, add_config_arguments, config_fields, dest_name
+from napari_cryolearn.cli_flags import (
+    _unwrap_optional,
+    add_config_arguments,
+    config_fields,
+    dest_name,
+    field_is_expert,
+    positional_metavar,
+    usage,
+)
 from napari_cryolearn.engine.registry import Port, Stage
 
 #: Where ``scripts/reference_docs.py`` writes the page, relative to the repository root.
@@ -181,39 +189,18 @@ def _parser(stage: Stage) -> argparse.ArgumentParser:
     return parser
 
 
-def _metavar(path: tuple[str, ...]) -> str:
-    return path[-1].upper()
-
-
-def _usage(stage: Stage, rows: Sequence[tuple[tuple[str, ...], FieldInfo, argparse.Action | None]]) -> str:
-    """The command with its positionals, then the flags it cannot do without, then the rest.
-
-    Positionals come first: a list flag (``--keep V [V ...]``) would take the paths after it.
-    """
-    words = [stage_command(stage)]
-    by_dest = {dest_name(path): (path, field, action) for path, field, action in rows}
-    for name in stage.cli_positionals:
-        path, field, action = by_dest[name]
-        meta = _metavar(path)
-        if action is not None and action.nargs == "*":
-            words.append(f"{meta} [{meta} ...]")
-        elif field.is_required():
-            words.append(meta)
-        else:
-            words.append(f"[{meta}]")
-    for path, field, action in rows:
-        if action is None or not field.is_required() or not action.option_strings:
-            continue
-        meta = _metavar(path)
-        words.append(f"{action.option_strings[0]} {meta}" + (f" [{meta} ...]" if action.nargs == "+" else ""))
-    return " ".join([*words, "[--config YAML]", "[OPTIONS]"])
+def _usage(stage: Stage) -> str:
+    """The command's usage line, as its ``--help`` gives it: the positionals, then the flags it
+    cannot do without, then the rest (positionals first: a list flag such as ``--keep V [V ...]``
+    would take the paths after it)."""
+    return f"{stage_command(stage)} {usage(stage.config_class(), stage.cli_positionals)}"
 
 
 def _option_text(path: tuple[str, ...], action: argparse.Action | None) -> str:
     if action is None:
         return "(YAML only)"
     if not action.option_strings:
-        return f"`{_metavar(path)}` (positional)"
+        return f"`{positional_metavar(path)}` (positional)"
     return ", ".join(f"`{flag}`" for flag in action.option_strings)
 
 
@@ -228,7 +215,7 @@ def _option_name(path: tuple[str, ...], action: argparse.Action | None) -> str:
     """How the reader finds an option in the table: ``INPUT``, ``--labels``, or its YAML key."""
     if action is None:
         return f"`{'.'.join(path)}`"
-    return f"`{action.option_strings[0]}`" if action.option_strings else f"`{_metavar(path)}`"
+    return f"`{action.option_strings[0]}`" if action.option_strings else f"`{positional_metavar(path)}`"
 
 
 def _menu_name() -> str:
@@ -244,7 +231,7 @@ def _anchor(stage: Stage) -> str:
 def render_stage(stage: Stage, menu: str | None = None) -> str:
     """The Markdown section of one stage: heading, summary, usage, options table, inputs and outputs."""
     parser = _parser(stage)
-    actions = {action.dest: action for action in parser._actions}
+    actions = {action.dest: action for action in parser._actions if action.help != argparse.SUPPRESS}
     rows = [(path, field, actions.get(dest_name(path))) for path, field in config_fields(stage.config_class())]
     title = f" — {stage.title}" if stage.title else ""
     lines = [f"## {stage_command(stage)}{title} {{#{_anchor(stage)}}}", ""]
@@ -252,15 +239,23 @@ def render_stage(stage: Stage, menu: str | None = None) -> str:
     lines.append(cell(summary.rstrip(".") + "."))
     if stage.title:
         lines += ["", f"In napari: *Plugins ▸ {menu or _menu_name()} ▸ {stage.title}*."]
-    lines += ["", "```text", _usage(stage, rows), "```", ""]
-    lines += ["| Option | YAML key | Type | Default | Description |", "|---|---|---|---|---|"]
+    lines += ["", "```text", _usage(stage), "```", ""]
+    table = ["| Option | YAML key | Type | Default | Description |", "|---|---|---|---|---|"]
+    lines += table
     config = actions["config"]
     lines.append(f"| `{config.option_strings[0]} {config.metavar}` | | path | unset | {cell(config.help)} |")
-    for path, field, action in rows:
-        lines.append(
-            f"| {_option_text(path, action)} | `{'.'.join(path)}` | {cell(type_text(field))} "
-            f"| {cell(default_text(field))} | {cell(field.description or '')} |"
-        )
+    config_cls = stage.config_class()
+    daily = [row for row in rows if not field_is_expert(config_cls, row[0])]
+    expert = [row for row in rows if field_is_expert(config_cls, row[0])]
+    for part in (daily, expert):
+        if part is expert and expert:
+            lines += ["", f"Expert options of `{stage_command(stage)}` (most runs leave them at their defaults):",
+                      "", *table]
+        for path, field, action in part:
+            lines.append(
+                f"| {_option_text(path, action)} | `{'.'.join(path)}` | {cell(type_text(field))} "
+                f"| {cell(default_text(field))} | {cell(field.description or '')} |"
+            )
     names = {dest_name(path): _option_name(path, action) for path, field, action in rows}
     for label, ports in (("Reads", stage.inputs), ("Writes", stage.outputs)):
         if ports:
@@ -276,12 +271,15 @@ Field(description=...); do not edit by hand: edit the description, then run the 
 
 Every option of every stage, as `cryolearn` takes it and as the stage's napari widget shows it:
 the description column is the field's description, which is also the command's `--help` text
-and the widget's tooltip. Booleans come in pairs (`--invert`, `--no-invert`), a list takes
-several values, and one value given to a fixed-length option is repeated (`--patch-size 32` is
-32³). The *YAML key* is the same setting in a `--config` file, nested options as mappings
-(`network.backbone.dense_dim` is `dense_dim` under `backbone` under `network`). *Unset* means
-the option is left empty (in YAML: `null`); the description says what that does. See
-[Command line](../cli.md) for how flags and YAML files combine.
+and the widget's tooltip. Booleans come in pairs (`--invert`, `--no-invert`; one named `no_*`
+is cleared without the `no`: `--network-backbone-no-max-pool`, `--network-backbone-max-pool`),
+a list takes several values, and one value given to a fixed-length option is repeated
+(`--patch-size 32` is 32³). The options most runs leave at their defaults are in a second
+table, *Expert options*, as `--help` lists them under *expert options* and a stage's widget
+at the end of its form. The *YAML key* is the same setting in a `--config` file, nested
+options as mappings (`network.backbone.dense_dim` is `dense_dim` under `backbone` under
+`network`). *Unset* means the option is left empty (in YAML: `null`); the description says
+what that does. See [Command line](../cli.md) for how flags and YAML files combine.
 
 """
 

@@ -1,7 +1,8 @@
 """Fixtures of the fault suite: a small filesystem that fills up, a folder nobody can write into,
 files nobody can read, broken checkpoints."""
 
-from __future__ import annotations
+from __future__ import re
+import annotations
 
 import os
 import subprocess
@@ -136,7 +137,8 @@ def refused(capsys):
         err = capsys.readouterr().err
         assert code == 2, f"exit code {code}, stderr:\n{err}"
         assert "Traceback" not in err
-        lines = [line for line in err.splitlines() if line.startswith("cryolearn: error:")]
+        # "cryolearn: error:" (the job refused), or "cryolearn segment train: error:" (a flag refused)
+        lines = [line for line in err.splitlines() if re.match(r"cryolearn( [a-z ]+)?: error:", line)]
         assert len(lines) == 1, err
         for name in names:
             assert name in lines[0], f"{name!r} not in {lines[0]!r}"

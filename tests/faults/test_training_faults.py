@@ -10,6 +10,7 @@ on disk afterwards.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 

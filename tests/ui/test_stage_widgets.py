@@ -18,6 +18,7 @@ import pytest
 from pydantic_core import PydanticUndefined
 from scipy import ndimage
 
+from napari_cryolearn.engine.config import is_expert, plain_text
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io.patch_store import open_patch_store
 from napari_cryolearn.stages import all_stages, get
@@ -126,7 +127,14 @@ def test_every_manifest_widget_is_its_stages_widget(make_napari_viewer):
                 assert default == [] and widget.form[name].value == "", (stage.name, name)
                 continue
             assert given == default, (stage.name, name)
-            assert widget.form[name].tooltip == field.description
+            assert widget.form[name].tooltip == plain_text(field.description)
+        # the expert fields come last, under their heading
+        shown = [w.name for w in widget]
+        experts = [name for name, field in fields.items() if is_expert(field)]
+        if experts:
+            heading = shown.index("expert_heading")
+            assert all(shown.index(name) > heading for name in experts), (stage.name, shown)
+            assert all(shown.index(name) < heading for name in fields if name not in experts), (stage.name, shown)
 
 
 @pytest.mark.parametrize("stage_name", FORM_STAGES)

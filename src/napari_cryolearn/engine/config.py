@@ -3,20 +3,73 @@
 Every stage has a config class derived from :class:`Config` (a pydantic model). The CLI builds
 it from flags or a YAML file, the widget from its form, and both hand the same object to the
 same job. Unknown keys are an error, so a typo in a YAML file is caught before any work.
+
+A field's ``Field(description=...)`` is its one help text (the command's ``--help``, the
+widget's tooltip, the reference page); :func:`plain_text` renders it for a terminal. A field
+most runs leave at its default is marked ``Field(..., json_schema_extra=EXPERT)`` once, and
+every front end reads the mark with :func:`is_expert`: ``--help`` lists it under *expert
+options*, the reference page in a table of its own, the widget at the end of its form. A
+nested config marked expert makes all of its fields expert.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
 
 C = TypeVar("C", bound="Config")
+
+#: ``Field(..., json_schema_extra=EXPERT)`` marks a field as expert (see :func:`is_expert`).
+EXPERT: dict[str, Any] = {"expert": True}
+
+
+def is_expert(field: FieldInfo) -> bool:
+    """Whether ``field`` is marked ``json_schema_extra=EXPERT``: a setting most runs leave alone.
+
+    >>> from pydantic import Field
+    >>> class C(Config):
+    ...     size: int = Field(8, description="voxels")
+    ...     chunk_mb: float = Field(64, description="MiB in flight", json_schema_extra=EXPERT)
+    >>> [is_expert(f) for f in C.model_fields.values()]
+    [False, True]
+    """
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("expert"))
+
+
+#: reST roles (``:class:`~a.b.C```) and inline literals (````x````, ```x```), as docstrings write them.
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`")
+_LITERAL = re.compile(r"(`+)(.+?)\1", re.S)
+
+
+def plain_text(text: str | None) -> str:
+    """A description as a terminal shows it: reST roles and code markup removed, one line.
+
+    ``:class:`~pkg.mod.Name``` becomes ``Name`` (``pkg.mod.Name`` without the ``~``), a code
+    span its text; whitespace, new lines included, is folded.
+
+    >>> plain_text('``"npy"`` or ``"cryosiam-npz"``; see :class:`~napari_cryolearn.engine.config.Config`')
+    '"npy" or "cryosiam-npz"; see Config'
+    >>> plain_text("Channels; ``None`` → the largest\\n   label + 1.")
+    'Channels; None → the largest label + 1.'
+    """
+    if not text:
+        return ""
+
+    def role(match: re.Match) -> str:
+        target = match.group(1)
+        return target.rsplit(".", 1)[-1] if match.group(0).split("`", 1)[1].startswith("~") else target
+
+    text = _LITERAL.sub(lambda m: m.group(2), _ROLE.sub(role, text))
+    return " ".join(text.split())
 
 
 class Config(BaseModel):

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.config import EXPERT, Config
 
 
 class BackboneConfig(Config):
@@ -39,17 +39,17 @@ class TransformsConfig(Config):
     """
 
     flip: bool = Field(True, description='random flips along each axis')
-    flip_prob: float = Field(0.5, ge=0, le=1, description='probability of a flip per axis')
+    flip_prob: float = Field(0.5, ge=0, le=1, description='probability of a flip per axis', json_schema_extra=EXPERT)
     rotate90: bool = Field(False, description='random 90-degree rotations in the y-x plane')
-    rotate: tuple[float, float, float] | None = Field((math.pi, math.pi, math.pi), description='random rotation range, radians (+- per axis z, y, x); empty: none')
-    rotate_prob: float = Field(0.5, ge=0, le=1, description='probability of a random rotation')
-    zoom: tuple[float, float] | None = Field((0.8, 1.2), description='random zoom factor range (min, max); empty: none')
-    zoom_prob: float = Field(0.5, ge=0, le=1, description='probability of a random zoom')
-    low_pass_sigma_range: tuple[float, float] | None = Field((0.5, 2.0), description='Gaussian low-pass sigma range, voxels; empty: none')
-    high_pass_sigma_range: tuple[float, float] | None = Field((0.1, 0.5), description='band-pass: smaller sigma range, voxels; empty: none')
-    high_pass_sigma2_range: tuple[float, float] | None = Field((4.0, 5.0), description='band-pass: larger sigma range, voxels')
-    noise_sigma_range: tuple[float, float] | None = Field((0.1, 0.5), description='Gaussian noise sigma range (intensity units); empty: none')
-    combine_transforms: bool = Field(False, description='apply low-pass, band-pass and noise in a row instead of one of them')
-    filter_prob: float = Field(0.5, ge=0, le=1, description='probability of the filter / noise augmentation')
-    scale_intensity_factors: float | None = Field(None, description='random intensity scaling x * (1 + f), f drawn in [-factor, factor]; empty: none')
-    scale_intensity_prob: float = Field(0.5, ge=0, le=1, description='probability of the intensity scaling')
+    rotate: tuple[float, float, float] | None = Field((math.pi, math.pi, math.pi), description='random rotation range, radians (+- per axis z, y, x); empty: none', json_schema_extra=EXPERT)
+    rotate_prob: float = Field(0.5, ge=0, le=1, description='probability of a random rotation', json_schema_extra=EXPERT)
+    zoom: tuple[float, float] | None = Field((0.8, 1.2), description='random zoom factor range (min, max); empty: none', json_schema_extra=EXPERT)
+    zoom_prob: float = Field(0.5, ge=0, le=1, description='probability of a random zoom', json_schema_extra=EXPERT)
+    low_pass_sigma_range: tuple[float, float] | None = Field((0.5, 2.0), description='Gaussian low-pass sigma range, voxels; empty: none', json_schema_extra=EXPERT)
+    high_pass_sigma_range: tuple[float, float] | None = Field((0.1, 0.5), description='band-pass: smaller sigma range, voxels; empty: none', json_schema_extra=EXPERT)
+    high_pass_sigma2_range: tuple[float, float] | None = Field((4.0, 5.0), description='band-pass: larger sigma range, voxels', json_schema_extra=EXPERT)
+    noise_sigma_range: tuple[float, float] | None = Field((0.1, 0.5), description='Gaussian noise sigma range (intensity units); empty: none', json_schema_extra=EXPERT)
+    combine_transforms: bool = Field(False, description='apply low-pass, band-pass and noise in a row instead of one of them', json_schema_extra=EXPERT)
+    filter_prob: float = Field(0.5, ge=0, le=1, description='probability of the filter / noise augmentation', json_schema_extra=EXPERT)
+    scale_intensity_factors: float | None = Field(None, description='random intensity scaling x * (1 + f), f drawn in [-factor, factor]; empty: none', json_schema_extra=EXPERT)
+    scale_intensity_prob: float = Field(0.5, ge=0, le=1, description='probability of the intensity scaling', json_schema_extra=EXPERT)

@@ -78,7 +78,7 @@ class FilterLabelsConfig(Config):
     binary: bool | None = Field(None, description="all kept values -> 1 (default: only for one value)")
     renumber: bool = Field(False, description="kept values -> 1..n in the order given")
     expand: float = Field(0, ge=0, description="grow the kept labels by this many voxels (CryoSiam: 1)")
-    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
+    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight", json_schema_extra={"expert": True})
     overwrite: bool = Field(False, description="replace an existing output")
 
     @field_validator("keep", mode="before")

@@ -148,7 +148,7 @@ class MaskFromThresholdConfig(Config):
     above: bool = Field(True, description="keep map > threshold (--no-above: map < threshold)")
     min_size: int = Field(0, ge=0, description="drop connected pieces with fewer voxels")
     label_value: int = Field(1, ge=1, le=65535, description="value of the mask voxels")
-    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
+    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight", json_schema_extra={"expert": True})
     overwrite: bool = Field(False, description="replace an existing output")
 
     @classmethod

@@ -62,8 +62,8 @@ class PatchesConfig(Config):
     patch_size: tuple[int, int, int] = Field((128, 128, 128), description='(pz, py, px) voxels, or one int.')
     overlap: int | float = Field(0.5, description='Fraction of a patch shared with its neighbour (float in [0, 1)) or voxels (int).')
     remove_only_background: bool = Field(False, description='Leave out patches whose labels are all 0 (needs ``labels``).')
-    grid: Literal["cover", "cryosiam"] = Field("cover", description='``"cover"``: every voxel in some patch (last patch flush with the far edge); ``"cryosiam"``: CryoSiam\'s grid (the far remainder is not patched).')
-    format: Literal["zarr", "cryosiam"] = Field("zarr", description='``"zarr"`` or ``"cryosiam"``.')
+    grid: Literal["cover", "cryosiam"] = Field("cover", description='``"cover"``: every voxel in some patch (last patch flush with the far edge); ``"cryosiam"``: CryoSiam\'s grid (the far remainder is not patched).', json_schema_extra={"expert": True})
+    format: Literal["zarr", "cryosiam"] = Field("zarr", description='``"zarr"`` or ``"cryosiam"``.', json_schema_extra={"expert": True})
     name: str | None = Field(None, description="Tomogram name in CryoSiam file names and the store's attributes; default: the image's file name without extension.")
     overwrite: bool = Field(False, description='Replace existing outputs: with ``format="zarr"``, a patch store this project wrote (any other existing folder is refused, never replaced); with ``format="cryosiam"``, the patch files of this tomogram (the folder\'s other files are left alone).')
 

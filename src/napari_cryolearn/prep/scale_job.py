@@ -76,9 +76,9 @@ class ScaleConfig(Config):
     upper_percentile: float | None = Field(99.9, ge=0, le=100, description="percentile mapped to 1")
     clip: bool = Field(True, description="clip the result to [0, 1]")
     method: Literal["auto", "exact", "histogram", "sample"] = Field(
-        "auto", description="how percentiles are found (histogram: streamed exact; sample: approximate)"
+        "auto", description="how percentiles are found (histogram: streamed exact; sample: approximate)", json_schema_extra={"expert": True}
     )
-    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight")
+    chunk_mb: float = Field(64, gt=0, description="MiB of slabs in flight", json_schema_extra={"expert": True})
     overwrite: bool = Field(False, description="replace an existing output")
 
     @model_validator(mode="after")

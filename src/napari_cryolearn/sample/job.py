@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from napari_cryolearn.engine.atomic import atomic_path
-from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.config import EXPERT, Config
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobResult, check_stop
 from napari_cryolearn.engine.progress import Progress
@@ -38,9 +38,9 @@ class SampleConfig(Config):
     output: Path = Field(description="folder that receives the sample files")
     shape: tuple[int, int, int] = Field((96, 128, 128), description="(Z, Y, X) voxels of the tomogram")
     voxel_size: float = Field(10.0, gt=0, description="Angstrom per voxel")
-    seed: int = Field(0, description="random seed: the same seed gives the same data")
+    seed: int = Field(0, description="random seed: the same seed gives the same data", json_schema_extra=EXPERT)
     n_micrographs: int = Field(32, ge=0, description="number of 2D micrographs (0: none)")
-    micrograph_size: int = Field(64, ge=16, le=4096, description="micrograph side, pixels")
+    micrograph_size: int = Field(64, ge=16, le=4096, description="micrograph side, pixels", json_schema_extra=EXPERT)
     overwrite: bool = Field(False, description="replace sample files already in the folder")
 
     @field_validator("shape")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from napari_cryolearn.engine.config import Config
+from napari_cryolearn.engine.config import EXPERT, Config
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.training import Device, TrainerConfig
 from napari_cryolearn.models.config import BackboneConfig, TransformsConfig
@@ -26,17 +26,17 @@ class NetworkConfig(Config):
     trains).
     """
 
-    backbone: BackboneConfig = Field(BackboneConfig(), description="the backbone's architecture")
+    backbone: BackboneConfig = Field(BackboneConfig(), description="the backbone's architecture", json_schema_extra=EXPERT)
     out_channels: int = Field(2, ge=1, le=255, description='classes, background (class 0) included')
     class_names: list[str] | None = Field(None, description='one name per class (default: class_0, class_1, ...)')
-    filters: tuple[int, int] = Field((16, 16), description='channels of the two convolutions of the segmentation head')
-    kernel_size: int = Field(3, ge=1, description="kernel size of the head's convolutions")
-    padding: int = Field(1, ge=0, description="padding of the head's convolutions")
+    filters: tuple[int, int] = Field((16, 16), description='channels of the two convolutions of the segmentation head', json_schema_extra=EXPERT)
+    kernel_size: int = Field(3, ge=1, description="kernel size of the head's convolutions", json_schema_extra=EXPERT)
+    padding: int = Field(1, ge=0, description="padding of the head's convolutions", json_schema_extra=EXPERT)
     distance_prediction: bool = Field(False, description='also predict per-class distance maps (needs distances in the patch stores)')
-    use_dice_loss: bool = Field(True, description='add a Dice loss to the cross-entropy')
-    dice_type: Literal["generalized", "dice"] = Field("generalized", description='generalized (class-weighted) or plain Dice')
-    distance_weight: float = Field(1.0, ge=0, description='weight of the distance loss')
-    ignore_index: int = Field(DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice')
+    use_dice_loss: bool = Field(True, description='add a Dice loss to the cross-entropy', json_schema_extra=EXPERT)
+    dice_type: Literal["generalized", "dice"] = Field("generalized", description='generalized (class-weighted) or plain Dice', json_schema_extra=EXPERT)
+    distance_weight: float = Field(1.0, ge=0, description='weight of the distance loss', json_schema_extra=EXPERT)
+    ignore_index: int = Field(DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice', json_schema_extra=EXPERT)
     unfreeze_backbone: bool = Field(True, description='train the pretrained backbone too (false: frozen)')
     unfreeze_decoder: bool = Field(True, description='train the pretrained decoder too (false: frozen)')
 
@@ -94,10 +94,11 @@ class SegmentationTrainConfig(TrainerConfig):
     val_stores: list[Path] | None = Field(None, description="patch stores to validate on (default: a "
                                           "validation_ratio of the stores, or of the patches of one store)")
     validation_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of stores (or patches) kept for "
-                                    "validation when val_stores is not given")
+                                    "validation when val_stores is not given", json_schema_extra=EXPERT)
     network: NetworkConfig = NetworkConfig()
     transforms: TransformsConfig = TransformsConfig()
-    intensity: IntensityConfig = IntensityConfig()
+    intensity: IntensityConfig = Field(IntensityConfig(), description="intensity mapping of every patch (default: none, "
+                                       "the prep stages scaled the tomograms)", json_schema_extra=EXPERT)
     patch_size: tuple[int, int, int] | None = Field(None, description="training patch (z, y, x), cropped from "
                                                     "the stored patches (default: the stored patch shape)")
 
@@ -182,9 +183,9 @@ class SegmentationPredictConfig(Config):
     probabilities: Path | None = Field(None, description='class probabilities: .npy (C, Z, Y, X) or .mrc (one file per class)')
     distances: Path | None = Field(None, description='predicted distance maps, .npy or .mrc per class (a model with a distance head)')
     window: tuple[int, int, int] | None = Field(None, description='sliding window (z, y, x) voxels (default: the training patch size)')
-    overlap: float = Field(0.5, ge=0, lt=1, description='fraction of a window shared with its neighbour')
-    blend: Literal["gaussian", "constant"] = Field("gaussian", description='weighting of overlapping windows')
-    margin: int = Field(0, ge=0, description='voxels at each window face (inside the volume) given no weight')
+    overlap: float = Field(0.5, ge=0, lt=1, description='fraction of a window shared with its neighbour', json_schema_extra=EXPERT)
+    blend: Literal["gaussian", "constant"] = Field("gaussian", description='weighting of overlapping windows', json_schema_extra=EXPERT)
+    margin: int = Field(0, ge=0, description='voxels at each window face (inside the volume) given no weight', json_schema_extra=EXPERT)
     batch_size: int = Field(2, ge=1, description='windows per forward pass')
     tta_flips: bool = Field(False, description='average over flipped copies (test-time augmentation, 4x slower)')
     threshold: float | None = Field(None, ge=0, le=1, description='softmax probability below which a voxel is labelled 0 (default: argmax; one class: sigmoid cut)')

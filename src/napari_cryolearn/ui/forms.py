@@ -1,5 +1,5 @@
 """Form widgets built from a config's fields: one widget per field, the field's default shown,
-its description as the tooltip, and no validation of their own.
+its description as the tooltip (plain text: no code markup), and no validation of their own.
 
 A form only turns what the user typed into plain values (:func:`form_values`); the config
 class validates them, so a field has one default and one set of rules, the config's, and the
@@ -24,6 +24,8 @@ from typing import Any, Literal
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, LineEdit, SpinBox, Widget
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from napari_cryolearn.engine.config import plain_text
 
 #: Text of the choices of a ``bool | None`` field.
 _AUTO_BOOL = {"auto": None, "yes": True, "no": False}
@@ -96,7 +98,7 @@ def field_widget(name: str, field: FieldInfo) -> Widget:
     """
     annotation, optional = _parts(field.annotation)
     default = _default(field)
-    common = {"name": name, "label": _label(name), "tooltip": field.description or None}
+    common = {"name": name, "label": _label(name), "tooltip": plain_text(field.description) or None}
     if annotation is bool and not optional:
         return CheckBox(value=bool(default), **common)
     if annotation is bool:

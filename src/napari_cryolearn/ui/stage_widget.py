@@ -32,8 +32,9 @@ from typing import Any
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import CheckBox, FileEdit, Widget, create_widget
+from magicgui.widgets import CheckBox, FileEdit, Label, Widget, create_widget
 
+from napari_cryolearn.engine.config import is_expert, plain_text
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.jobs import JobResult
 from napari_cryolearn.engine.progress import Progress
@@ -63,7 +64,9 @@ class StageWidget(JobWidget):
         The :class:`~napari_cryolearn.engine.registry.Stage`.
     form:
         ``{field: widget}`` for every config field, in the config's order; an optional output
-        is a check box (``also write``) named after its field.
+        is a check box (``also write``) named after its field. The widget shows the expert
+        fields (:func:`~napari_cryolearn.engine.config.is_expert`) after the others, under a
+        heading (``expert_heading``).
     config:
         The config of the last run (``None`` before the first).
     """
@@ -78,7 +81,12 @@ class StageWidget(JobWidget):
         self.form: dict[str, Widget] = {name: self._widget(name, field) for name, field in self.fields.items()}
         self.config = None
         self.result: JobResult | None = None
-        super().__init__(napari_viewer, list(self.form.values()), title=self.stage.title or self.stage.name,
+        daily = [w for name, w in self.form.items() if not is_expert(self.fields[name])]
+        expert = [w for name, w in self.form.items() if is_expert(self.fields[name])]
+        if expert:  # the settings most runs leave alone: at the end, under a heading
+            self.expert_heading = Label(name="expert_heading", value="Expert settings (most runs leave these)")
+            expert.insert(0, self.expert_heading)
+        super().__init__(napari_viewer, [*daily, *expert], title=self.stage.title or self.stage.name,
                          run_text="Run")
         self._model_fields = [p.field for p in self.stage.inputs if p.kind == "model"]
         self._handed: Path | None = None
@@ -107,7 +115,7 @@ class StageWidget(JobWidget):
         return choices
 
     def _widget(self, name: str, field) -> Widget:
-        tooltip = field.description or None
+        tooltip = plain_text(field.description) or None
         port = self._inputs.get(name)
         if port is not None and port.kind in _LAYER_TYPES:
             kind = _LAYER_TYPES[port.kind]
