@@ -254,7 +254,7 @@ def test_a_warning_of_the_suite_is_one_line_without_its_source(tmp_path, capsys,
 def test_a_job_warning_from_the_engine_is_shown_once(labels, tmp_path, capsys):
     """The filter's warning about an absent value used to show ``engine/jobs.py:...: UserWarning``
     and the source line ``event = next(job)``."""
-    assert main(["-q", "prep", "filter", str(labels), str(tmp_path / "f.mrc"), "--keep", "9"]) == 0
+    assert main(["-q", "prep", "filter", str(labels), str(tmp_path / "f.mrc"), "--keep", "1", "9"]) == 0
     err = capsys.readouterr().err
     assert err == f"cryolearn: warning: label value(s) [9] selected but absent from {labels}\n", err
 

@@ -1,10 +1,10 @@
 """Fixtures of the fault suite: a small filesystem that fills up, a folder nobody can write into,
 files nobody can read, broken checkpoints."""
 
-from __future__ import re
-import annotations
+from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator

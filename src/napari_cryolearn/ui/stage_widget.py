@@ -88,6 +88,7 @@ class StageWidget(JobWidget):
             expert.insert(0, self.expert_heading)
         super().__init__(napari_viewer, [*daily, *expert], title=self.stage.title or self.stage.name,
                          run_text="Run")
+        self._scratch: Path | None = None
         self._model_fields = [p.field for p in self.stage.inputs if p.kind == "model"]
         self._handed: Path | None = None
         if self._model_fields:
@@ -97,11 +98,22 @@ class StageWidget(JobWidget):
 
     def _take_model(self, path: Path) -> None:
         """A training finished: its model fills the model inputs the user left empty or as handed."""
-        for name in self._model_fields:
-            current = str(self.form[name].value or "")
-            if current in ("", ".") or (self._handed is not None and Path(current) == self._handed):
-                self.form[name].value = str(path)
+        try:
+            for name in self._model_fields:
+                current = str(self.form[name].value or "")
+                if current in ("", ".") or (self._handed is not None and Path(current) == self._handed):
+                    self.form[name].value = str(path)
+        except RuntimeError:  # the widget was closed (its Qt side is gone): stop listening
+            handoff.trained_model.disconnect(self._take_model)
+            return
         self._handed = Path(path)
+
+    def _finished(self) -> None:
+        super()._finished()
+        # the job removes its scratch folder when it ends; one stopped before it began never ran
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def _layer_choices(self, port: Port):
         """The viewer's layers a picker for ``port`` offers: its layer type, and 3D for a
@@ -143,6 +155,7 @@ class StageWidget(JobWidget):
                  and not (n in self._inputs and self._inputs[n].kind in _LAYER_TYPES)}
         values = form_values(plain, self.fields)
         scratch = Path(tempfile.mkdtemp(prefix="cryolearn-"))
+        self._scratch = scratch
         try:
             to_write, reference = self._input_files(values, scratch)
             saved = self._output_files(values, scratch)
