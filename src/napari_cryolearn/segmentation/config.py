@@ -39,6 +39,9 @@ class NetworkConfig(Config):
     ignore_index: int = Field(DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice')
     unfreeze_backbone: bool = Field(True, description='train the pretrained backbone too (false: frozen)')
     unfreeze_decoder: bool = Field(True, description='train the pretrained decoder too (false: frozen)')
+    architecture: Literal["cryosiam", "unet"] = Field("cryosiam", description="cryosiam: the CryoSiam-compatible network (its checkpoints, fine-tuning); unet: MONAI's U-Net, several times faster for fresh training")
+    unet_channels: tuple[int, ...] = Field((16, 32, 64, 128), min_length=2, description="unet: channels per level, finest first (a stride-2 step between levels)")
+    unet_res_units: int = Field(1, ge=0, description="unet: residual units per block (0: plain convolutions)")
 
     @model_validator(mode="after")
     def _check(self) -> NetworkConfig:
