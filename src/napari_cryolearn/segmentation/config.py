@@ -103,6 +103,7 @@ class SegmentationTrainConfig(TrainerConfig):
     intensity: IntensityConfig = IntensityConfig()
     patch_size: tuple[int, int, int] | None = Field(None, description="training patch (z, y, x), cropped from "
                                                     "the stored patches (default: the stored patch shape)")
+    foreground_probability: float = Field(0.0, ge=0, le=1, description="chance that a training patch is drawn among the patches holding a foreground label (nnU-Net's oversampling); 0: every patch alike")
 
     @classmethod
     def from_cryosiam(

@@ -259,8 +259,9 @@ def _train(
                          field="network.unfreeze_backbone")
 
     # patch stores of background only are a wrong file; a correction round in the viewer may paint only 0
-    check_sources(sources, names, net_cfg.out_channels, net_cfg.ignore_index, net_cfg.distance_prediction,
-                  net_cfg.backbone.in_channels, need_foreground=need_foreground)
+    has_foreground = check_sources(sources, names, net_cfg.out_channels, net_cfg.ignore_index,
+                                   net_cfg.distance_prediction, net_cfg.backbone.in_channels,
+                                   need_foreground=need_foreground)
     patch_shape = tuple(config.patch_size) if config.patch_size else _patch_shape(sources, train_items)
     torch.manual_seed(config.seed)  # same initial weights for the same config
     module = SegmentationModule(config.to_dict(), pretrained=config.pretrained_model is not None,
@@ -288,7 +289,9 @@ def _train(
         build_train_transform(config.transforms, net_cfg.ignore_index, dist, config.patch_size),
         config.intensity, config.seed, dist)
     train_loader = ResumableLoader(
-        train_ds, batch_size=config.batch_size, sampler=EpochSampler(len(train_ds), True, config.seed),
+        train_ds, batch_size=config.batch_size, sampler=EpochSampler(
+            len(train_ds), True, config.seed, foreground=[bool(has_foreground[s][i]) for s, i in train_items],
+            foreground_probability=config.foreground_probability),
         num_workers=config.num_workers, collate_fn=collate, drop_last=len(train_ds) > config.batch_size,
         persistent_workers=config.num_workers > 0,
     )
