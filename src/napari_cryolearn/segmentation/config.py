@@ -42,6 +42,7 @@ class NetworkConfig(Config):
     architecture: Literal["cryosiam", "unet"] = Field("cryosiam", description="cryosiam: the CryoSiam-compatible network (its checkpoints, fine-tuning); unet: MONAI's U-Net, several times faster for fresh training")
     unet_channels: tuple[int, ...] = Field((16, 32, 64, 128), min_length=2, description="unet: channels per level, finest first (a stride-2 step between levels)")
     unet_res_units: int = Field(1, ge=0, description="unet: residual units per block (0: plain convolutions)")
+    class_weights: list[float] | None = Field(None, description="one weight per class, background first, for the cross-entropy and the Dice (raise a rare class's); empty: all 1")
 
     @model_validator(mode="after")
     def _check(self) -> NetworkConfig:
@@ -49,6 +50,18 @@ class NetworkConfig(Config):
             raise ValueError(f"class_names has {len(self.class_names)} names, out_channels is {self.out_channels}")
         if 0 <= self.ignore_index < self.out_channels:
             raise ValueError(f"ignore_index {self.ignore_index} is a class (out_channels {self.out_channels})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_class_weights(self) -> NetworkConfig:
+        w = self.class_weights
+        if w is not None:
+            if self.out_channels < 2:
+                raise ValueError("class_weights needs out_channels >= 2 (one output channel is a sigmoid)")
+            if len(w) != self.out_channels:
+                raise ValueError(f"class_weights has {len(w)} weights, out_channels is {self.out_channels}")
+            if min(w) < 0 or not sum(w) > 0:
+                raise ValueError(f"class_weights must be >= 0 and not all 0, got {w}")
         return self
 
     def names(self) -> list[str]:
