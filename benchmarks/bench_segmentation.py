@@ -1,11 +1,14 @@
 """Segmentation training on the synthetic tomogram: time per epoch and per-class Dice.
 
     .venv/bin/python benchmarks/bench_segmentation.py [--shape Z Y X] [--epochs N] [--patch P]
-        [--filters F] [--lr LR] [--device auto|cpu|cuda]
+        [--filters F] [--lr LR] [--device auto|cpu|cuda] [--arch cryosiam|unet]
+        [--foreground-probability P] [--class-weights W0 W1 W2 W3]
 
 Trains on ``make_synthetic_tomogram(seed=0)`` (patches of ``--patch``³, overlap 0.5), predicts
 ``make_synthetic_tomogram(seed=1)`` with the prediction job's operation, and prints the time of
-each epoch and the Dice of every class on the held-out tomogram.
+each epoch and the Dice of every class on the held-out tomogram. ``--arch unet`` trains
+``NetworkConfig(architecture="unet")`` (its default channels; ``--filters`` is then unused);
+``--foreground-probability`` and ``--class-weights`` set the training fields of those names.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ def main() -> None:
     ap.add_argument("--filters", type=int, default=8)
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--arch", choices=["cryosiam", "unet"], default="cryosiam")
+    ap.add_argument("--foreground-probability", type=float, default=0.0)
+    ap.add_argument("--class-weights", type=float, nargs=4, default=None)
     args = ap.parse_args()
     shape = tuple(args.shape)
     train = make_synthetic_tomogram(shape=shape, seed=0)
@@ -55,12 +61,14 @@ def main() -> None:
             pass
         net = NetworkConfig(out_channels=4, class_names=NAMES, filters=(2 * f, 2 * f),
                             backbone=BackboneConfig(num_filters=(f, 2 * f, 2 * f, 4 * f), fpn_channels=2 * f,
-                                                    dense_dim=2 * f))
+                                                    dense_dim=2 * f),
+                            architecture=args.arch, class_weights=args.class_weights)
         augment = TransformsConfig(rotate=None, zoom=None, rotate90=True, low_pass_sigma_range=None,
                                    high_pass_sigma_range=None, noise_sigma_range=(0.0, 0.3))
         cfg = SegmentationTrainConfig(patch_stores=[store], log_dir=Path(tmp) / "run", network=net,
                                       transforms=augment, batch_size=4, max_epochs=args.epochs, lr=args.lr,
-                                      device=args.device, validation_ratio=0.1, progress_every_n_batches=10**6)
+                                      device=args.device, validation_ratio=0.1, progress_every_n_batches=10**6,
+                                      foreground_probability=args.foreground_probability)
         stamps = [time.perf_counter()]
 
         def on(e):
@@ -79,7 +87,9 @@ def main() -> None:
     epochs = np.diff(stamps)
     dice = dice_from_counts(dice_counts(torch.from_numpy(pred.labels.astype(np.int64)),
                                         torch.from_numpy(test.labels.astype(np.int64)), 4)).tolist()
-    print(f"synthetic {shape}, patches {args.patch}^3, filters {f}, {args.epochs} epochs on {args.device}")
+    print(f"synthetic {shape}, patches {args.patch}^3, {args.arch}" + (f" filters {f}" if args.arch == "cryosiam" else "")
+          + f", foreground_probability {args.foreground_probability}, class_weights {args.class_weights}, "
+          f"{args.epochs} epochs on {args.device}")
     print(f"time per epoch: mean {epochs.mean():.2f} s, median {np.median(epochs):.2f} s (first {epochs[0]:.2f} s)")
     print(f"prediction of the held-out tomogram: {t_pred:.2f} s")
     print("per-class Dice (held-out): " + ", ".join(f"{n} {d:.3f}" for n, d in zip(NAMES, dice)))

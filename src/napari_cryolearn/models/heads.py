@@ -87,6 +87,11 @@ class SegmentationNet(nn.Module):
         """Spatial sizes must be multiples of this (the encoder's total stride)."""
         return int(getattr(self.backbone, "size_divisor", 1))
 
+    @property
+    def has_distance_head(self) -> bool:
+        """Whether ``forward`` returns distances."""
+        return self.heads.distance_head is not None
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.heads(self.backbone(x))
 

@@ -39,6 +39,10 @@ class NetworkConfig(Config):
     ignore_index: int = Field(DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice', json_schema_extra=EXPERT)
     unfreeze_backbone: bool = Field(True, description='train the pretrained backbone too (false: frozen)')
     unfreeze_decoder: bool = Field(True, description='train the pretrained decoder too (false: frozen)')
+    architecture: Literal["cryosiam", "unet"] = Field("cryosiam", description="cryosiam: the CryoSiam-compatible network (its checkpoints, fine-tuning); unet: MONAI's U-Net, several times faster for fresh training")
+    unet_channels: tuple[int, ...] = Field((16, 32, 64, 128), min_length=2, description="unet: channels per level, finest first (a stride-2 step between levels)")
+    unet_res_units: int = Field(1, ge=0, description="unet: residual units per block (0: plain convolutions)")
+    class_weights: list[float] | None = Field(None, description="one weight per class, background first, for the cross-entropy and the Dice (raise a rare class's); empty: all 1")
 
     @model_validator(mode="after")
     def _check(self) -> NetworkConfig:
@@ -46,6 +50,18 @@ class NetworkConfig(Config):
             raise ValueError(f"class_names has {len(self.class_names)} names, out_channels is {self.out_channels}")
         if 0 <= self.ignore_index < self.out_channels:
             raise ValueError(f"ignore_index {self.ignore_index} is a class (out_channels {self.out_channels})")
+        return self
+
+    @model_validator(mode="after")
+    def _check_class_weights(self) -> NetworkConfig:
+        w = self.class_weights
+        if w is not None:
+            if self.out_channels < 2:
+                raise ValueError("class_weights needs out_channels >= 2 (one output channel is a sigmoid)")
+            if len(w) != self.out_channels:
+                raise ValueError(f"class_weights has {len(w)} weights, out_channels is {self.out_channels}")
+            if min(w) < 0 or not sum(w) > 0:
+                raise ValueError(f"class_weights must be >= 0 and not all 0, got {w}")
         return self
 
     def names(self) -> list[str]:
@@ -101,6 +117,7 @@ class SegmentationTrainConfig(TrainerConfig):
                                        "the prep stages scaled the tomograms)", json_schema_extra=EXPERT)
     patch_size: tuple[int, int, int] | None = Field(None, description="training patch (z, y, x), cropped from "
                                                     "the stored patches (default: the stored patch shape)")
+    foreground_probability: float = Field(0.0, ge=0, le=1, description="chance that a training patch is drawn among the patches holding a foreground label (nnU-Net's oversampling); 0: every patch alike")
 
     @classmethod
     def from_cryosiam(

@@ -56,8 +56,9 @@ def check_sources(
     need_distances: bool,
     in_channels: int = 1,
     need_foreground: bool = False,
-) -> None:
-    """Read every patch's labels once and check them against the network.
+) -> list[np.ndarray]:
+    """Read every patch's labels once and check them against the network; return, per source,
+    an (N,) bool array: whether each patch holds foreground (an annotated voxel that is not 0).
 
     Raises :class:`InputError` (naming the store, the patch and the array) when a patch has no
     labels, when its image, labels or distances hold NaN or infinite values (checked by the
@@ -67,7 +68,9 @@ def check_sources(
     every annotated voxel is background (0).
     """
     annotated = foreground = 0
+    flags: list[np.ndarray] = []
     for src, name in zip(sources, names):
+        flags.append(np.zeros(len(src), dtype=bool))
         for i in range(len(src)):
             s = src[i]
             if s.get("labels") is None:
@@ -92,7 +95,8 @@ def check_sources(
                     path=name, field="labels",
                 )
             annotated += int((lab != ignore_index).any())
-            foreground += int(((lab != ignore_index) & (lab != 0)).any())
+            flags[-1][i] = bool(((lab != ignore_index) & (lab != 0)).any())
+            foreground += int(flags[-1][i])
             if need_distances:
                 dist = s.get("distances")
                 if dist is None:
@@ -110,6 +114,7 @@ def check_sources(
     if need_foreground and foreground == 0:
         raise InputError("the labels hold only background (0): nothing to learn (empty label volume?)",
                          path=", ".join(names) or None, field="labels")
+    return flags
 
 
 def _check_finite(a: np.ndarray, i: int, field: str, name: str) -> None:
@@ -218,8 +223,10 @@ class ArrayPatchSource:
 class SegmentationDataset(Dataset):
     """Samples ``items`` of ``sources`` through ``transform``.
 
-    Indexing with an int or with ``(index, epoch)`` (what :class:`EpochSampler` yields);
-    the transform is re-seeded from ``(seed, epoch, index)`` each time. Returns a dict of
+    Indexing with an int, with ``(index, epoch)`` (what :class:`EpochSampler` yields) or with
+    ``(index, epoch, slot)`` (a foreground patch the sampler drew for place ``slot`` of the
+    epoch); the transform is re-seeded from ``(seed, epoch, index)`` (and ``slot``) each time,
+    so a patch drawn twice in one epoch is augmented differently. Returns a dict of
     tensors: image (1, Z, Y, X), labels (Z, Y, X) int64, distances (C, Z, Y, X) if used.
     """
 
@@ -243,7 +250,8 @@ class SegmentationDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        index, epoch = (key[0], key[1]) if isinstance(key, tuple) else (key, 0)
+        slot = key[2] if isinstance(key, tuple) and len(key) > 2 else None
         src, i = self.items[index]
         s = self.sources[src][i]
         image = self.intensity.apply(np.asarray(s["image"], dtype=np.float32))
@@ -254,7 +262,10 @@ class SegmentationDataset(Dataset):
         if self.with_distances:
             sample["distances"] = torch.from_numpy(np.asarray(s["distances"], dtype=np.float32))
         if hasattr(self.transform, "set_random_state"):
-            self.transform.set_random_state(seed=_mix(self.seed, epoch, index))
+            seed = _mix(self.seed, epoch, index)
+            if slot is not None:
+                seed = _mix(seed, epoch, slot + 1)
+            self.transform.set_random_state(seed=seed)
         return self.transform(sample)
 
 
@@ -265,6 +276,13 @@ def _mix(seed: int, epoch: int, index: int) -> int:
 class EpochSampler(Sampler):
     """Yields ``(index, epoch)``; shuffled per epoch from ``seed``; sharded across DDP ranks.
 
+    Foreground oversampling (nnU-Net's): with ``foreground`` (one bool per index: the patch
+    holds a foreground label) and ``foreground_probability`` p > 0, each place of the epoch's
+    order is, with probability p, given to a patch drawn at random among the foreground ones
+    (yielded as ``(index, epoch, place)``); the epoch keeps its length. Which places and which
+    patches follow from (seed, epoch), so a resumed run draws the same. p = 0 (the default),
+    or no foreground patch: the plain shuffled order.
+
     Lightning calls :meth:`set_epoch` before each epoch. Under DDP every rank takes every
     ``world``-th index of the same permutation (padded to equal length), so ranks see
     different samples and the same number of batches. :meth:`resume` makes the iteration of
@@ -272,10 +290,15 @@ class EpochSampler(Sampler):
     the middle of that epoch; ``len()`` stays the whole epoch's.
     """
 
-    def __init__(self, n: int, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0, *,
+                 foreground: Sequence[bool] | None = None, foreground_probability: float = 0.0) -> None:
         self.n = n
         self.shuffle = shuffle
         self.seed = seed
+        if foreground is not None and len(foreground) != n:
+            raise ValueError(f"foreground has {len(foreground)} flags for {n} samples")
+        self.foreground_probability = float(foreground_probability)
+        self._fg = np.flatnonzero(np.asarray(foreground, dtype=bool)) if foreground is not None else np.zeros(0, int)
         self.epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, samples of it already used)
 
@@ -300,11 +323,16 @@ class EpochSampler(Sampler):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
-    def _indices(self) -> list[int]:
+    def _indices(self) -> list[int | tuple[int, int]]:
         if self.shuffle:
             order = np.random.default_rng(_mix(self.seed, self.epoch, 0)).permutation(self.n).tolist()
         else:
             order = list(range(self.n))
+        if self.foreground_probability > 0 and self._fg.size:
+            rng = np.random.default_rng(_mix(self.seed, self.epoch, 1))
+            swap = rng.random(len(order)) < self.foreground_probability
+            picks = rng.choice(self._fg, size=len(order))
+            order = [(int(f), place) if sw else o for place, (o, sw, f) in enumerate(zip(order, swap, picks))]
         rank, world = self._rank_world()
         if world > 1:
             per = math.ceil(self.n / world)
@@ -313,7 +341,8 @@ class EpochSampler(Sampler):
         return order
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(i, self.epoch) for i in self._indices()[self.start:]])
+        return iter([(i[0], self.epoch, i[1]) if isinstance(i, tuple) else (i, self.epoch)
+                     for i in self._indices()[self.start:]])
 
     def __len__(self) -> int:
         rank, world = self._rank_world()

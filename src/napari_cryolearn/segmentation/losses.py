@@ -6,6 +6,7 @@ unannotated voxels; distances (N, C, Z, Y, X) signed distances in voxels (positi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,12 @@ class SegmentationLoss(nn.Module):
         ``"generalized"`` (MONAI ``GeneralizedDiceLoss``, CryoSiam's choice) or ``"dice"``.
     distance_weight:
         Weight of the distance term.
+    class_weights:
+        One weight per class (``num_classes`` ≥ 2), background first, or ``None`` (all 1). The
+        cross-entropy weighs each voxel by its class's weight (and averages over the weights,
+        as :func:`torch.nn.functional.cross_entropy` does); the plain Dice weighs each class's
+        ``1 − Dice``; the generalised Dice multiplies its 1/volume² class weights by them. A
+        rare class with a larger weight pulls harder on its logits.
     """
 
     def __init__(
@@ -59,17 +66,30 @@ class SegmentationLoss(nn.Module):
         use_dice: bool = True,
         dice_type: str = "generalized",
         distance_weight: float = 1.0,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.distance_weight = distance_weight
+        weights = None
+        if class_weights is not None:
+            if num_classes < 2 or len(class_weights) != num_classes:
+                raise ValueError(f"class_weights needs one weight per class ({num_classes} classes, at least 2), "
+                                 f"got {len(class_weights)}")
+            weights = torch.tensor([float(w) for w in class_weights], dtype=torch.float32)
+        # not in the state dict: checkpoints of runs with and without weights hold the same tensors
+        self.register_buffer("class_weights", weights, persistent=False)
         if not use_dice:
             self.dice = None
         elif dice_type == "generalized":
-            self.dice = GeneralizedDiceLoss(include_background=True, softmax=False, sigmoid=False, batch=True)
+            if weights is None:
+                self.dice = GeneralizedDiceLoss(include_background=True, softmax=False, sigmoid=False, batch=True)
+            else:
+                self.dice = _ClassWeightedGeneralizedDiceLoss(weights)
         else:
-            self.dice = DiceLoss(include_background=True, softmax=False, sigmoid=False, batch=True)
+            self.dice = DiceLoss(include_background=True, softmax=False, sigmoid=False, batch=True,
+                                 weight=None if weights is None else weights.tolist())
 
     def forward(
         self,
@@ -91,7 +111,8 @@ class SegmentationLoss(nn.Module):
             probs = torch.sigmoid(logits)
             onehot = safe.unsqueeze(1).to(logits.dtype)
         else:
-            label_loss = F.cross_entropy(logits, labels.long(), ignore_index=self.ignore_index)
+            label_loss = F.cross_entropy(logits, labels.long(), ignore_index=self.ignore_index,
+                                         weight=self.class_weights)
             if n_valid == 0:
                 label_loss = logits.sum() * 0.0
             probs = torch.softmax(logits, dim=1)
@@ -108,6 +129,20 @@ class SegmentationLoss(nn.Module):
             dist = (err * mask).sum() / denom
             total = total + self.distance_weight * dist
         return LossTerms(total=total, labels=label_loss, dice=dice, distance=dist)
+
+
+class _ClassWeightedGeneralizedDiceLoss(GeneralizedDiceLoss):
+    """MONAI's generalised Dice (batch, 1/volume² weights) with those weights times ``class_weights``."""
+
+    def __init__(self, class_weights: torch.Tensor) -> None:
+        super().__init__(include_background=True, softmax=False, sigmoid=False, batch=True)
+        self.register_buffer("class_weights", class_weights.clone(), persistent=False)
+        self._volume_weights = self.w_func
+        self.w_func = self._weights
+
+    def _weights(self, volumes: torch.Tensor) -> torch.Tensor:
+        # an absent class's weight is infinite here; MONAI then gives it the largest finite weight
+        return self._volume_weights(volumes) * self.class_weights.to(volumes)
 
 
 def dice_counts(

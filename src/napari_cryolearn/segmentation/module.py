@@ -47,7 +47,7 @@ class SegmentationModule(L.LightningModule):
             self.net.set_trainable(backbone=net_cfg.unfreeze_backbone, decoder=net_cfg.unfreeze_decoder)
         self.loss_fn = SegmentationLoss(
             net_cfg.out_channels, net_cfg.ignore_index, net_cfg.use_dice_loss, net_cfg.dice_type,
-            net_cfg.distance_weight,
+            net_cfg.distance_weight, class_weights=net_cfg.class_weights,
         )
         self.class_names = net_cfg.names()
         n_count = max(2, net_cfg.out_channels)

@@ -1,18 +1,35 @@
 """The segmentation network a :class:`~napari_cryolearn.segmentation.config.NetworkConfig` describes.
 
-A :class:`~napari_cryolearn.models.backbones.DenseBackbone` and
-:class:`~napari_cryolearn.models.heads.SemanticHeads`, put together as a
-:class:`~napari_cryolearn.models.heads.SegmentationNet` (3D: tomograms).
+``architecture: cryosiam`` (the default): a :class:`~napari_cryolearn.models.backbones.DenseBackbone`
+and :class:`~napari_cryolearn.models.heads.SemanticHeads`, put together as a
+:class:`~napari_cryolearn.models.heads.SegmentationNet` (3D: tomograms), which CryoSiam's
+checkpoints fit. ``architecture: unet``: a
+:class:`~napari_cryolearn.models.unet.UNetSegmentationNet` (MONAI's U-Net), for fresh
+training. Both map (N, 1, Z, Y, X) to ``(logits, distances or None)``.
 """
 
 from __future__ import annotations
+
+from torch import nn
 
 from napari_cryolearn.models.backbones import DenseBackbone
 from napari_cryolearn.models.heads import SegmentationNet, SemanticHeads
 
 
-def build_network(cfg) -> SegmentationNet:
-    """A :class:`SegmentationNet` from a :class:`~napari_cryolearn.segmentation.config.NetworkConfig`."""
+def build_network(cfg) -> nn.Module:
+    """A :class:`SegmentationNet` (or, with ``architecture: unet``, a
+    :class:`~napari_cryolearn.models.unet.UNetSegmentationNet`) from a
+    :class:`~napari_cryolearn.segmentation.config.NetworkConfig`."""
+    if getattr(cfg, "architecture", "cryosiam") == "unet":
+        from napari_cryolearn.models.unet import UNetSegmentationNet
+
+        return UNetSegmentationNet(
+            in_channels=cfg.backbone.in_channels,
+            num_classes=cfg.out_channels,
+            channels=cfg.unet_channels,
+            num_res_units=cfg.unet_res_units,
+            distance_prediction=cfg.distance_prediction,
+        )
     backbone = DenseBackbone(**cfg.backbone.model_dump())  # the config's fields are its arguments
     heads = SemanticHeads(
         in_channels=cfg.backbone.dense_dim,

@@ -44,7 +44,7 @@ _DEFAULT_WINDOW = (64, 64, 64)
 class LoadedModel:
     """A network ready for prediction and what it was trained with."""
 
-    net: SegmentationNet
+    net: SegmentationNet  # or a UNetSegmentationNet (architecture unet): the same output contract
     network: NetworkConfig
     intensity: IntensityConfig
     patch_shape: tuple[int, int, int] | None
@@ -226,7 +226,7 @@ def predict_job(config: SegmentationPredictConfig, stop: StopFlag | None = None
     if 2 * config.margin >= min(window):
         raise InputError(f"a margin of {config.margin} voxels at each face leaves nothing of the window {tuple(window)}"
                          f" (at most {(min(window) - 1) // 2})", field="margin")
-    if config.distances is not None and model.net.heads.distance_head is None:
+    if config.distances is not None and not model.net.has_distance_head:
         raise InputError("this model has no distance head (trained without distance_prediction)",
                          path=config.model, field="distances")
     names = model.network.names()

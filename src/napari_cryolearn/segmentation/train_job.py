@@ -46,6 +46,7 @@ from napari_cryolearn.models.augment import build_eval_transform, build_train_tr
 from napari_cryolearn.models.checkpoints import (
     backbone_config_from_checkpoint,
     check_resumable,
+    detect_layout,
     load_weights,
     read_checkpoint,
 )
@@ -192,6 +193,26 @@ def train_arrays_job(
         folder.release()
 
 
+#: The fields of NetworkConfig that choose the network class and its layers, beside the backbone.
+_ARCHITECTURE_FIELDS = ("architecture", "unet_channels", "unet_res_units")
+
+
+def _architecture_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """``architecture`` and the U-Net fields of a checkpoint of ours (a checkpoint written before
+    the field existed: ``cryosiam``); ``None`` for another layout (CryoSiam's)."""
+    from napari_cryolearn.segmentation.config import NetworkConfig
+
+    if detect_layout(ckpt["state_dict"]) != "ours":
+        return None
+    hp = ckpt.get("hyper_parameters") or {}
+    net = ((hp.get("config") or {}).get("network") or {}) if isinstance(hp, dict) else {}
+    net = net if isinstance(net, dict) else {}
+    defaults = NetworkConfig.model_fields
+    out = {k: net.get(k, defaults[k].default) for k in _ARCHITECTURE_FIELDS}
+    out["unet_channels"] = tuple(out["unet_channels"])
+    return out
+
+
 def _patch_shape(sources: Sequence[Any], items: Sequence[tuple[int, int]]) -> tuple[int, int, int]:
     s, i = items[0]
     return tuple(int(v) for v in np.asarray(sources[s][i]["image"]).shape)  # type: ignore[return-value]
@@ -225,10 +246,22 @@ def _train(
         if bb is not None and bb != net_cfg.backbone:
             config = config.model_copy(update={"network": net_cfg.model_copy(update={"backbone": bb})})
             net_cfg = config.network
+        arch = _architecture_from_checkpoint(described)
+        if arch is not None and arch != {k: getattr(net_cfg, k) for k in arch}:
+            config = config.model_copy(update={"network": net_cfg.model_copy(update=arch)})
+            net_cfg = config.network
+        elif arch is None and net_cfg.architecture != "cryosiam":
+            raise InputError(f"a {detect_layout(described['state_dict'])} checkpoint fits architecture 'cryosiam' "
+                             f"only, not {net_cfg.architecture!r}", path=resume or pretrained,
+                             field="network.architecture")
+    if config.pretrained_model is not None and net_cfg.architecture == "unet" and not net_cfg.unfreeze_backbone:
+        raise InputError("architecture 'unet' trains as a whole: unfreeze_backbone must be true",
+                         field="network.unfreeze_backbone")
 
     # patch stores of background only are a wrong file; a correction round in the viewer may paint only 0
-    check_sources(sources, names, net_cfg.out_channels, net_cfg.ignore_index, net_cfg.distance_prediction,
-                  net_cfg.backbone.in_channels, need_foreground=need_foreground)
+    has_foreground = check_sources(sources, names, net_cfg.out_channels, net_cfg.ignore_index,
+                                   net_cfg.distance_prediction, net_cfg.backbone.in_channels,
+                                   need_foreground=need_foreground)
     patch_shape = tuple(config.patch_size) if config.patch_size else _patch_shape(sources, train_items)
     torch.manual_seed(config.seed)  # same initial weights for the same config
     module = SegmentationModule(config.to_dict(), pretrained=config.pretrained_model is not None,
@@ -256,7 +289,9 @@ def _train(
         build_train_transform(config.transforms, net_cfg.ignore_index, dist, config.patch_size),
         config.intensity, config.seed, dist)
     train_loader = ResumableLoader(
-        train_ds, batch_size=config.batch_size, sampler=EpochSampler(len(train_ds), True, config.seed),
+        train_ds, batch_size=config.batch_size, sampler=EpochSampler(
+            len(train_ds), True, config.seed, foreground=[bool(has_foreground[s][i]) for s, i in train_items],
+            foreground_probability=config.foreground_probability),
         num_workers=config.num_workers, collate_fn=collate, drop_last=len(train_ds) > config.batch_size,
         persistent_workers=config.num_workers > 0,
     )
