@@ -40,8 +40,8 @@ class NetworkConfig(Config):
     unfreeze_backbone: bool = Field(True, description='train the pretrained backbone too (false: frozen)')
     unfreeze_decoder: bool = Field(True, description='train the pretrained decoder too (false: frozen)')
     architecture: Literal["cryosiam", "unet"] = Field("cryosiam", description="cryosiam: the CryoSiam-compatible network (its checkpoints, fine-tuning); unet: MONAI's U-Net, several times faster for fresh training")
-    unet_channels: tuple[int, ...] = Field((16, 32, 64, 128), min_length=2, description="unet: channels per level, finest first (a stride-2 step between levels)")
-    unet_res_units: int = Field(1, ge=0, description="unet: residual units per block (0: plain convolutions)")
+    unet_channels: tuple[int, ...] = Field((16, 32, 64, 128), min_length=2, description="unet: channels per level, finest first (a stride-2 step between levels)", json_schema_extra=EXPERT)
+    unet_res_units: int = Field(1, ge=0, description="unet: residual units per block (0: plain convolutions)", json_schema_extra=EXPERT)
     class_weights: list[float] | None = Field(None, description="one weight per class, background first, for the cross-entropy and the Dice (raise a rare class's); empty: all 1")
 
     @model_validator(mode="after")
