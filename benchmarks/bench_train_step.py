@@ -2,7 +2,7 @@
 network's forward + backward + AdamW step, ours against MONAI's plain U-Net, in the same run.
 
     .venv/bin/python benchmarks/bench_train_step.py [--batch 4] [--patch 32] [--threads 2]
-        [--rounds 5] [--steps 4] [--shape 64 96 96] [--arch cryosiam unet monai]
+        [--rounds 5] [--steps 4] [--shape 64 96 96] [--arch cryosiam unet monai] [--levers]
 
 A patch store is written from ``make_synthetic_tomogram`` (``--patch``³ patches, overlap 0.5).
 Measured, in interleaved rounds (each case runs ``--steps`` steps per round; the median per
@@ -11,12 +11,16 @@ step over the rounds is printed, so a noisy neighbour hits every case alike):
 - ``data (default augmentation)``: one batch of ``--batch`` samples from the patch store
   through :class:`SegmentationDataset` with the default :class:`TransformsConfig` (CryoSiam's
   flips, rotation, zoom, filters) and :func:`collate`, in this process (``num_workers=0``);
+- ``data (cpu preset augmentation)``: the same with the CPU preset's augmentation (flips, 90°
+  turns, noise: ``CPU_TRANSFORMS``);
 - ``data (no augmentation)``: the same with every augmentation off (reading the store only);
 - ``step <arch>``: forward + :class:`SegmentationLoss` (cross-entropy + generalised Dice) +
   backward + AdamW on one batch, for our network of the default :class:`NetworkConfig`
   (``cryosiam``), the same config with ``architecture="unet"`` when this version has it
   (``unet``), and MONAI's ``UNet(spatial_dims=3, in_channels=1, out_channels=4,
-  channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1)`` (``monai``), the reference.
+  channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=1)`` (``monai``), the reference;
+  with ``--levers`` also the ``unet`` step with ``channels_last_3d`` tensors and weights, and
+  under ``torch.autocast("cpu", dtype=torch.bfloat16)``.
 
 Each line gives wall seconds per step, CPU seconds per step (user + system of this process:
 with two threads up to twice the wall time) and wall seconds per voxel; the ratios are against
@@ -39,7 +43,7 @@ from napari_cryolearn.io.patch_store import open_patch_store, write_patch_store
 from napari_cryolearn.models.augment import build_train_transform
 from napari_cryolearn.models.config import TransformsConfig
 from napari_cryolearn.sample import make_synthetic_tomogram
-from napari_cryolearn.segmentation.config import NetworkConfig
+from napari_cryolearn.segmentation.config import CPU_TRANSFORMS, NetworkConfig
 from napari_cryolearn.segmentation.data import SegmentationDataset, collate
 from napari_cryolearn.segmentation.losses import SegmentationLoss
 from napari_cryolearn.segmentation.network import build_network
@@ -78,8 +82,12 @@ def _network(arch: str, out_channels: int) -> torch.nn.Module | None:
     return build_network(NetworkConfig(out_channels=out_channels, architecture=arch))
 
 
-def _step_fn(net: torch.nn.Module, batches: list[dict], out_channels: int) -> Callable[[], None]:
+def _step_fn(net: torch.nn.Module, batches: list[dict], out_channels: int, *, channels_last: bool = False,
+             bf16: bool = False) -> Callable[[], None]:
     loss_fn = SegmentationLoss(out_channels)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+        batches = [{**b, "image": b["image"].to(memory_format=torch.channels_last_3d)} for b in batches]
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     net.train()
     state = {"i": 0}
@@ -87,7 +95,8 @@ def _step_fn(net: torch.nn.Module, batches: list[dict], out_channels: int) -> Ca
     def step() -> None:
         b = batches[state["i"] % len(batches)]
         state["i"] += 1
-        out = net(b["image"])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(b["image"])
         logits = out[0] if isinstance(out, (tuple, list)) else out
         loss = loss_fn(logits, b["labels"]).total
         opt.zero_grad(set_to_none=True)
@@ -119,6 +128,8 @@ def main() -> None:
     ap.add_argument("--shape", type=int, nargs=3, default=(64, 96, 96))
     ap.add_argument("--arch", nargs="+", default=["cryosiam", "unet", "monai"],
                     choices=["cryosiam", "unet", "monai"])
+    ap.add_argument("--levers", action="store_true",
+                    help="also time the unet step with channels_last_3d tensors and with bf16 autocast")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -133,11 +144,14 @@ def main() -> None:
         items = [(0, i) for i in range(len(store))]
         ds_aug = SegmentationDataset([store], items, build_train_transform(TransformsConfig(), 255))
         ds_plain = SegmentationDataset([store], items, build_train_transform(NO_AUGMENT, 255))
+        ds_cpu = SegmentationDataset([store], items, build_train_transform(
+            TransformsConfig(**CPU_TRANSFORMS), 255))
         batches = [collate([ds_plain[(k * args.batch + j) % len(ds_plain)] for j in range(args.batch)])
                    for k in range(4)]
 
         cases: dict[str, Callable[[], None]] = {
             "data (default augmentation)": _data_fn(ds_aug, args.batch),
+            "data (cpu preset augmentation)": _data_fn(ds_cpu, args.batch),
             "data (no augmentation)": _data_fn(ds_plain, args.batch),
         }
         params: dict[str, int] = {}
@@ -148,6 +162,12 @@ def main() -> None:
                 continue
             params[arch] = sum(p.numel() for p in net.parameters())
             cases[f"step {arch}"] = _step_fn(net, batches, classes)
+        if args.levers and "unet" in args.arch:
+            for name, opts in (("channels_last_3d", {"channels_last": True}), ("bf16 autocast", {"bf16": True})):
+                arch = f"unet {name}"
+                net = _network("unet", classes)
+                params[arch] = sum(p.numel() for p in net.parameters())
+                cases[f"step {arch}"] = _step_fn(net, batches, classes, **opts)
 
         print(f"{len(store)} stored patches of {args.patch}^3; batch {args.batch}x1x{args.patch}^3 "
               f"({voxels} voxels), {torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps")
@@ -164,20 +184,21 @@ def main() -> None:
     med_w = {k: statistics.median(v) for k, v in wall.items()}
     med_c = {k: statistics.median(v) for k, v in cpu.items()}
     ref = "step monai" if "step monai" in cases else None
-    print(f"{'case':32s} {'wall s/step':>11s} {'CPU s/step':>10s} {'wall s/voxel':>12s}  {'params':>8s}"
+    print(f"{'case':36s} {'wall s/step':>11s} {'CPU s/step':>10s} {'wall s/voxel':>12s}  {'params':>8s}"
           + ("  ratio to MONAI (wall, CPU)" if ref else ""))
     for name in cases:
         arch = name[5:] if name.startswith("step ") else None
         p = f"{params[arch]:8d}" if arch else " " * 8
-        line = f"{name:32s} {med_w[name]:11.4f} {med_c[name]:10.4f} {med_w[name] / voxels:12.3e}  {p}"
+        line = f"{name:36s} {med_w[name]:11.4f} {med_c[name]:10.4f} {med_w[name] / voxels:12.3e}  {p}"
         if ref and arch:
             line += f"  {med_w[name] / med_w[ref]:6.2f}x {med_c[name] / med_c[ref]:6.2f}x"
         print(line)
     step_cases = [k for k in cases if k.startswith("step ")]
-    data = med_w["data (default augmentation)"]
-    for k in step_cases:
-        print(f"{k}: data is {data / (data + med_w[k]):.0%} of a data + step of {data + med_w[k]:.3f} s "
-              "(data loaded in the training process, num_workers=0)")
+    for kind in ("default", "cpu preset"):
+        data = med_w[f"data ({kind} augmentation)"]
+        for k in step_cases:
+            print(f"{k}: data with the {kind} augmentation is {data / (data + med_w[k]):.0%} of a data + step of "
+                  f"{data + med_w[k]:.3f} s (data loaded in the training process, num_workers=0)")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,10 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     assert predicted.data.shape == tomo.data.shape == (48, 64, 64)
     assert predicted.voxel_size == tomo.voxel_size
     assert (demo / "segmentation" / "model" / "last.ckpt").exists()
+    # the quick demo ends on a visible segmentation: membrane where the membranes are (#18)
+    membrane = np.asarray(predicted.data) == 1
+    truth = read_mrc(demo / "sample" / "labels.mrc").data == 1
+    assert membrane.sum() > 0.2 * truth.sum() and (membrane & truth).sum() > 0.5 * membrane.sum()
     names = label_names_from(read_sidecar(demo / "segmentation" / "tomogram_predicted_labels.mrc"))
     assert names == {0: "background", 1: "membrane", 2: "membrane_protein", 3: "particle"}
     assert "napari " + str(demo / "sample" / "tomogram.mrc") in out

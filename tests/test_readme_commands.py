@@ -34,3 +34,8 @@ def test_quick_tour_runs_as_written(tmp_path, monkeypatch):
     scaled = read_mrc(tmp_path / "tomogram_scaled.mrc")
     assert predicted.data.shape == scaled.data.shape and predicted.voxel_size == scaled.voxel_size
     assert np.load(tmp_path / "probabilities.npy", mmap_mode="r").shape[0] == 4
+    # the tour ends on a visible segmentation: the membranes are found (#18)
+    truth = read_mrc(tmp_path / "s" / "labels.mrc").data == 1
+    found = np.asarray(predicted.data) == 1
+    dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
+    assert dice >= 0.5, f"membrane Dice {dice:.3f}"

@@ -54,6 +54,16 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
+def _word_or(words: tuple[str, ...], kind: Any):
+    """An argparse type: one of ``words`` as it is, anything else through ``kind``."""
+
+    def convert(text: str):
+        return text if text in words else kind(text)
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
 def _fixed_length(annotation: Any) -> int | None:
     """N for ``tuple[int, int, int]``-like annotations (one flag value is then repeated N times)."""
     ann = _unwrap_optional(annotation)
@@ -70,6 +80,11 @@ def _flag_spec(annotation: Any) -> dict[str, Any] | None:
     if isinstance(ann, list):  # a union such as int | tuple[int, int, int] or int | float
         scalars = [a for a in ann if a in (int, float, str)]
         sequences = [a for a in ann if typing.get_origin(a) in (tuple, list)]
+        words = [w for a in ann if typing.get_origin(a) is Literal for w in typing.get_args(a)]
+        if words and sequences:  # list[float] | Literal["auto"]: numbers, or one of the words
+            items = [a for a in typing.get_args(sequences[0]) if a is not Ellipsis]
+            return {"nargs": "+", "type": _word_or(tuple(words), items[0] if items else str),
+                    "_sequence_or_scalar": True}
         kind = _number if set(scalars) == {int, float} else (scalars[0] if scalars else None)
         if kind and sequences:
             return {"nargs": "+", "type": kind, "_sequence_or_scalar": True}

@@ -1,7 +1,7 @@
 """``cryolearn demo``: each stage's config on the synthetic sample data, in pipeline order.
 
 Each builder takes the paths written so far (``outputs``: role → Path), the demo folder and
-``quick`` (a smoke run: smaller volume, one epoch), adds the paths its stage will write, and
+``quick`` (a smoke run: smaller volume, six epochs), adds the paths its stage will write, and
 returns the stage's config. Sizes are chosen so that the whole demo runs in a few minutes on a
 laptop CPU, and the quick one in well under a minute.
 """
@@ -90,33 +90,20 @@ def patches_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
 
 
 def train_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
-    """A small 4-class network trained for a few epochs on the demo's patches (CPU-sized)."""
-    from napari_cryolearn.segmentation.config import (
-        BackboneConfig,
-        NetworkConfig,
-        SegmentationTrainConfig,
-        TransformsConfig,
-    )
+    """A 4-class network trained on the demo's patches with the defaults (the device's preset):
+    6 epochs when quick, else for 3 minutes."""
+    from napari_cryolearn.segmentation.config import NetworkConfig, SegmentationTrainConfig
 
     names = ["background", "membrane", "membrane_protein", "particle"]
     outputs["segmentation_run"] = Path(workdir) / "segmentation"
     outputs["model"] = outputs["segmentation_run"] / "model" / "last.ckpt"
-    network = NetworkConfig(
-        out_channels=4,
-        class_names=names,
-        backbone=BackboneConfig(num_filters=(8, 16, 16, 32), fpn_channels=16, dense_dim=16),
-    )
-    transforms = TransformsConfig(rotate=None, zoom=None, rotate90=True, low_pass_sigma_range=None,
-                                  high_pass_sigma_range=None, noise_sigma_range=(0.0, 0.1))
+    limit = {"max_epochs": 6} if quick else {"max_time": "3m"}
     return SegmentationTrainConfig(
         patch_stores=[outputs["patches"]],
         log_dir=outputs["segmentation_run"],
-        network=network,
-        transforms=transforms,
-        batch_size=4,
-        max_epochs=1 if quick else 5,
-        lr=0.01,
+        network=NetworkConfig(out_channels=4, class_names=names),
         validation_ratio=0.1,
+        **limit,
     )
 
 

@@ -57,6 +57,7 @@ def blob_store_dist(tmp_path) -> Path:
 
 def tiny_config(stores, log_dir, **kw) -> SegmentationTrainConfig:
     network = kw.pop("network", {})
+    network.setdefault("architecture", "cryosiam")  # the tiny network (a new run's default, unet, is larger)
     net = NetworkConfig(backbone=TINY_BACKBONE, out_channels=3, filters=(8, 8), **network)
     base = dict(patch_stores=list(stores), log_dir=log_dir, network=net, transforms=NO_AUGMENT,
                 batch_size=2, max_epochs=2, lr=3e-3, device="cpu", progress_every_n_batches=2,

@@ -27,7 +27,12 @@ def test_training_writes_run_folder_checkpoints_logs_and_metrics(tmp_path, blob_
     assert result.epochs == 2 and not result.stopped
     assert result.best_checkpoint == run / "model" / "model_best.ckpt" and result.best_checkpoint.is_file()
     assert result.last_checkpoint == run / "model" / "last.ckpt"
-    assert SegmentationTrainConfig.from_yaml(run / "config.yaml") == cfg
+    saved = SegmentationTrainConfig.from_yaml(run / "config.yaml")
+    given = cfg.model_fields_set - {"network"}
+    assert {k: getattr(saved, k) for k in given} == {k: getattr(cfg, k) for k in given}
+    # what the preset filled in is written too: the saved config repeats the run
+    assert saved.preset == "cpu" and saved.foreground_probability == 0.67 and saved.patch_size == (16, 16, 16)
+    assert len(saved.network.class_weights) == 3 and saved.with_preset("cpu", (16, 16, 16))[1] == {}
     split = json.loads((run / "train_val_split.json").read_text())
     assert len(split["train_items"]) == 14 and len(split["val_items"]) == 4
     assert list((run / "lightning_logs").rglob("events.out.tfevents*"))
@@ -43,7 +48,7 @@ def test_training_writes_run_folder_checkpoints_logs_and_metrics(tmp_path, blob_
     # training learned something: the loss went down and a checkpoint loads for prediction
     assert epochs[-1].metrics["train_loss"] < epochs[0].metrics["train_loss"]
     model = load_model(result.best_checkpoint)
-    assert model.network == cfg.network and model.patch_shape == (16, 16, 16)
+    assert model.network == saved.network and model.patch_shape == (16, 16, 16)
 
 
 def test_resume_after_stop_equals_uninterrupted_run(tmp_path, blob_store, make_blobs, make_store, make_config, train):

@@ -10,7 +10,7 @@ from napari_cryolearn.engine.jobs import run_job
 from napari_cryolearn.io import read_mrc, write_mrc
 from napari_cryolearn.models.heads import SegmentationNet
 from napari_cryolearn.models.unet import UNetSegmentationNet
-from napari_cryolearn.segmentation.config import NetworkConfig, SegmentationPredictConfig
+from napari_cryolearn.segmentation.config import NetworkConfig, SegmentationPredictConfig, SegmentationTrainConfig
 from napari_cryolearn.segmentation.network import build_network
 from napari_cryolearn.segmentation.predict_job import load_model, predict_job
 from napari_cryolearn.segmentation.train_job import train_job
@@ -23,9 +23,18 @@ def train(run_collecting):
     return lambda cfg, stop=None, on=None: run_collecting(train_job(cfg, stop), on)
 
 
-def test_default_architecture_is_the_cryosiam_network():
-    assert NetworkConfig().architecture == "cryosiam"
-    assert isinstance(build_network(NetworkConfig()), SegmentationNet)
+def test_a_new_run_trains_the_unet_and_a_checkpoint_keeps_its_network(tmp_path, blob_store, make_config, train):
+    assert NetworkConfig().architecture == "auto"
+    assert isinstance(build_network(NetworkConfig(architecture="cryosiam")), SegmentationNet)
+    cfg = make_config([blob_store], tmp_path / "a", max_epochs=1, validation_ratio=0.0,
+                      network={"architecture": "auto", "unet_channels": (4, 8)})
+    first, _ = train(cfg)
+    assert SegmentationTrainConfig.from_yaml(tmp_path / "a" / "config.yaml").network.architecture == "unet"
+    assert isinstance(load_model(first.last_checkpoint).net, UNetSegmentationNet)
+    # auto when fine-tuning: the checkpoint's network, here the CryoSiam-compatible one
+    cryo, _ = train(make_config([blob_store], tmp_path / "c", max_epochs=1, validation_ratio=0.0))
+    tuned, _ = train(cfg.model_copy(update={"log_dir": tmp_path / "t", "pretrained_model": cryo.last_checkpoint}))
+    assert isinstance(load_model(tuned.last_checkpoint).net, SegmentationNet)
 
 
 @pytest.mark.parametrize("distances", [False, True])

@@ -19,7 +19,7 @@ def _train_widget(viewer, tmp_path, epochs):
     widget.image.value = viewer.layers["synthetic tomogram"]
     widget.label_layer.value = viewer.layers["synthetic labels"]
     widget.form["patch_size"].value = "32"
-    widget.form["max_epochs"].value = epochs
+    widget.form["max_epochs"].value = str(epochs)
     widget.form["log_dir"].value = str(tmp_path / "run")
     widget.form["device"].value = "cpu"
     return widget
@@ -38,7 +38,7 @@ def test_train_then_segment(viewer, qtbot, tmp_path):
     assert [x for x, _ in train.dice_plot.series["val_dice"]] == [1, 2]
     batches = [x for x, _ in train.loss_plot.series["batch loss"]]  # per batch, inside its epoch
     assert batches == sorted(batches) and 0 < batches[0] <= 1 < batches[-1] <= 2
-    assert train.device_label.value == "device: cpu"
+    assert train.device_label.value == "device: cpu, cpu preset"  # the fields left at their defaults
     assert train.progress_bar.value == 1000
 
     _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")

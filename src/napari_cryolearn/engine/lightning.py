@@ -85,6 +85,63 @@ def resolve_strategy(strategy: str, devices: int, num_nodes: int) -> str:
     return strategy
 
 
+def one_cycle_factor(progress: float, *, pct_start: float = 0.3, div_factor: float = 25.0,
+                     final_div_factor: float = 1e4) -> float:
+    """The one-cycle learning rate as a fraction of its peak, ``progress`` in [0, 1] through the run.
+
+    The curve of ``torch.optim.lr_scheduler.OneCycleLR`` (cosine): from ``1 / div_factor`` up to
+    1 over the first ``pct_start`` of the run, then down to ``1 / (div_factor *
+    final_div_factor)``.
+
+    >>> round(one_cycle_factor(0.0), 4), one_cycle_factor(0.3), round(one_cycle_factor(1.0), 8)
+    (0.04, 1.0, 4e-06)
+    """
+    p = min(max(float(progress), 0.0), 1.0)
+    low, end = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
+    if p < pct_start:
+        start, stop, t = low, 1.0, p / pct_start
+    else:
+        start, stop, t = 1.0, end, (p - pct_start) / (1.0 - pct_start)
+    return stop + (start - stop) / 2.0 * (math.cos(math.pi * t) + 1.0)
+
+
+def run_progress(trainer: L.Trainer, time_limit: float | None) -> float:
+    """How far through its run training is, in [0, 1]: the larger of the steps done over the
+    steps the epochs allow and (with ``time_limit`` seconds) the training time spent over it
+    (Lightning's ``Timer``, which a resumed run restores)."""
+    done = 0.0
+    total = trainer.estimated_stepping_batches
+    if total and math.isfinite(total) and total > 0:
+        done = trainer.global_step / float(total)
+    if time_limit:
+        from lightning.pytorch.callbacks import Timer
+
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is not None:
+            done = max(done, float(timer.time_elapsed("train") or 0.0) / time_limit)
+    return min(max(done, 0.0), 1.0)
+
+
+def one_cycle_schedule(optimizer: torch.optim.Optimizer, trainer: L.Trainer, *,
+                       time_limit: float | None = None) -> dict[str, Any]:
+    """A one-cycle learning-rate schedule over the run, as Lightning's ``lr_scheduler`` entry
+    (stepped every batch; the optimiser's ``lr`` is the peak).
+
+    Without ``time_limit``: ``OneCycleLR`` over the run's steps. With it (seconds, the run's
+    ``max_time``): the same curve (:func:`one_cycle_factor`) driven by :func:`run_progress`, so
+    a run cut by time still warms up, peaks and anneals within it.
+    """
+    from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
+
+    if time_limit is None:
+        total = int(trainer.estimated_stepping_batches)
+        peak = [g["lr"] for g in optimizer.param_groups]
+        sched = OneCycleLR(optimizer, max_lr=peak, total_steps=max(total, 2), anneal_strategy="cos")
+    else:
+        sched = LambdaLR(optimizer, lambda _step: one_cycle_factor(run_progress(trainer, time_limit)))
+    return {"scheduler": sched, "interval": "step", "frequency": 1}
+
+
 class DivergedError(InputError):
     """Training diverged (a non-finite loss or non-finite weights); no bad checkpoint was written."""
 
@@ -141,12 +198,26 @@ class ProgressRelay(Callback):
         self.stage = stage
         self.every = max(1, int(every_n_batches))
         self.shown = tuple(shown)
+        self.time_limit: float | None = None  # seconds (the run's max_time), set by the harness
 
     def _total(self, trainer: L.Trainer) -> int | None:
+        """Batches of the whole run: those the epochs allow, or fewer as the time limit projects
+        them from the pace so far."""
         n = trainer.num_training_batches
-        if n is None or n == float("inf"):
-            return None
-        return int(n) * int(trainer.max_epochs or 1)
+        total = None
+        if n is not None and n != float("inf") and (trainer.max_epochs or 0) > 0:
+            total = int(n) * int(trainer.max_epochs)
+        if self.time_limit and trainer.global_step > 0:
+            progress = run_progress(trainer, self.time_limit)
+            if progress > 0:
+                projected = max(int(trainer.global_step / progress), trainer.global_step)
+                total = projected if total is None else min(total, projected)
+        return total
+
+    def _epoch(self, trainer: L.Trainer) -> str:
+        if (trainer.max_epochs or 0) > 0:
+            return f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        return f"epoch {trainer.current_epoch + 1}"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not trainer.is_global_zero or (batch_idx + 1) % self.every:
@@ -158,7 +229,7 @@ class ProgressRelay(Callback):
             metrics["train_loss"] = float(loss)
         self.emit(Progress(
             step=trainer.global_step, total=self._total(trainer),
-            message=f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}, batch {batch_idx + 1}"
+            message=f"{self._epoch(trainer)}, batch {batch_idx + 1}"
                     f"/{trainer.num_training_batches}",
             stage=self.stage, metrics=metrics,
         ))
@@ -166,15 +237,31 @@ class ProgressRelay(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # reading callback_metrics may synchronise metrics across ranks: every rank reads them
         metrics = _scalar_metrics(trainer.callback_metrics)
-        if not trainer.is_global_zero or epoch_cut_short(trainer):
+        if not trainer.is_global_zero or stopped_unfinished(trainer):
             return  # a stopped epoch is not done: it is finished when the run is resumed
         metrics["epoch"] = trainer.current_epoch + 1
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in self.shown)
         self.emit(Progress(
             step=trainer.global_step, total=self._total(trainer),
-            message=f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done" + (f": {shown}" if shown else ""),
+            message=f"{self._epoch(trainer)} done" + (f": {shown}" if shown else ""),
             stage=self.stage, metrics=metrics,
         ))
+
+
+def time_is_up(trainer: L.Trainer) -> bool:
+    """Whether the run's ``max_time`` (Lightning's ``Timer``) has run out."""
+    from lightning.pytorch.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    left = None if timer is None else timer.time_remaining("train")
+    return left is not None and left <= 0
+
+
+def stopped_unfinished(trainer: L.Trainer) -> bool:
+    """True at the end of an epoch that a stop cut short: it is finished when the run is
+    resumed, so it is neither reported as done nor judged. An epoch cut by the time limit is
+    the run's end, and is judged."""
+    return epoch_cut_short(trainer) and not time_is_up(trainer)
 
 
 def epoch_cut_short(trainer: L.Trainer) -> bool:
@@ -303,7 +390,7 @@ class BestCheckpoint(ModelCheckpoint):
         self.guard = guard
 
     def _vetoed(self, trainer: L.Trainer) -> bool:
-        return (self.guard is not None and self.guard.diverged) or (trainer.should_stop and epoch_cut_short(trainer))
+        return (self.guard is not None and self.guard.diverged) or (trainer.should_stop and stopped_unfinished(trainer))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not (self.guard is not None and self.guard.diverged) and not trainer.should_stop:

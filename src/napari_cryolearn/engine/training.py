@@ -23,6 +23,7 @@ Nothing here imports a stage; checkpoints are read by the stage (``models.checkp
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from napari_cryolearn.engine.config import Config
 from napari_cryolearn.engine.errors import InputError, OutputError
@@ -45,6 +46,40 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 #: What every training run writes into its folder (``overwrite`` removes these and nothing else).
 RUN_FILES = ("config.yaml",)
 RUN_FOLDERS = ("model", "csv_logs", "lightning_logs")
+
+
+#: Epochs of a run that sets neither ``max_epochs`` nor ``max_time``.
+DEFAULT_EPOCHS = 10
+
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in a duration such as ``"90s"``, ``"5m"``, ``"1h30m"``, ``"1.5h"``, ``"00:05:00"``
+    (hours:minutes:seconds) or a plain number of seconds.
+
+    >>> parse_duration("1h30m"), parse_duration("5m"), parse_duration("00:01:30"), parse_duration(45)
+    (5400.0, 300.0, 90.0, 45.0)
+    """
+    import re
+
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        word = str(text).strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", word):
+            seconds = float(word)
+        elif re.fullmatch(r"(\d+:){1,2}\d+(\.\d+)?", word):
+            seconds = 0.0
+            for part in word.split(":"):
+                seconds = seconds * 60 + float(part)
+        elif re.fullmatch(r"(\d+(\.\d+)?[dhms])+", word):
+            seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([dhms])", word))
+        else:
+            raise ValueError(f"not a duration: {text!r} (examples: 90s, 5m, 1h30m, 00:05:00)")
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"a duration must be positive, got {text!r}")
+    return seconds
 
 
 class TrainerConfig(Config):
@@ -61,7 +96,12 @@ class TrainerConfig(Config):
     overwrite: bool = Field(False, description="start afresh in a run folder that already holds a run: its "
                             "checkpoints, config and logs are replaced")
     batch_size: int = Field(2, ge=1, description="samples per batch (per device)")
-    max_epochs: int = Field(10, ge=1, description="epochs to train")
+    max_epochs: int | None = Field(None, ge=1, description=f"epochs to train (default: {DEFAULT_EPOCHS}; with "
+                                   "max_time, as many as fit in it)")
+    max_time: str | None = Field(None, description="stop training after this long, e.g. 90s, 5m, 1h30m (the "
+                                 "learning-rate schedule spans it; a resumed run counts the time already spent)")
+    early_stopping: int | None = Field(None, ge=1, description="stop when the validation score has not improved "
+                                       "for this many validations (default: off)")
     val_interval: int = Field(1, ge=1, description="validate every this many epochs", json_schema_extra={"expert": True})
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="optimiser", json_schema_extra={"expert": True})
     lr: float = Field(1e-3, gt=0, description="learning rate (the peak of the one-cycle schedule)")
@@ -77,6 +117,24 @@ class TrainerConfig(Config):
     num_workers: int = Field(0, ge=0, description="data-loader worker processes", json_schema_extra={"expert": True})
     seed: int = Field(0, description="seed of the weights, the split and the augmentation", json_schema_extra={"expert": True})
     progress_every_n_batches: int = Field(10, ge=1, description="a progress event every this many batches", json_schema_extra={"expert": True})
+
+    @field_validator("max_time")
+    @classmethod
+    def _check_max_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    def epoch_limit(self) -> int:
+        """Epochs the run may last: ``max_epochs``, else -1 (no limit) with ``max_time``, else
+        :data:`DEFAULT_EPOCHS`."""
+        if self.max_epochs is not None:
+            return self.max_epochs
+        return -1 if self.max_time is not None else DEFAULT_EPOCHS
+
+    def time_limit(self) -> float | None:
+        """``max_time`` in seconds (``None``: no limit)."""
+        return None if self.max_time is None else parse_duration(self.max_time)
 
 
 @dataclass(frozen=True)
@@ -264,8 +322,8 @@ def resume_checkpoint(config: TrainerConfig) -> Path | None:
                          path=last, field="continue_training")
     previous = log_dir / "config.yaml"
     if config.scheduler == "onecycle" and previous.is_file():
-        before = type(config).from_yaml(previous).max_epochs
-        if before != config.max_epochs:
+        before = type(config).from_yaml(previous).epoch_limit()
+        if before != config.epoch_limit() and config.max_time is None:
             raise InputError(
                 f"the stopped run's one-cycle learning-rate schedule spans {before} epochs: continue with "
                 f"max_epochs {before}, or train further in a new run with pretrained_model {last}",
@@ -321,7 +379,9 @@ def fit(
     text), and trains with ``config``'s devices, precision, epochs and validation interval.
     ``model/model_best.ckpt`` keeps the best epoch by ``monitor`` (metric, ``"min"`` or
     ``"max"``), ``model/last.ckpt`` the last (every epoch, and at a stop in the middle of
-    one). Progress events (stage ``stage``) every ``config.progress_every_n_batches`` batches
+    one). ``config.max_time`` ends training after that long (Lightning's ``Timer``, which a
+    resumed run restores), ``config.early_stopping`` when ``monitor`` has not improved for
+    that many validations; the closing progress message says which ended it. Progress events (stage ``stage``) every ``config.progress_every_n_batches`` batches
     and per epoch; the epoch messages show the metrics named in ``shown``. ``resume``: the
     checkpoint to continue from (:func:`resume_checkpoint`). Setting ``stop`` (or closing the
     generator) ends training after the current batch; a non-finite loss raises
@@ -336,6 +396,7 @@ def fit(
         StopOnFlag,
         fit_in_thread,
         make_trainer,
+        time_is_up,
     )
 
     stop = stop if stop is not None else StopFlag()
@@ -358,13 +419,26 @@ def fit(
     last_cb = LastCheckpoint(last, guard=guard)
     relay = ProgressRelay(lambda e: None, stage, config.progress_every_n_batches, shown=shown)
     stopper = StopOnFlag(stop)
+    callbacks: list = [guard, relay, stopper, best_cb, last_cb]
+    early = None
+    if config.early_stopping is not None:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        early = EarlyStopping(monitor=metric, mode=mode, patience=config.early_stopping, check_finite=False,
+                              check_on_train_epoch_end=val_loader is None)
+        callbacks.insert(1, early)
     options: dict[str, Any] = dict(check_val_every_n_epoch=config.val_interval)
+    limit = config.time_limit()
+    if limit is not None:
+        from datetime import timedelta
+
+        options["max_time"] = timedelta(seconds=limit)
     options.update(trainer_options)
     trainer = make_trainer(
-        log_dir, config.max_epochs, device=config.device, devices=config.gpu_devices, num_nodes=config.nodes,
-        strategy=config.strategy, precision=config.precision, callbacks=[guard, relay, stopper, best_cb, last_cb],
-        **options,
+        log_dir, config.epoch_limit(), device=config.device, devices=config.gpu_devices, num_nodes=config.nodes,
+        strategy=config.strategy, precision=config.precision, callbacks=callbacks, **options,
     )
+    relay.time_limit = limit
 
     def run(emit) -> TrainResult:
         relay.emit = emit
@@ -381,6 +455,11 @@ def fit(
 
     result = yield from fit_in_thread(run, stop)
     message = "done"
+    if early is not None and early.stopped_epoch > 0 and not result.stopped:
+        message = (f"stopped early after epoch {result.epochs}: {metric} has not improved for "
+                   f"{config.early_stopping} validations (best {float(early.best_score):.4g})")
+    elif limit is not None and not result.stopped and time_is_up(trainer):
+        message = f"time limit {config.max_time} reached after {result.epochs} epochs ({trainer.global_step} batches)"
     if result.stopped:
         n = trainer.num_training_batches
         partial = int(trainer.global_step) % int(n) if n and n != float("inf") else 0

@@ -29,8 +29,8 @@ from monai.transforms import (
     RandomizableTransform,
     RandRotate90d,
     RandRotated,
+    Randomizable,
     RandScaleIntensityd,
-    RandSpatialCropd,
     RandZoomd,
     SpatialPadd,
 )
@@ -173,11 +173,75 @@ class _PlainTensorsd(MapTransform):
         return d
 
 
+#: Sample key naming the class a training crop is centred on (set by the dataset for a patch the
+#: foreground sampler drew; :data:`ANY_FOREGROUND`: any class but background).
+CROP_CLASS = "crop_class"
+ANY_FOREGROUND = -1
+
+
+class RandForegroundCropd(Randomizable, MapTransform):
+    """Crop ``keys`` to ``roi_size`` at a random place, or centred on a foreground voxel.
+
+    A sample holding ``crop_class`` (:data:`CROP_CLASS`) is cropped around a voxel drawn
+    uniformly among those of that class (:data:`ANY_FOREGROUND`: of any class but 0) in
+    ``label_key`` — nnU-Net's foreground oversampling, which lets a class of a few hundred
+    voxels be seen in most batches; the window is shifted inwards where the voxel lies near a
+    border. Without it (or when that class is absent from the patch) every position of the
+    window is equally likely. The key is removed from the sample. Labels are those of
+    :class:`LabelsToSpatiald` (shifted by one: class ``c`` is ``c + 1``), and the image must be
+    at least ``roi_size`` (pad first).
+
+    Example
+    -------
+    >>> import torch
+    >>> lab = torch.zeros(1, 32, 32, 32)
+    >>> lab[0, 30, 30, 30] = 3.0  # class 2, shifted by one
+    >>> crop = RandForegroundCropd(["labels"], roi_size=(8, 8, 8))
+    >>> crop.set_random_state(0)  # doctest: +ELLIPSIS
+    <...>
+    >>> out = crop({"labels": lab, "crop_class": 2})
+    >>> tuple(out["labels"].shape), float(out["labels"].max()), "crop_class" in out
+    ((1, 8, 8, 8), 3.0, False)
+    """
+
+    def __init__(self, keys: Sequence[Hashable], roi_size: Sequence[int], *, label_key: str = "labels") -> None:
+        MapTransform.__init__(self, keys)
+        self.roi_size = tuple(int(s) for s in roi_size)
+        self.label_key = label_key
+
+    def randomize(self, data: Any = None) -> None:  # draws happen in __call__, from self.R
+        pass
+
+    def _start(self, shape: Sequence[int], labels: torch.Tensor | None, cls: int | None) -> list[int]:
+        room = [int(s) - r for s, r in zip(shape, self.roi_size)]
+        if cls is not None and labels is not None:
+            lab = labels[0]
+            hit = lab > 1.5 if cls == ANY_FOREGROUND else (lab - (cls + 1)).abs() < 0.5
+            where = torch.nonzero(hit)
+            if len(where):
+                centre = where[int(self.R.randint(len(where)))].tolist()
+                return [min(max(c - r // 2, 0), m) for c, r, m in zip(centre, self.roi_size, room)]
+        return [int(self.R.randint(m + 1)) for m in room]
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        cls = d.pop(CROP_CLASS, None)
+        first = next(iter(self.key_iterator(d)), None)
+        if first is None:
+            return d
+        shape = d[first].shape[1:]
+        start = self._start(shape, d.get(self.label_key), None if cls is None else int(cls))
+        window = (slice(None), *(slice(a, a + r) for a, r in zip(start, self.roi_size)))
+        for k in self.key_iterator(d):
+            d[k] = d[k][window]
+        return d
+
+
 def _crop_steps(keys: list[str], patch_size: Sequence[int] | None, random: bool) -> list:
     if patch_size is None:
         return []
     size = [int(s) for s in patch_size]
-    crop = RandSpatialCropd(keys, roi_size=size, random_size=False) if random else CenterSpatialCropd(keys, size)
+    crop = RandForegroundCropd(keys, roi_size=size) if random else CenterSpatialCropd(keys, size)
     return [SpatialPadd(keys, spatial_size=size, mode="constant"), crop]
 
 

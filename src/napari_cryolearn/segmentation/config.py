@@ -34,15 +34,15 @@ class NetworkConfig(Config):
     padding: int = Field(1, ge=0, description="padding of the head's convolutions", json_schema_extra=EXPERT)
     distance_prediction: bool = Field(False, description='also predict per-class distance maps (needs distances in the patch stores)')
     use_dice_loss: bool = Field(True, description='add a Dice loss to the cross-entropy', json_schema_extra=EXPERT)
-    dice_type: Literal["generalized", "dice"] = Field("generalized", description='generalized (class-weighted) or plain Dice', json_schema_extra=EXPERT)
+    dice_type: Literal["generalized", "dice"] = Field("dice", description='plain Dice (every class alike) or generalized (classes weighted by 1/volume², CryoSiam\'s)', json_schema_extra=EXPERT)
     distance_weight: float = Field(1.0, ge=0, description='weight of the distance loss', json_schema_extra=EXPERT)
     ignore_index: int = Field(DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice', json_schema_extra=EXPERT)
     unfreeze_backbone: bool = Field(True, description='train the pretrained backbone too (false: frozen)')
     unfreeze_decoder: bool = Field(True, description='train the pretrained decoder too (false: frozen)')
-    architecture: Literal["cryosiam", "unet"] = Field("cryosiam", description="cryosiam: the CryoSiam-compatible network (its checkpoints, fine-tuning); unet: MONAI's U-Net, several times faster for fresh training")
+    architecture: Literal["auto", "cryosiam", "unet"] = Field("auto", description="auto: unet for a new run, the checkpoint's network when fine-tuning or continuing; cryosiam: the CryoSiam-compatible network (its checkpoints, fine-tuning); unet: MONAI's U-Net, several times faster")
     unet_channels: tuple[int, ...] = Field((16, 32, 64, 128), min_length=2, description="unet: channels per level, finest first (a stride-2 step between levels)", json_schema_extra=EXPERT)
     unet_res_units: int = Field(1, ge=0, description="unet: residual units per block (0: plain convolutions)", json_schema_extra=EXPERT)
-    class_weights: list[float] | None = Field(None, description="one weight per class, background first, for the cross-entropy and the Dice (raise a rare class's); empty: all 1")
+    class_weights: list[float] | Literal["auto"] | None = Field(None, description="one weight per class, background first, for the cross-entropy and the Dice (raise a rare class's); auto: from the training labels, sqrt(voxels of the largest foreground class / voxels of the class), 1 to 10, background 1; empty: all 1")
 
     @model_validator(mode="after")
     def _check(self) -> NetworkConfig:
@@ -55,7 +55,9 @@ class NetworkConfig(Config):
     @model_validator(mode="after")
     def _check_class_weights(self) -> NetworkConfig:
         w = self.class_weights
-        if w is not None:
+        if w == "auto" and self.out_channels < 2:
+            raise ValueError("class_weights needs out_channels >= 2 (one output channel is a sigmoid)")
+        if w is not None and w != "auto":
             if self.out_channels < 2:
                 raise ValueError("class_weights needs out_channels >= 2 (one output channel is a sigmoid)")
             if len(w) != self.out_channels:
@@ -63,6 +65,20 @@ class NetworkConfig(Config):
             if min(w) < 0 or not sum(w) > 0:
                 raise ValueError(f"class_weights must be >= 0 and not all 0, got {w}")
         return self
+
+    def resolved_class_weights(self, counts) -> list[float] | None:
+        """``class_weights`` with ``auto`` worked out from ``counts``, the labelled voxels per class:
+        background 1; a foreground class ``sqrt(largest foreground count / its count)``, kept in
+        [1, 10] (a class with no voxel: 1).
+
+        >>> NetworkConfig(out_channels=4, class_weights="auto").resolved_class_weights([10**6, 40000, 2500, 10000])
+        [1.0, 1.0, 4.0, 2.0]
+        """
+        if self.class_weights != "auto":
+            return self.class_weights
+        fg = [float(c) for c in list(counts)[1:self.out_channels]]
+        top = max(fg, default=0.0)
+        return [1.0] + [min(10.0, max(1.0, (top / c) ** 0.5)) if c > 0 else 1.0 for c in fg]
 
     def names(self) -> list[str]:
         """One name per class (``class_names`` or ``class_0``, ``class_1``, ...)."""
@@ -94,6 +110,26 @@ class IntensityConfig(Config):
         return x
 
 
+#: Augmentation of the CPU preset: flips, 90° turns and noise (cheap), no free rotation or zoom
+#: (their resampling costs about half a training step on a CPU).
+CPU_TRANSFORMS = {"flip": True, "rotate90": True, "rotate": None, "zoom": None, "low_pass_sigma_range": None,
+                  "high_pass_sigma_range": None, "noise_sigma_range": (0.0, 0.3)}
+
+#: What ``preset`` sets, per device kind, in a run that leaves these fields unset (see
+#: :meth:`SegmentationTrainConfig.with_preset`; a dotted key is a nested field). ``patch_size``
+#: is at most the stored patches'.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"batch_size": 4, "patch_size": (32, 32, 32), "lr": 0.01, "foreground_probability": 0.67,
+            "network.class_weights": "auto", "transforms": CPU_TRANSFORMS},
+    "gpu": {"batch_size": 4, "patch_size": (64, 64, 64), "lr": 0.01, "foreground_probability": 0.67,
+            "network.class_weights": "auto"},
+}
+
+
+def _preset_words(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v if k != 'transforms' else 'flips/turns/noise'}" for k, v in values.items())
+
+
 class SegmentationTrainConfig(TrainerConfig):
     """Everything a segmentation training run needs; saved as ``log_dir/config.yaml``.
 
@@ -117,7 +153,39 @@ class SegmentationTrainConfig(TrainerConfig):
                                        "the prep stages scaled the tomograms)", json_schema_extra=EXPERT)
     patch_size: tuple[int, int, int] | None = Field(None, description="training patch (z, y, x), cropped from "
                                                     "the stored patches (default: the stored patch shape)")
-    foreground_probability: float = Field(0.0, ge=0, le=1, description="chance that a training patch is drawn among the patches holding a foreground label (nnU-Net's oversampling); 0: every patch alike")
+    foreground_probability: float = Field(0.0, ge=0, le=1, description="chance that a training patch is drawn for a foreground class (each class alike) and cropped around one of its voxels (nnU-Net's oversampling); 0: every patch and place alike")
+    preset: Literal["auto", "cpu", "gpu", "none"] = Field("auto", description=f"settings for fields left unset, by device (auto: cpu or gpu as training runs); cpu: {_preset_words(PRESETS['cpu'])}; gpu: {_preset_words(PRESETS['gpu'])}; none: the fields' defaults")
+
+    def with_preset(self, accelerator: str, stored_patch: tuple[int, ...] | None = None, multiple: int = 1
+                    ) -> tuple[SegmentationTrainConfig, dict[str, Any]]:
+        """This config with its preset's values in the fields the user left unset, and those values.
+
+        ``preset: auto`` takes ``cpu`` when ``accelerator`` is ``"cpu"``, ``gpu`` otherwise. A
+        field counts as set when it was given (a flag, a YAML key, a keyword); ``transforms`` as
+        a whole when any of its fields was. ``patch_size`` is not made larger than
+        ``stored_patch`` (and is a multiple of ``multiple``, the network's stride, where the
+        stored patch allows); ``lr`` is kept when fine-tuning a pretrained model. The returned
+        config says which preset it took, so a run folder's ``config.yaml`` repeats the run.
+        """
+        kind = self.preset if self.preset != "auto" else ("cpu" if accelerator == "cpu" else "gpu")
+        if kind == "none":
+            return self, {}
+        applied: dict[str, Any] = {}
+        for key, value in PRESETS[kind].items():
+            owner, _, name = key.rpartition(".")
+            if name in (getattr(self, owner) if owner else self).model_fields_set or (
+                    key == "lr" and self.pretrained_model is not None):
+                continue
+            if key == "patch_size" and stored_patch is not None:
+                value = tuple(min(int(v), int(s)) for v, s in zip(value, stored_patch))
+                value = tuple(v - v % multiple if v >= multiple else v for v in value)
+            applied[key] = value
+        data = self.to_dict()
+        for key, value in applied.items():
+            owner, _, name = key.rpartition(".")
+            (data[owner] if owner else data)[name] = dict(value) if isinstance(value, dict) else value
+        data["preset"] = kind
+        return type(self).from_dict(data), applied
 
     @classmethod
     def from_cryosiam(
@@ -152,6 +220,8 @@ class SegmentationTrainConfig(TrainerConfig):
             "out_channels", "filters", "kernel_size", "padding", "distance_prediction", "use_dice_loss",
             "unfreeze_decoder", "unfreeze_backbone") if k in net}
         network["backbone"] = backbone
+        network["architecture"] = "cryosiam"  # their network: its filters and dense_dim apply
+        network.setdefault("dice_type", "generalized")  # and their loss
         transforms = {k: tr[k] for k in (
             "low_pass_sigma_range", "high_pass_sigma_range", "high_pass_sigma2_range", "noise_sigma_range",
             "combine_transforms", "scale_intensity_factors", "zoom", "rotate", "flip") if k in tr}

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.io.patch_grid import patch_grid
+from napari_cryolearn.models.augment import ANY_FOREGROUND, CROP_CLASS
 from napari_cryolearn.segmentation.config import IntensityConfig
 
 Item = tuple[int, int]  # (source index, patch index)
@@ -56,9 +57,12 @@ def check_sources(
     need_distances: bool,
     in_channels: int = 1,
     need_foreground: bool = False,
+    counts: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Read every patch's labels once and check them against the network; return, per source,
-    an (N,) bool array: whether each patch holds foreground (an annotated voxel that is not 0).
+    an (N, num_classes) bool array: which classes each patch holds (column 0: background;
+    ``flags[:, 1:].any(1)`` says whether a patch holds foreground). ``counts`` (optional, a
+    (num_classes,) array) gets the labelled voxels of each class added to it.
 
     Raises :class:`InputError` (naming the store, the patch and the array) when a patch has no
     labels, when its image, labels or distances hold NaN or infinite values (checked by the
@@ -70,7 +74,7 @@ def check_sources(
     annotated = foreground = 0
     flags: list[np.ndarray] = []
     for src, name in zip(sources, names):
-        flags.append(np.zeros(len(src), dtype=bool))
+        flags.append(np.zeros((len(src), num_classes), dtype=bool))
         for i in range(len(src)):
             s = src[i]
             if s.get("labels") is None:
@@ -86,7 +90,13 @@ def check_sources(
             if img.ndim != 3 and in_channels == 1:
                 raise InputError(f"patch {i}: expected a 3D image (z, y, x), got shape {img.shape}",
                                  path=name, field="image")
-            vals = np.unique(lab)
+            if counts is not None:
+                vals, n = np.unique(lab, return_counts=True)
+                keep = vals != ignore_index
+                if keep.any() and (vals[keep] >= 0).all() and vals[keep].max() < num_classes:
+                    np.add.at(counts, vals[keep].astype(np.int64), n[keep])
+            else:
+                vals = np.unique(lab)
             bad = vals[(vals != ignore_index) & ((vals >= num_classes) | (vals < 0))]
             if bad.size:
                 raise InputError(
@@ -94,9 +104,10 @@ def check_sources(
                     f"(expected 0..{num_classes - 1}, or {ignore_index} for unannotated voxels)",
                     path=name, field="labels",
                 )
-            annotated += int((lab != ignore_index).any())
-            flags[-1][i] = bool(((lab != ignore_index) & (lab != 0)).any())
-            foreground += int(flags[-1][i])
+            present = vals[vals != ignore_index].astype(np.int64)
+            annotated += int(present.size > 0)
+            flags[-1][i, present] = True
+            foreground += int(flags[-1][i, 1:].any())
             if need_distances:
                 dist = s.get("distances")
                 if dist is None:
@@ -224,8 +235,9 @@ class SegmentationDataset(Dataset):
     """Samples ``items`` of ``sources`` through ``transform``.
 
     Indexing with an int, with ``(index, epoch)`` (what :class:`EpochSampler` yields) or with
-    ``(index, epoch, slot)`` (a foreground patch the sampler drew for place ``slot`` of the
-    epoch); the transform is re-seeded from ``(seed, epoch, index)`` (and ``slot``) each time,
+    ``(index, epoch, slot, class)`` (a patch the sampler drew for place ``slot`` of the epoch for
+    its foreground class ``class``: the crop is centred on a voxel of it); the transform is
+    re-seeded from ``(seed, epoch, index)`` (and ``slot``) each time,
     so a patch drawn twice in one epoch is augmented differently. Returns a dict of
     tensors: image (1, Z, Y, X), labels (Z, Y, X) int64, distances (C, Z, Y, X) if used.
     """
@@ -261,12 +273,16 @@ class SegmentationDataset(Dataset):
         }
         if self.with_distances:
             sample["distances"] = torch.from_numpy(np.asarray(s["distances"], dtype=np.float32))
+        if slot is not None:  # drawn for its foreground: the crop is centred on a voxel of this class
+            sample[CROP_CLASS] = int(key[3]) if len(key) > 3 else ANY_FOREGROUND
         if hasattr(self.transform, "set_random_state"):
             seed = _mix(self.seed, epoch, index)
             if slot is not None:
                 seed = _mix(seed, epoch, slot + 1)
             self.transform.set_random_state(seed=seed)
-        return self.transform(sample)
+        out = self.transform(sample)
+        out.pop(CROP_CLASS, None)  # a pipeline without a crop step
+        return out
 
 
 def _mix(seed: int, epoch: int, index: int) -> int:
@@ -276,12 +292,17 @@ def _mix(seed: int, epoch: int, index: int) -> int:
 class EpochSampler(Sampler):
     """Yields ``(index, epoch)``; shuffled per epoch from ``seed``; sharded across DDP ranks.
 
-    Foreground oversampling (nnU-Net's): with ``foreground`` (one bool per index: the patch
-    holds a foreground label) and ``foreground_probability`` p > 0, each place of the epoch's
-    order is, with probability p, given to a patch drawn at random among the foreground ones
-    (yielded as ``(index, epoch, place)``); the epoch keeps its length. Which places and which
-    patches follow from (seed, epoch), so a resumed run draws the same. p = 0 (the default),
-    or no foreground patch: the plain shuffled order.
+    Foreground oversampling (nnU-Net's): with ``foreground`` and ``foreground_probability``
+    p > 0, each place of the epoch's order is, with probability p, given to a patch drawn for
+    its foreground, yielded as ``(index, epoch, place, class)``; the epoch keeps its length.
+    ``foreground`` is either one bool per index (the patch holds a foreground label; class
+    :data:`~napari_cryolearn.models.augment.ANY_FOREGROUND`) or an (N, C) bool array of the
+    classes each patch holds (:func:`check_sources`): then a foreground class is drawn first,
+    each class that occurs equally likely, and a patch among those holding it, so a class found
+    in few patches is drawn as often as one found in all. The dataset centres the crop on a
+    voxel of that class. Which places, classes and patches follow from (seed, epoch), so a
+    resumed run draws the same. p = 0 (the default), or no foreground patch: the plain
+    shuffled order.
 
     Lightning calls :meth:`set_epoch` before each epoch. Under DDP every rank takes every
     ``world``-th index of the same permutation (padded to equal length), so ranks see
@@ -298,7 +319,13 @@ class EpochSampler(Sampler):
         if foreground is not None and len(foreground) != n:
             raise ValueError(f"foreground has {len(foreground)} flags for {n} samples")
         self.foreground_probability = float(foreground_probability)
-        self._fg = np.flatnonzero(np.asarray(foreground, dtype=bool)) if foreground is not None else np.zeros(0, int)
+        flags = np.zeros((n, 0), bool) if foreground is None else np.asarray(foreground, dtype=bool)
+        if flags.ndim == 1:
+            self._by_class = [np.flatnonzero(flags)] if flags.any() else []
+            self._classes = [ANY_FOREGROUND] if flags.any() else []
+        else:
+            self._classes = [c for c in range(1, flags.shape[1]) if flags[:, c].any()]
+            self._by_class = [np.flatnonzero(flags[:, c]) for c in self._classes]
         self.epoch = 0
         self._resume: tuple[int, int] | None = None  # (epoch, samples of it already used)
 
@@ -328,11 +355,15 @@ class EpochSampler(Sampler):
             order = np.random.default_rng(_mix(self.seed, self.epoch, 0)).permutation(self.n).tolist()
         else:
             order = list(range(self.n))
-        if self.foreground_probability > 0 and self._fg.size:
+        if self.foreground_probability > 0 and self._classes:
             rng = np.random.default_rng(_mix(self.seed, self.epoch, 1))
             swap = rng.random(len(order)) < self.foreground_probability
-            picks = rng.choice(self._fg, size=len(order))
-            order = [(int(f), place) if sw else o for place, (o, sw, f) in enumerate(zip(order, swap, picks))]
+            if len(self._classes) == 1:
+                picks = [(int(f), self._classes[0]) for f in rng.choice(self._by_class[0], size=len(order))]
+            else:
+                which = rng.integers(len(self._classes), size=len(order))
+                picks = [(int(rng.choice(self._by_class[k])), self._classes[k]) for k in which]
+            order = [(f, place, c) if sw else o for place, (o, sw, (f, c)) in enumerate(zip(order, swap, picks))]
         rank, world = self._rank_world()
         if world > 1:
             per = math.ceil(self.n / world)
@@ -341,7 +372,7 @@ class EpochSampler(Sampler):
         return order
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(i[0], self.epoch, i[1]) if isinstance(i, tuple) else (i, self.epoch)
+        return iter([(i[0], self.epoch, i[1], i[2]) if isinstance(i, tuple) else (i, self.epoch)
                      for i in self._indices()[self.start:]])
 
     def __len__(self) -> int:

@@ -7,8 +7,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.optim.lr_scheduler import OneCycleLR
 
+from napari_cryolearn.engine.lightning import one_cycle_schedule
 from napari_cryolearn.segmentation.config import SegmentationTrainConfig
 from napari_cryolearn.segmentation.losses import SegmentationLoss, dice_counts, dice_from_counts
 from napari_cryolearn.segmentation.network import build_network
@@ -114,9 +114,7 @@ class SegmentationModule(L.LightningModule):
             opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "none":
             return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        sched = OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 2), anneal_strategy="cos")
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+        return {"optimizer": opt, "lr_scheduler": one_cycle_schedule(opt, self.trainer, time_limit=cfg.time_limit())}
 
 
 def predict_classes(logits: torch.Tensor, threshold: float | None = None) -> torch.Tensor:

@@ -1,11 +1,13 @@
 """The segmentation network a :class:`~napari_cryolearn.segmentation.config.NetworkConfig` describes.
 
-``architecture: cryosiam`` (the default): a :class:`~napari_cryolearn.models.backbones.DenseBackbone`
+``architecture: cryosiam``: a :class:`~napari_cryolearn.models.backbones.DenseBackbone`
 and :class:`~napari_cryolearn.models.heads.SemanticHeads`, put together as a
 :class:`~napari_cryolearn.models.heads.SegmentationNet` (3D: tomograms), which CryoSiam's
 checkpoints fit. ``architecture: unet``: a
 :class:`~napari_cryolearn.models.unet.UNetSegmentationNet` (MONAI's U-Net), for fresh
-training. Both map (N, 1, Z, Y, X) to ``(logits, distances or None)``.
+training (the training job resolves ``auto``, the default, to ``unet`` for a new run; a
+config that says ``auto`` here comes from a checkpoint written before the field: ``cryosiam``).
+Both map (N, 1, Z, Y, X) to ``(logits, distances or None)``.
 """
 
 from __future__ import annotations

@@ -57,13 +57,17 @@ def network_config_from_checkpoint(ckpt: dict[str, Any], path=None) -> NetworkCo
     layout = detect_layout(ckpt["state_dict"])
     try:
         if layout == "ours":
-            return NetworkConfig.from_dict(hp["config"]["network"], source=path)
+            net = dict(hp["config"]["network"])
+            if net.get("architecture", "auto") == "auto":
+                net["architecture"] = "cryosiam"  # written before the field existed
+            return NetworkConfig.from_dict(net, source=path)
         if layout == "cryosiam_semantic":
             backbone = backbone_config_from_checkpoint(ckpt, path) or BackboneConfig()
             net = hp["config"]["parameters"]["network"]
             fields = {k: net[k] for k in ("out_channels", "filters", "kernel_size", "padding",
                                           "distance_prediction") if k in net}
-            return NetworkConfig.from_dict({**fields, "backbone": backbone.to_dict()}, source=path)
+            return NetworkConfig.from_dict({**fields, "backbone": backbone.to_dict(), "architecture": "cryosiam"},
+                                           source=path)
     except (KeyError, TypeError):
         pass
     raise InputError("checkpoint does not describe a segmentation network (no hyper_parameters.config); "

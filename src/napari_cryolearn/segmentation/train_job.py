@@ -50,7 +50,8 @@ from napari_cryolearn.models.checkpoints import (
     load_weights,
     read_checkpoint,
 )
-from napari_cryolearn.segmentation.config import SegmentationTrainConfig
+from napari_cryolearn.segmentation.config import SegmentationTrainConfig, _preset_words
+from napari_cryolearn.segmentation.network import build_network
 from napari_cryolearn.segmentation.data import (
     ArrayPatchSource,
     EpochSampler,
@@ -210,6 +211,8 @@ def _architecture_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any] | None
     defaults = NetworkConfig.model_fields
     out = {k: net.get(k, defaults[k].default) for k in _ARCHITECTURE_FIELDS}
     out["unet_channels"] = tuple(out["unet_channels"])
+    if out["architecture"] not in ("cryosiam", "unet"):
+        out["architecture"] = "cryosiam"  # written before the field existed
     return out
 
 
@@ -250,19 +253,33 @@ def _train(
         if arch is not None and arch != {k: getattr(net_cfg, k) for k in arch}:
             config = config.model_copy(update={"network": net_cfg.model_copy(update=arch)})
             net_cfg = config.network
-        elif arch is None and net_cfg.architecture != "cryosiam":
+        elif arch is None and net_cfg.architecture == "unet":
             raise InputError(f"a {detect_layout(described['state_dict'])} checkpoint fits architecture 'cryosiam' "
                              f"only, not {net_cfg.architecture!r}", path=resume or pretrained,
                              field="network.architecture")
+        elif arch is None:
+            net_cfg = net_cfg.model_copy(update={"architecture": "cryosiam"})
+            config = config.model_copy(update={"network": net_cfg})
+    if net_cfg.architecture == "auto":  # a new run: the fast network
+        net_cfg = net_cfg.model_copy(update={"architecture": "unet"})
+        config = config.model_copy(update={"network": net_cfg})
     if config.pretrained_model is not None and net_cfg.architecture == "unet" and not net_cfg.unfreeze_backbone:
         raise InputError("architecture 'unet' trains as a whole: unfreeze_backbone must be true",
                          field="network.unfreeze_backbone")
 
     # patch stores of background only are a wrong file; a correction round in the viewer may paint only 0
-    has_foreground = check_sources(sources, names, net_cfg.out_channels, net_cfg.ignore_index,
-                                   net_cfg.distance_prediction, net_cfg.backbone.in_channels,
-                                   need_foreground=need_foreground)
-    patch_shape = tuple(config.patch_size) if config.patch_size else _patch_shape(sources, train_items)
+    counts = np.zeros(net_cfg.out_channels, np.int64)
+    present = check_sources(sources, names, net_cfg.out_channels, net_cfg.ignore_index,
+                            net_cfg.distance_prediction, net_cfg.backbone.in_channels,
+                            need_foreground=need_foreground, counts=counts)
+    stored = _patch_shape(sources, train_items)
+    config, preset = config.with_preset(accelerator, stored, multiple=build_network(config.network).size_divisor)
+    if config.network.class_weights == "auto":  # the training labels' voxels (validation's too: a small bias)
+        weights = config.network.resolved_class_weights(counts)
+        config = config.model_copy(update={"network": config.network.model_copy(update={"class_weights": weights})})
+        preset = {**preset, "network.class_weights": [round(w, 2) for w in weights]} if preset else preset
+    net_cfg = config.network
+    patch_shape = tuple(config.patch_size) if config.patch_size else stored
     torch.manual_seed(config.seed)  # same initial weights for the same config
     module = SegmentationModule(config.to_dict(), pretrained=config.pretrained_model is not None,
                                 patch_shape=patch_shape)
@@ -279,6 +296,9 @@ def _train(
     yield Progress(0, None, f"{len(train_items)} training and {len(val_items)} validation patches, on "
                    f"{device}", STAGE,
                    {"train_patches": len(train_items), "val_patches": len(val_items), "device": device})
+    if preset:
+        yield Progress(0, None, f"{config.preset} preset: {_preset_words(preset)} (set a field to choose it)",
+                       STAGE, {"preset": config.preset})
     if loaded is not None and loaded.skipped:
         yield Progress(0, None, f"pretrained model {Path(pretrained).name}: {len(loaded.skipped)} "
                        f"head tensors of another shape start untrained ({loaded.skipped[0]})", STAGE)
@@ -290,7 +310,7 @@ def _train(
         config.intensity, config.seed, dist)
     train_loader = ResumableLoader(
         train_ds, batch_size=config.batch_size, sampler=EpochSampler(
-            len(train_ds), True, config.seed, foreground=[bool(has_foreground[s][i]) for s, i in train_items],
+            len(train_ds), True, config.seed, foreground=np.array([present[s][i] for s, i in train_items]),
             foreground_probability=config.foreground_probability),
         num_workers=config.num_workers, collate_fn=collate, drop_last=len(train_ds) > config.batch_size,
         persistent_workers=config.num_workers > 0,

@@ -51,9 +51,10 @@ def _is_sequence(annotation: Any) -> bool:
 
 
 def _accepts_scalar(annotation: Any) -> bool:
-    """Whether a sequence field also takes one number (``int | tuple[int, int, int]``)."""
+    """Whether a sequence field also takes one number or word (``int | tuple[int, int, int]``,
+    ``list[float] | Literal["auto"]``)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return any(a in (int, float) for a in typing.get_args(annotation))
+        return any(a in (int, float) or typing.get_origin(a) is Literal for a in typing.get_args(annotation))
     return False
 
 

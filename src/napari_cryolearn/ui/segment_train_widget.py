@@ -41,10 +41,23 @@ def _class_names(layer, n_classes: int) -> list[str] | None:
 TRAIN_JOB = "napari_cryolearn.segmentation.train_job:train_job"
 TRAIN_ARRAYS_JOB = "napari_cryolearn.segmentation.train_job:train_arrays_job"
 
-#: The config fields the form shows (the rest keep the config's defaults; a YAML config
-#: given to ``cryolearn segment train`` sets them all).
-FORM_FIELDS = ("max_epochs", "batch_size", "lr", "patch_size", "validation_ratio", "device", "log_dir",
-               "pretrained_model", "continue_training", "overwrite")
+#: The config fields the form shows, those changed daily first (the rest keep the config's
+#: defaults; a YAML config given to ``cryolearn segment train`` sets them all). A field left at
+#: its default counts as unset, so the device's preset fills it.
+FORM_FIELDS = ("max_time", "max_epochs", "device", "log_dir", "pretrained_model", "continue_training", "overwrite",
+               "preset", "batch_size", "lr", "patch_size", "foreground_probability", "early_stopping",
+               "validation_ratio")
+#: The network fields the form shows.
+NETWORK_FIELDS = ("architecture", "class_weights")
+
+
+def _changed(values: dict, fields: dict) -> dict:
+    """The form values that differ from their field's default (the rest are left to the preset)."""
+    return {k: v for k, v in values.items() if fields[k].is_required() or _plain(v) != _plain(fields[k].default)}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (tuple, list)) else value
 
 
 def tensorboard_command(log_dir: Path, port: int) -> list[str]:
@@ -68,7 +81,7 @@ class TrainSegmentationWidget(JobWidget):
     """
 
     def __init__(self, napari_viewer):
-        from napari_cryolearn.segmentation.config import DEFAULT_IGNORE_INDEX, SegmentationTrainConfig
+        from napari_cryolearn.segmentation.config import DEFAULT_IGNORE_INDEX, NetworkConfig, SegmentationTrainConfig
 
         self.fields = SegmentationTrainConfig.model_fields
         self.source = ComboBox(choices=["layers", "patch stores"], value="layers", label="train on")
@@ -79,7 +92,9 @@ class TrainSegmentationWidget(JobWidget):
         self.classes = SpinBox(value=0, min=0, max=255, label="classes (0: max label + 1)")
         self.convention = Label(value=f"labels: 0 background, 1, 2, … classes, {DEFAULT_IGNORE_INDEX} not annotated "
                                       "(no loss)")
+        self.network_fields = NetworkConfig.model_fields
         self.form = {name: field_widget(name, self.fields[name]) for name in FORM_FIELDS}
+        self.network_form = {name: field_widget(name, self.network_fields[name]) for name in NETWORK_FIELDS}
         self.form["log_dir"].mode = "d"
         self.form["log_dir"].value = str(Path.home() / "cryolearn-runs" / "segmentation")
         self.loss_plot = MetricsPlot(title="loss")
@@ -94,7 +109,7 @@ class TrainSegmentationWidget(JobWidget):
         super().__init__(
             napari_viewer,
             [self.source, self.image, self.label_layer, self.convention, self.stores, self.classes, *self.form.values(),
-             self.device_label, plot_box, self.tensorboard_button],
+             *self.network_form.values(), self.device_label, plot_box, self.tensorboard_button],
             title="Train segmentation",
             run_text="Train",
         )
@@ -128,8 +143,9 @@ class TrainSegmentationWidget(JobWidget):
         from napari_cryolearn.segmentation.config import NetworkConfig, SegmentationTrainConfig
 
         stores = [Path(p.strip()) for p in self.stores.value.split(",") if p.strip()]
-        values = form_values(self.form, self.fields)
-        network = NetworkConfig(out_channels=max(n_classes, 2), class_names=class_names).to_dict()
+        values = _changed(form_values(self.form, self.fields), self.fields)
+        chosen = _changed(form_values(self.network_form, self.network_fields), self.network_fields)
+        network = {**chosen, "out_channels": max(n_classes, 2), "class_names": class_names}
         return SegmentationTrainConfig.from_dict({
             **values,
             "patch_stores": stores if self.source.value == "patch stores" else [],
@@ -170,6 +186,9 @@ class TrainSegmentationWidget(JobWidget):
         metrics = event.metrics or {}
         if "device" in metrics:
             self.device_label.value = f"device: {metrics['device']}"
+        if "preset" in metrics:
+            self.device_label.value = f"{self.device_label.value}, {metrics['preset']} preset"
+            self.device_label.tooltip = event.message
         if "epoch" not in metrics:
             return
         if "batch" in metrics:  # per-batch loss, at its place within the epoch
