@@ -286,9 +286,14 @@ def _fill_clipped(
         block=_clip_blocks(labels.shape),
     )
     for zs, ys, cls, values in blocks:
-        target = out[cls, zs, ys]
-        target[...] = values
-        release_pages(target)
+        # A few MiB at a time, each released at once: the dirty pages of a whole block would
+        # count as much as the block itself.
+        step = max(1, (_SLAB_BYTES // 4) // max(values[0].nbytes, 1))
+        for k in range(0, values.shape[0], step):
+            target = out[cls, zs.start + k : zs.start + k + step, ys]
+            target[...] = values[k : k + step]
+            release_pages(target)
+        del values, target  # before the next transform
         if check_stop(stop):
             raise JobStopped
         yield f"class {cls}: planes {zs.start}-{zs.stop - 1}, rows {ys.start}-{ys.stop - 1}"

@@ -303,8 +303,8 @@ def signed_distance_maps_blocks(
     ------
     ``(zs, ys, cls, values)``: float32 ``values`` (``zs``, ``ys``, X) = the finished map of class
     ``cls`` on planes ``zs`` and rows ``ys``, equal to ``signed_distance_maps(...)[cls, zs, ys]``.
-    ``values`` may be a view of a buffer that the next step reuses: copy or write it out before
-    asking for the next block.
+    ``values`` is a view into the block's transform: write it out and drop it before asking for
+    the next one (holding it keeps that transform's memory alive during the next).
     """
     clip = _check_clip(clip, normalize)
     if clip is None:
@@ -343,6 +343,7 @@ def signed_distance_maps_blocks(
             inside = np.array(inside[core], dtype=np.float32)  # the core only; frees the halo's part
             del buf
             outside = np.zeros(full, dtype=bool)
+            is_cls = np.empty(lab_core.shape, dtype=bool)
             absent = None  # the finished map shared by the classes absent from the block
             for cls in range(n_classes):
                 np.not_equal(lab, cls, out=outside[inner])
@@ -356,7 +357,7 @@ def signed_distance_maps_blocks(
                 d = edt.edt(outside, anisotropy=aniso, black_border=False, parallel=threads)
                 values = d[core]
                 np.negative(values, out=values, casting="unsafe")
-                np.copyto(values, inside, where=lab_core == cls, casting="unsafe")
+                np.copyto(values, inside, where=np.equal(lab_core, cls, out=is_cls), casting="unsafe")
                 yield slice(z0, z1), slice(y0, y1), cls, _finish(values, clip, normalize)
                 del d, values
 
