@@ -290,7 +290,7 @@ def _fill_clipped(
         # count as much as the block itself.
         step = max(1, (_SLAB_BYTES // 4) // max(values[0].nbytes, 1))
         for k in range(0, values.shape[0], step):
-            target = out[cls, zs.start + k : zs.start + k + step, ys]
+            target = out[cls, zs.start + k : min(zs.stop, zs.start + k + step), ys]
             target[...] = values[k : k + step]
             release_pages(target)
         del values, target  # before the next transform

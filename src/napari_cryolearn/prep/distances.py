@@ -344,15 +344,11 @@ def signed_distance_maps_blocks(
             del buf
             outside = np.zeros(full, dtype=bool)
             is_cls = np.empty(lab_core.shape, dtype=bool)
-            absent = None  # the finished map shared by the classes absent from the block
+            absent = []  # classes with no voxel in the block and its halo: one map for them all
             for cls in range(n_classes):
                 np.not_equal(lab, cls, out=outside[inner])
                 if outside[inner].all():
-                    if absent is None:
-                        d = edt.edt(outside, anisotropy=aniso, black_border=False, parallel=threads)
-                        absent = _finish(np.negative(d[core], dtype=np.float32), clip, normalize)
-                        del d
-                    yield slice(z0, z1), slice(y0, y1), cls, absent
+                    absent.append(cls)
                     continue
                 d = edt.edt(outside, anisotropy=aniso, black_border=False, parallel=threads)
                 values = d[core]
@@ -360,6 +356,16 @@ def signed_distance_maps_blocks(
                 np.copyto(values, inside, where=np.equal(lab_core, cls, out=is_cls), casting="unsafe")
                 yield slice(z0, z1), slice(y0, y1), cls, _finish(values, clip, normalize)
                 del d, values
+            del inside, is_cls, lab, lab_core
+            if absent:  # outside is all True now: minus the distance to the black border, or -inf
+                outside[inner] = True
+                d = edt.edt(outside, anisotropy=aniso, black_border=False, parallel=threads)
+                values = d[core]
+                _finish(np.negative(values, out=values), clip, normalize)
+                for cls in absent:
+                    yield slice(z0, z1), slice(y0, y1), cls, values
+                del d, values
+            del outside
 
 
 def tube_skeleton(
