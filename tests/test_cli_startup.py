@@ -90,6 +90,8 @@ def test_a_missing_prep_input_names_the_field(tmp_path):
 DEFERRED = {
     "prep scale (a run)": (["prep", "scale", "tomogram.mrc", "scaled.mrc"],
                            ("yaml", "pandas", "scipy", "zarr", "asyncio", "torch")),
+    "prep distances (a run)": (["prep", "distances", "tomogram.mrc", "maps.npy", "--clip", "5", "--normalize"],
+                               ("scipy", "pandas", "zarr", "torch")),
     "prep threshold --help": (["prep", "threshold", "--help"], ("pandas", "starfile", "pyarrow")),
     "prep masks --help": (["prep", "masks", "--help"], ("pandas", "starfile", "pyarrow")),
     "prep patches --help": (["prep", "patches", "--help"], ("zarr", "numcodecs", "fsspec")),

@@ -8,11 +8,13 @@ unit and the parameters. ``format="cryosiam-npz"``: CryoSiam's ``<name>.npz`` wi
 (C, Z, Y, X) float32, compressed (made from a temporary ``.npy`` beside it, streamed into the
 archive).
 
-Memory: an exact Euclidean distance transform needs the whole volume for each class, so the
-job holds the label volume (memory-mapped), one boolean mask and one float32 channel at a time.
-With ``clip`` the distances are computed in slabs along z with a halo of ``clip`` (exact, see
-:func:`napari_cryolearn.prep.distances.signed_distance_map_slabs`), which bounds memory by the
-slab size instead.
+Memory: an exact Euclidean distance transform needs the whole volume, so the exact path (no
+``clip``) holds one multi-label transform (the inside part of all classes) and then, per class,
+one boolean mask and one float32 volume: about one class volume of float32 plus the label volume
+once, whatever the number of classes; the label memory map's and the output's pages are released
+slab by slab. With ``clip`` the distances are computed in blocks of planes and rows with a halo
+of ``clip`` (exact, see :func:`napari_cryolearn.prep.distances.signed_distance_maps_blocks`),
+each block of labels read once for all classes, which bounds memory by the block size instead.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from napari_cryolearn.io.npy import create_npy
 from napari_cryolearn.io.pages import release_pages
 from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
 from napari_cryolearn.io.sidecar import write_sidecar
-from napari_cryolearn.prep.distances import own_class_distance, signed_distance_map_slabs
+from napari_cryolearn.prep.distances import signed_distance_maps_blocks
 
 __all__ = ["DistanceMapConfig", "cryosiam_files", "distance_map_job", "read_distance_maps", "scan_labels"]
 
@@ -244,7 +246,94 @@ def _validate(config: DistanceMapConfig):
     return vol, n_classes
 
 
-def _fill_channel(
+def _clip_blocks(shape: Sequence[int]) -> tuple[int, int]:
+    """Planes and rows per block of the clipped path: about ``_SLAB_BYTES`` voxels per block (a
+    float32 block of 4 x ``_SLAB_BYTES``), as square as the volume allows in (z, y)."""
+    nz, ny, nx = (int(s) for s in shape)
+    budget = max(1, _SLAB_BYTES // max(nx, 1))  # planes x rows
+    side = max(1, int(np.sqrt(budget)))
+    bz = min(nz, side)
+    by = min(ny, max(1, budget // max(bz, 1)))
+    if by == ny:  # whole planes: as many as fit
+        bz = min(nz, max(1, budget // max(ny, 1)))
+    return bz, by
+
+
+def _fill_clipped(
+    out: np.ndarray,
+    labels: np.ndarray,
+    config: DistanceMapConfig,
+    voxel_size: Sequence[float] | None,
+    stop: StopFlag | None,
+) -> Generator[str, None, None]:
+    """Write all channels of the clipped maps into ``out`` (C, Z, Y, X), block by block: each
+    block of labels is read once, and every written block's pages are released at once."""
+
+    def source(z0: int, z1: int, y0: int, y1: int) -> np.ndarray:
+        view = labels[z0:z1, y0:y1]
+        block = np.array(view)
+        release_pages(view)
+        return block
+
+    blocks = signed_distance_maps_blocks(
+        source,
+        labels.shape,
+        out.shape[0],
+        config.clip,
+        voxel_size=voxel_size,
+        black_border=config.black_border,
+        normalize=config.normalize,
+        block=_clip_blocks(labels.shape),
+    )
+    for zs, ys, cls, values in blocks:
+        # A few MiB at a time, each released at once: the dirty pages of a whole block would
+        # count as much as the block itself.
+        step = max(1, (_SLAB_BYTES // 4) // max(values[0].nbytes, 1))
+        for k in range(0, values.shape[0], step):
+            target = out[cls, zs.start + k : min(zs.stop, zs.start + k + step), ys]
+            target[...] = values[k : k + step]
+            release_pages(target)
+        del values, target  # before the next transform
+        if check_stop(stop):
+            raise JobStopped
+        yield f"class {cls}: planes {zs.start}-{zs.stop - 1}, rows {ys.start}-{ys.stop - 1}"
+
+
+def _slab(labels: np.ndarray, itemsize: int = 4) -> int:
+    return max(1, _SLAB_BYTES // max(int(np.prod(labels.shape[1:])) * itemsize, 1))
+
+
+def _fill_inside(out: np.ndarray, labels: np.ndarray, voxel_size: Sequence[float] | None, config: DistanceMapConfig) -> None:
+    """Write every voxel's distance to the border of its own class into its class's channel
+    (one multi-label transform for all classes); other voxels are left unwritten (0).
+
+    Holds the shifted labels and one float32 volume (the transform), not the label memory map's
+    pages nor the output's."""
+    aniso = tuple(voxel_size) if voxel_size is not None else (1.0, 1.0, 1.0)
+    nz, slab = labels.shape[0], _slab(labels, 1)
+    # Labels + 1, so that no label is edt's background (0): as own_class_distance.
+    shifted = np.empty(labels.shape, dtype=smallest_unsigned_dtype(out.shape[0], largest=np.uint64))
+    for z0 in range(0, nz, slab):
+        view = labels[z0 : z0 + slab]
+        np.add(view, 1, out=shifted[z0 : z0 + slab], casting="unsafe")
+        release_pages(view)
+    inside = edt.edt(shifted, anisotropy=aniso, black_border=config.black_border, parallel=-1)
+    del shifted
+    inside = inside.astype(np.float32, copy=False)
+    slab = _slab(labels)
+    for z0 in range(0, nz, slab):
+        sl = slice(z0, z0 + slab)
+        view = labels[sl]
+        lab = np.array(view)
+        release_pages(view)
+        for cls in range(out.shape[0]):
+            target = out[cls, sl]
+            np.copyto(target, inside[sl], where=lab == cls)
+            release_pages(target)
+    del inside
+
+
+def _fill_outside(
     out: np.ndarray,
     labels: np.ndarray,
     cls: int,
@@ -252,57 +341,25 @@ def _fill_channel(
     voxel_size: Sequence[float] | None,
     stop: StopFlag | None,
 ) -> Generator[str, None, None]:
-    """Write the signed map of class ``cls`` into ``out`` (Z, Y, X), yielding after each piece."""
-    nz = labels.shape[0]
-    plane_bytes = int(np.prod(labels.shape[1:])) * 4
-    slab = max(1, min(nz, _SLAB_BYTES // max(plane_bytes, 1)))
-    if config.clip is not None:
-        blocks = signed_distance_map_slabs(
-            lambda a, b: np.asarray(labels[a:b]) == cls,
-            labels.shape,
-            config.clip,
-            voxel_size=voxel_size,
-            black_border=config.black_border,
-            normalize=config.normalize,
-            slab=max(slab, 16),
-        )
-        for z0, z1, block in blocks:
-            out[z0:z1] = block
-            release_pages(labels)
-            if check_stop(stop):
-                raise JobStopped
-            yield f"class {cls}: planes {z0}-{z1 - 1}"
-        return
+    """Write minus the distance to class ``cls`` into the voxels of ``out`` (Z, Y, X) outside it
+    (the exact path: one boolean mask and one float32 volume at a time)."""
+    nz, slab = labels.shape[0], _slab(labels)
     aniso = tuple(voxel_size) if voxel_size is not None else (1.0, 1.0, 1.0)
     mask = np.empty(labels.shape, dtype=bool)
     for z0 in range(0, nz, slab):
-        np.equal(labels[z0 : z0 + slab], cls, out=mask[z0 : z0 + slab])
-    release_pages(labels)
-    # ``out`` already holds the positive part (see _fill_inside); add minus the distance to the class.
-    np.logical_not(mask, out=mask)
+        view = labels[z0 : z0 + slab]
+        np.not_equal(view, cls, out=mask[z0 : z0 + slab])
+        release_pages(view)
     negative = edt.edt(mask, anisotropy=aniso, black_border=config.black_border, parallel=-1)
     for z0 in range(0, nz, slab):
         sl = slice(z0, z0 + slab)
-        np.negative(negative[sl], out=out[sl], where=mask[sl])
+        target = out[sl]
+        np.negative(negative[sl], out=target, where=mask[sl])
+        release_pages(target)
     del negative, mask
     if check_stop(stop):
         raise JobStopped
     yield f"class {cls}: outside"
-
-
-def _fill_inside(out: np.ndarray, labels: np.ndarray, voxel_size: Sequence[float] | None, config: DistanceMapConfig) -> None:
-    """Write every voxel's distance to the border of its own class into its class's channel
-    (one multi-label transform for all classes); other voxels get 0."""
-    inside = own_class_distance(np.asarray(labels), voxel_size=voxel_size, black_border=config.black_border)
-    release_pages(labels)
-    nz = labels.shape[0]
-    slab = max(1, _SLAB_BYTES // max(int(np.prod(labels.shape[1:])) * 4, 1))
-    for z0 in range(0, nz, slab):
-        sl = slice(z0, z0 + slab)
-        lab = np.asarray(labels[sl])
-        for cls in range(out.shape[0]):
-            np.copyto(out[cls, sl], np.where(lab == cls, inside[sl], np.float32(0)))
-    release_pages(labels)
 
 
 def distance_map_job(
@@ -322,8 +379,8 @@ def distance_map_job(
     voxel_size = vol.voxel_size if config.voxel_size_aware else None
     shape = (n_classes, *labels.shape)
     if config.clip is not None:
-        per_class = -(-labels.shape[0] // max(16, max(1, _SLAB_BYTES // (int(np.prod(labels.shape[1:])) * 4))))
-        total = n_classes * per_class + 1
+        bz, by = _clip_blocks(labels.shape)
+        total = n_classes * -(-labels.shape[0] // bz) * -(-labels.shape[1] // by) + 1
     else:
         total = n_classes + 2
     step = 0
@@ -346,18 +403,18 @@ def distance_map_job(
         with atomic_path(npy_target) as tmp:
             out = create_npy(tmp, shape, np.float32, target=config.output)
             try:
-                if config.clip is None:
+                if config.clip is not None:
+                    pieces = _fill_clipped(out, labels, config, voxel_size, stop)
+                else:
                     _fill_inside(out, labels, voxel_size, config)
                     step += 1
                     yield Progress(step, total, "inside distances of all classes", stage=STAGE)
                     if check_stop(stop):
                         raise JobStopped
-                for cls in range(n_classes):
-                    for message in _fill_channel(out[cls], labels, cls, config, voxel_size, stop):
-                        out.flush()
-                        release_pages(out)
-                        step += 1
-                        yield Progress(step, total, message, stage=STAGE)
+                    pieces = (m for cls in range(n_classes) for m in _fill_outside(out[cls], labels, cls, config, voxel_size, stop))
+                for message in pieces:
+                    step += 1
+                    yield Progress(step, total, message, stage=STAGE)
                 out.flush()
             finally:
                 release_pages(out)

@@ -14,11 +14,12 @@ Axis order is (z, y, x); voxel sizes are in Ångström. Nothing here reads or wr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import edt
 import numpy as np
-from scipy import ndimage as ndi
+
+from napari_cryolearn.io.dtypes import smallest_unsigned_dtype
 
 __all__ = [
     "class_count",
@@ -26,6 +27,7 @@ __all__ = [
     "signed_distance_map",
     "signed_distance_maps",
     "signed_distance_map_slabs",
+    "signed_distance_maps_blocks",
     "tube_skeleton",
 ]
 
@@ -261,6 +263,111 @@ def signed_distance_map_slabs(
         yield z0, z1, _finish(block, clip, normalize)
 
 
+def signed_distance_maps_blocks(
+    label_source: Callable[[int, int, int, int], np.ndarray],
+    shape: Sequence[int],
+    n_classes: int,
+    clip: float,
+    *,
+    voxel_size: float | Sequence[float] | None = None,
+    black_border: bool = True,
+    normalize: bool = False,
+    parallel: int = 0,
+    block: Sequence[int] = (128, 128),
+) -> Iterator[tuple[slice, slice, int, np.ndarray]]:
+    """Clipped per-class signed distances of a label volume, block by block; exact thanks to clipping.
+
+    The volume is cut into blocks of ``block[0]`` planes (z) by ``block[1]`` rows (y), whole
+    along x, each read once with a halo of ``ceil(clip / voxel_size) + 1`` planes and rows (the
+    argument of :func:`signed_distance_map_slabs`, along two axes). Per block, one multi-label
+    transform gives the inside part of every class (as :func:`own_class_distance`) and one
+    transform per class present in the block (and one shared by the classes absent from it) the
+    outside part, so the values are those of :func:`signed_distance_maps` with ``clip``.
+
+    Parameters
+    ----------
+    label_source:
+        ``label_source(z0, z1, y0, y1) -> (z1 - z0, y1 - y0, X)`` integer labels of those planes
+        and rows (e.g. ``lambda a, b, c, d: np.array(labels[a:b, c:d])`` on a memory map), all
+        below ``n_classes``.
+    shape:
+        (Z, Y, X) of the whole volume.
+    n_classes:
+        Number of channels (classes ``0..n_classes-1``).
+    clip, voxel_size, black_border, normalize, parallel:
+        As in :func:`signed_distance_maps` (``clip`` is required).
+    block:
+        Planes and rows per block, without the halo.
+
+    Yields
+    ------
+    ``(zs, ys, cls, values)``: float32 ``values`` (``zs``, ``ys``, X) = the finished map of class
+    ``cls`` on planes ``zs`` and rows ``ys``, equal to ``signed_distance_maps(...)[cls, zs, ys]``.
+    ``values`` is a view into the block's transform: write it out and drop it before asking for
+    the next one (holding it keeps that transform's memory alive during the next).
+    """
+    clip = _check_clip(clip, normalize)
+    if clip is None:
+        raise ValueError("block-wise distances need clip")
+    n_classes = int(n_classes)
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be at least 1, got {n_classes}")
+    aniso = _anisotropy(voxel_size)
+    threads = parallel if parallel > 0 else -1
+    nz, ny, nx = (int(s) for s in shape)
+    hz = int(np.ceil(clip / aniso[0])) + 1
+    hy = int(np.ceil(clip / aniso[1])) + 1
+    bz, by = max(1, int(block[0])), max(1, int(block[1]))
+    # Labels shifted by one, so that 0 (edt's background) is free for the black border.
+    shifted_dtype = smallest_unsigned_dtype(n_classes, largest=np.uint64)
+    b = 1 if black_border else 0
+    for z0 in range(0, nz, bz):
+        z1 = min(nz, z0 + bz)
+        hz0, hz1 = max(0, z0 - hz), min(nz, z1 + hz)
+        for y0 in range(0, ny, by):
+            y1 = min(ny, y0 + by)
+            hy0, hy1 = max(0, y0 - hy), min(ny, y1 + hy)
+            lab = np.asarray(label_source(hz0, hz1, hy0, hy1))
+            if lab.shape != (hz1 - hz0, hy1 - hy0, nx):
+                raise ValueError(f"label_source gave shape {lab.shape}, expected {(hz1 - hz0, hy1 - hy0, nx)}")
+            # Real image borders get one layer outside both terms (black border); cuts are open.
+            pz0, pz1 = (b if hz0 == 0 else 0), (b if hz1 == nz else 0)
+            py0, py1 = (b if hy0 == 0 else 0), (b if hy1 == ny else 0)
+            full = (lab.shape[0] + pz0 + pz1, lab.shape[1] + py0 + py1, nx + 2 * b)
+            inner = (slice(pz0, pz0 + lab.shape[0]), slice(py0, py0 + lab.shape[1]), slice(b, b + nx))
+            core = (slice(pz0 + z0 - hz0, pz0 + z1 - hz0), slice(py0 + y0 - hy0, py0 + y1 - hy0), slice(b, b + nx))
+            lab_core = lab[z0 - hz0 : z1 - hz0, y0 - hy0 : y1 - hy0]
+            buf = np.zeros(full, dtype=shifted_dtype)
+            np.add(lab, 1, out=buf[inner], casting="unsafe")
+            inside = edt.edt(buf, anisotropy=aniso, black_border=False, parallel=threads)
+            inside = np.array(inside[core], dtype=np.float32)  # the core only; frees the halo's part
+            del buf
+            outside = np.zeros(full, dtype=bool)
+            is_cls = np.empty(lab_core.shape, dtype=bool)
+            absent = []  # classes with no voxel in the block and its halo: one map for them all
+            for cls in range(n_classes):
+                np.not_equal(lab, cls, out=outside[inner])
+                if outside[inner].all():
+                    absent.append(cls)
+                    continue
+                d = edt.edt(outside, anisotropy=aniso, black_border=False, parallel=threads)
+                values = d[core]
+                np.negative(values, out=values, casting="unsafe")
+                np.copyto(values, inside, where=np.equal(lab_core, cls, out=is_cls), casting="unsafe")
+                yield slice(z0, z1), slice(y0, y1), cls, _finish(values, clip, normalize)
+                del d, values
+            del inside, is_cls, lab, lab_core
+            if absent:  # outside is all True now: minus the distance to the black border, or -inf
+                outside[inner] = True
+                d = edt.edt(outside, anisotropy=aniso, black_border=False, parallel=threads)
+                values = d[core]
+                _finish(np.negative(values, out=values), clip, normalize)
+                for cls in absent:
+                    yield slice(z0, z1), slice(y0, y1), cls, values
+                del d, values
+            del outside
+
+
 def tube_skeleton(
     labels: np.ndarray,
     class_id: int = 1,
@@ -302,6 +409,8 @@ def tube_skeleton(
     -------
     Boolean (Z, Y, X) mask, a subset of ``labels == class_id``.
     """
+    from scipy import ndimage as ndi  # here, not at module level: only the skeleton needs scipy
+
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     mask = np.asarray(labels) == class_id
