@@ -197,7 +197,7 @@ def test_pretrained_model_of_another_class_count_reports_untrained_heads(base, t
 
     cfg = SegmentationTrainConfig.from_yaml(base["run"] / "config.yaml")
     cfg = cfg.model_copy(update={"log_dir": tmp_path / "run", "pretrained_model": base["run"] / "model" / "last.ckpt",
-                                 "network": cfg.network.model_copy(update={"out_channels": 4})})
+                                 "network": cfg.network.model_copy(update={"out_channels": 4, "class_weights": None})})
     events = []
     run_job(train_job(cfg), events.append)
     notes = [e.message for e in events if "start untrained" in e.message]

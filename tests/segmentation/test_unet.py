@@ -26,13 +26,16 @@ def train(run_collecting):
 def test_a_new_run_trains_the_unet_and_a_checkpoint_keeps_its_network(tmp_path, blob_store, make_config, train):
     assert NetworkConfig().architecture == "auto"
     assert isinstance(build_network(NetworkConfig(architecture="cryosiam")), SegmentationNet)
-    cfg = make_config([blob_store], tmp_path / "a", max_epochs=1, validation_ratio=0.0,
-                      network={"architecture": "auto", "unet_channels": (4, 8)})
+    cfg = SegmentationTrainConfig(patch_stores=[blob_store], log_dir=tmp_path / "a", max_epochs=1, device="cpu",
+                                  validation_ratio=0.0, network={"out_channels": 3, "unet_channels": (4, 8)})
     first, _ = train(cfg)
     assert SegmentationTrainConfig.from_yaml(tmp_path / "a" / "config.yaml").network.architecture == "unet"
     assert isinstance(load_model(first.last_checkpoint).net, UNetSegmentationNet)
-    # auto when fine-tuning: the checkpoint's network, here the CryoSiam-compatible one
-    cryo, _ = train(make_config([blob_store], tmp_path / "c", max_epochs=1, validation_ratio=0.0))
+    # auto when fine-tuning: the checkpoint's network, here the CryoSiam-compatible one (auto, given
+    # the CryoSiam network's fields: that network)
+    cryo, _ = train(make_config([blob_store], tmp_path / "c", max_epochs=1, validation_ratio=0.0,
+                                network={"architecture": "auto"}))
+    assert isinstance(load_model(cryo.last_checkpoint).net, SegmentationNet)
     tuned, _ = train(cfg.model_copy(update={"log_dir": tmp_path / "t", "pretrained_model": cryo.last_checkpoint}))
     assert isinstance(load_model(tuned.last_checkpoint).net, SegmentationNet)
 

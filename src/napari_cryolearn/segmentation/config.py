@@ -39,7 +39,7 @@ class NetworkConfig(Config):
     ignore_index: int = Field(DEFAULT_IGNORE_INDEX, description='label value of unannotated voxels: no loss, no Dice', json_schema_extra=EXPERT)
     unfreeze_backbone: bool = Field(True, description='train the pretrained backbone too (false: frozen)')
     unfreeze_decoder: bool = Field(True, description='train the pretrained decoder too (false: frozen)')
-    architecture: Literal["auto", "cryosiam", "unet"] = Field("auto", description="auto: unet for a new run, the checkpoint's network when fine-tuning or continuing; cryosiam: the CryoSiam-compatible network (its checkpoints, fine-tuning); unet: MONAI's U-Net, several times faster")
+    architecture: Literal["auto", "cryosiam", "unet"] = Field("auto", description="auto: unet for a new run (cryosiam when its backbone, filters, kernel_size or padding are given), the checkpoint's network when fine-tuning or continuing; cryosiam: the CryoSiam-compatible network (its checkpoints, fine-tuning); unet: MONAI's U-Net, several times faster")
     unet_channels: tuple[int, ...] = Field((16, 32, 64, 128), min_length=2, description="unet: channels per level, finest first (a stride-2 step between levels)", json_schema_extra=EXPERT)
     unet_res_units: int = Field(1, ge=0, description="unet: residual units per block (0: plain convolutions)", json_schema_extra=EXPERT)
     class_weights: list[float] | Literal["auto"] | None = Field(None, description="one weight per class, background first, for the cross-entropy and the Dice (raise a rare class's); auto: from the training labels, sqrt(voxels of the largest foreground class / voxels of the class), 1 to 10, background 1; empty: all 1")

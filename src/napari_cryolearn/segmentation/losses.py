@@ -90,6 +90,8 @@ class SegmentationLoss(nn.Module):
         else:
             self.dice = DiceLoss(include_background=True, softmax=False, sigmoid=False, batch=True,
                                  weight=None if weights is None else weights.tolist())
+            # MONAI keeps the weights as a (persistent) buffer: left out of checkpoints, as above
+            self.dice._non_persistent_buffers_set.add("class_weight")
 
     def forward(
         self,

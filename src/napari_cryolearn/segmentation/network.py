@@ -42,3 +42,10 @@ def build_network(cfg) -> nn.Module:
         distance_prediction=cfg.distance_prediction,
     )
     return SegmentationNet(backbone, heads)
+
+
+def architecture_of(state_dict) -> str:
+    """``"unet"`` or ``"cryosiam"``: which of our networks a state dict (ours, ``net.`` prefixed
+    or not) holds, from its tensor names (for a checkpoint without a config to say so)."""
+    names = [k[4:] if k.startswith("net.") else k for k in state_dict]
+    return "unet" if any(k.startswith("backbone.model.") for k in names) else "cryosiam"

@@ -34,7 +34,7 @@ from napari_cryolearn.models.config import BackboneConfig
 from napari_cryolearn.models.heads import SegmentationNet
 from napari_cryolearn.models.sliding_window import fit_window, iter_sliding_window
 from napari_cryolearn.segmentation.config import IntensityConfig, NetworkConfig, SegmentationPredictConfig
-from napari_cryolearn.segmentation.network import build_network
+from napari_cryolearn.segmentation.network import architecture_of, build_network
 
 STAGE = "segment.predict"
 _DEFAULT_WINDOW = (64, 64, 64)
@@ -58,8 +58,8 @@ def network_config_from_checkpoint(ckpt: dict[str, Any], path=None) -> NetworkCo
     try:
         if layout == "ours":
             net = dict(hp["config"]["network"])
-            if net.get("architecture", "auto") == "auto":
-                net["architecture"] = "cryosiam"  # written before the field existed
+            if net.get("architecture", "auto") == "auto":  # written before the field existed
+                net["architecture"] = architecture_of(ckpt["state_dict"])
             return NetworkConfig.from_dict(net, source=path)
         if layout == "cryosiam_semantic":
             backbone = backbone_config_from_checkpoint(ckpt, path) or BackboneConfig()

@@ -51,7 +51,7 @@ from napari_cryolearn.models.checkpoints import (
     read_checkpoint,
 )
 from napari_cryolearn.segmentation.config import SegmentationTrainConfig, _preset_words
-from napari_cryolearn.segmentation.network import build_network
+from napari_cryolearn.segmentation.network import architecture_of, build_network
 from napari_cryolearn.segmentation.data import (
     ArrayPatchSource,
     EpochSampler,
@@ -194,6 +194,9 @@ def train_arrays_job(
         folder.release()
 
 
+#: The NetworkConfig fields only the CryoSiam network has: given, ``architecture: auto`` takes it.
+CRYOSIAM_FIELDS = frozenset({"backbone", "filters", "kernel_size", "padding"})
+
 #: The fields of NetworkConfig that choose the network class and its layers, beside the backbone.
 _ARCHITECTURE_FIELDS = ("architecture", "unet_channels", "unet_res_units")
 
@@ -211,8 +214,8 @@ def _architecture_from_checkpoint(ckpt: dict[str, Any]) -> dict[str, Any] | None
     defaults = NetworkConfig.model_fields
     out = {k: net.get(k, defaults[k].default) for k in _ARCHITECTURE_FIELDS}
     out["unet_channels"] = tuple(out["unet_channels"])
-    if out["architecture"] not in ("cryosiam", "unet"):
-        out["architecture"] = "cryosiam"  # written before the field existed
+    if out["architecture"] not in ("cryosiam", "unet"):  # no config, or one written before the field
+        out["architecture"] = architecture_of(ckpt["state_dict"])
     return out
 
 
@@ -260,8 +263,9 @@ def _train(
         elif arch is None:
             net_cfg = net_cfg.model_copy(update={"architecture": "cryosiam"})
             config = config.model_copy(update={"network": net_cfg})
-    if net_cfg.architecture == "auto":  # a new run: the fast network
-        net_cfg = net_cfg.model_copy(update={"architecture": "unet"})
+    if net_cfg.architecture == "auto":  # a new run: the fast network, unless the CryoSiam one's fields are given
+        given = sorted(net_cfg.model_fields_set & CRYOSIAM_FIELDS)
+        net_cfg = net_cfg.model_copy(update={"architecture": "cryosiam" if given else "unet"})
         config = config.model_copy(update={"network": net_cfg})
     if config.pretrained_model is not None and net_cfg.architecture == "unet" and not net_cfg.unfreeze_backbone:
         raise InputError("architecture 'unet' trains as a whole: unfreeze_backbone must be true",
