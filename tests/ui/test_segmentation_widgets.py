@@ -138,3 +138,12 @@ def test_open_tensorboard_serves_the_run_folders_logs(viewer, tmp_path, monkeypa
     assert command[1:3] == ["-m", "tensorboard.main"]
     assert command[command.index("--logdir") + 1] == str(tmp_path / "run" / "lightning_logs")
     assert url == f"http://localhost:{command[command.index('--port') + 1]}/" and opened == [url, url]
+
+
+def test_the_training_form_fits_a_narrow_dock(make_napari_viewer):
+    """Its explanation wraps instead of widening the dock (it was 474 px wide at the least)."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Train segmentation")
+    assert widget.convention.native.wordWrap()
+    assert widget.native.minimumSizeHint().width() <= 400
+    assert list(widget.form)[:2] == ["max_time", "max_epochs"] and "class_weights" in widget.network_form

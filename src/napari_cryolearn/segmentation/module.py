@@ -56,11 +56,25 @@ class SegmentationModule(L.LightningModule):
     def forward(self, x: torch.Tensor):
         return self.net(x)
 
+    def setup(self, stage: str) -> None:
+        # the U-Net's 3D convolutions run about 10 % faster on a CPU with channels-last tensors
+        # (benchmarks/bench_train_step.py --levers); the same numbers, another memory layout
+        from lightning.pytorch.accelerators import CPUAccelerator
+
+        trainer = getattr(self, "_trainer", None)
+        self._channels_last = (self.cfg.network.architecture == "unet" and trainer is not None
+                               and isinstance(trainer.accelerator, CPUAccelerator))
+        if self._channels_last:
+            self.net.to(memory_format=torch.channels_last_3d)
+
     def _sync(self) -> bool:
         return self.trainer is not None and self.trainer.world_size > 1
 
     def _step(self, batch: dict, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, dist = self.net(batch["image"])
+        image = batch["image"]
+        if getattr(self, "_channels_last", False):
+            image = image.contiguous(memory_format=torch.channels_last_3d)
+        logits, dist = self.net(image)
         terms = self.loss_fn(logits, batch["labels"], dist, batch.get("distances"))
         bs = batch["image"].shape[0]
         self.log(f"{prefix}_loss", terms.total, on_step=False, on_epoch=True, batch_size=bs, sync_dist=self._sync())

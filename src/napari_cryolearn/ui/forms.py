@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, LineEdit, SpinBox, Widget
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, LineEdit, SpinBox, Widget
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -82,6 +82,13 @@ def _words(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return " ".join(str(v) for v in value)
     return str(value)
+
+
+def note(text: str, *, name: str = "") -> Label:
+    """A line of explanation in a form that wraps to the dock's width (it never widens the dock)."""
+    label = Label(name=name, value=text)
+    label.native.setWordWrap(True)
+    return label
 
 
 def field_widget(name: str, field: FieldInfo) -> Widget:

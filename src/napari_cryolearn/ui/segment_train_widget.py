@@ -18,7 +18,7 @@ from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, S
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.progress import Progress
-from napari_cryolearn.ui.forms import field_widget, form_values
+from napari_cryolearn.ui.forms import field_widget, form_values, note
 from napari_cryolearn.ui.job_widget import JobWidget
 from napari_cryolearn.ui.layers import volume_of
 from napari_cryolearn.ui.handoff import handoff
@@ -90,8 +90,7 @@ class TrainSegmentationWidget(JobWidget):
         self.stores = LineEdit(value="", label="patch stores (.zarr, comma-separated)",
                                tooltip=self.fields["patch_stores"].description)
         self.classes = SpinBox(value=0, min=0, max=255, label="classes (0: max label + 1)")
-        self.convention = Label(value=f"labels: 0 background, 1, 2, … classes, {DEFAULT_IGNORE_INDEX} not annotated "
-                                      "(no loss)")
+        self.convention = note(f"labels: 0 background, 1, 2, … classes, {DEFAULT_IGNORE_INDEX} not annotated (no loss)")
         self.network_fields = NetworkConfig.model_fields
         self.form = {name: field_widget(name, self.fields[name]) for name in FORM_FIELDS}
         self.network_form = {name: field_widget(name, self.network_fields[name]) for name in NETWORK_FIELDS}

@@ -32,7 +32,7 @@ from typing import Any
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import CheckBox, FileEdit, Label, Widget, create_widget
+from magicgui.widgets import CheckBox, FileEdit, Widget, create_widget
 
 from napari_cryolearn.engine.config import is_expert, plain_text
 from napari_cryolearn.engine.errors import InputError
@@ -40,7 +40,7 @@ from napari_cryolearn.engine.jobs import JobResult
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.registry import Port, Stage
 from napari_cryolearn.stages import all_stages, get
-from napari_cryolearn.ui.forms import field_widget, form_values
+from napari_cryolearn.ui.forms import field_widget, form_values, note
 from napari_cryolearn.ui.handoff import handoff
 from napari_cryolearn.ui.job_widget import JobWidget
 
@@ -84,7 +84,7 @@ class StageWidget(JobWidget):
         daily = [w for name, w in self.form.items() if not is_expert(self.fields[name])]
         expert = [w for name, w in self.form.items() if is_expert(self.fields[name])]
         if expert:  # the settings most runs leave alone: at the end, under a heading
-            self.expert_heading = Label(name="expert_heading", value="Expert settings (most runs leave these)")
+            self.expert_heading = note("Expert settings (most runs leave these)", name="expert_heading")
             expert.insert(0, self.expert_heading)
         super().__init__(napari_viewer, [*daily, *expert], title=self.stage.title or self.stage.name,
                          run_text="Run")
