@@ -1,7 +1,7 @@
 """``cryolearn demo``: each stage's config on the synthetic sample data, in pipeline order.
 
 Each builder takes the paths written so far (``outputs``: role → Path), the demo folder and
-``quick`` (a smoke run: smaller volume, six epochs), adds the paths its stage will write, and
+``quick`` (a smoke run: smaller volume, ten epochs), adds the paths its stage will write, and
 returns the stage's config. Sizes are chosen so that the whole demo runs in a few minutes on a
 laptop CPU, and the quick one in well under a minute.
 """
@@ -91,13 +91,13 @@ def patches_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
 
 def train_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
     """A 4-class network trained on the demo's patches with the defaults (the device's preset):
-    6 epochs when quick, else for 3 minutes."""
+    10 epochs when quick, else for 3 minutes."""
     from napari_cryolearn.segmentation.config import NetworkConfig, SegmentationTrainConfig
 
     names = ["background", "membrane", "membrane_protein", "particle"]
     outputs["segmentation_run"] = Path(workdir) / "segmentation"
     outputs["model"] = outputs["segmentation_run"] / "model" / "last.ckpt"
-    limit = {"max_epochs": 6} if quick else {"max_time": "3m"}
+    limit = {"max_epochs": 10} if quick else {"max_time": "3m"}
     return SegmentationTrainConfig(
         patch_stores=[outputs["patches"]],
         log_dir=outputs["segmentation_run"],

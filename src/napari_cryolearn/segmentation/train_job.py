@@ -333,6 +333,7 @@ def _train(
     monitor = ("val_dice", "max") if val_loader is not None else ("train_loss", "min")
     return (yield from fit(
         module, train_loader, val_loader, config, folder, stage=STAGE, monitor=monitor,
-        shown=("train_loss", "val_loss", "val_dice"), files={SPLIT_FILE: json.dumps(split, indent=1)},
+        shown=("train_loss", "val_loss", "val_dice", *(f"val_dice_{n}" for n in net_cfg.names()[1:])),
+        files={SPLIT_FILE: json.dumps(split, indent=1)},
         resume=resume, stop=stop, use_distributed_sampler=False, deterministic=False,
     ))
