@@ -1,0 +1,17 @@
+"""Membrane-protein picking on membrane meshes (MemBrain-pick's workflow, #19).
+
+A membrane segmentation becomes one surface mesh per membrane, with the tomogram sampled along
+each vertex normal; a DiffusionNet predicts every vertex's distance to the nearest protein,
+and score-weighted mean shift turns low-distance vertices into picks. Modules:
+
+- :mod:`.meshes`: membranes → meshes, normals, normal profiles (operations on arrays);
+- :mod:`.targets`: per-vertex distance targets from protein positions;
+- :mod:`.partitions`: overlapping geodesic patches and their stitching;
+- :mod:`.operators`: Laplacian, mass, eigenpairs and gradients per partition, cached on disk;
+- :mod:`.diffusionnet`: the picker network (torch);
+- :mod:`.meanshift`: picks from vertex scores;
+- :mod:`.evaluation`: precision, recall and F1 of picks against true positions.
+
+The containers are :mod:`napari_cryolearn.io.mesh_container`. Nothing here imports Qt or
+napari; importing the package imports none of its modules.
+"""
