@@ -147,7 +147,22 @@ class _PerClassFiles:
 
 
 def _class_paths(path: Path, names: Sequence[str]) -> list[Path]:
-    return [path.with_name(f"{path.stem}_{n}{path.suffix}") for n in names]
+    """``<stem>_<class name><suffix>`` per class: one distinct file each. A name that is empty,
+    holds a path separator or repeats another (case-insensitively) gets its class number
+    instead, so no class's file replaces another's.
+
+    >>> [p.name for p in _class_paths(Path("p.mrc"), ["bg", "membrane", "Membrane", "a/b", ""])]
+    ['p_bg.mrc', 'p_membrane.mrc', 'p_class_2.mrc', 'p_class_3.mrc', 'p_class_4.mrc']
+    """
+    seen: set[str] = set()
+    words = []
+    for i, name in enumerate(names):
+        word = str(name)
+        if not word.strip() or "/" in word or "\\" in word or word.lower() in seen:
+            word = f"class_{i}"
+        seen.add(word.lower())
+        words.append(word)
+    return [path.with_name(f"{path.stem}_{w}{path.suffix}") for w in words]
 
 
 def _open_output(stack: ExitStack, path: Path, shape, names, voxel_size, origin, overwrite: bool):
