@@ -195,6 +195,9 @@ hyper_parameters: {cache_rate: 0, val_interval: 2, batch_size: 3, optimizer: sgd
     assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size, cfg.max_epochs,
             cfg.val_interval) == ("sgd", 0.01, 0.8, 0.0001, 3, 200, 2)
     assert (cfg.intensity.min, cfg.intensity.max, cfg.intensity.std) == (0, 1, 1)
+    # their network, loss and hyper-parameters: no device preset fills anything in
+    assert (cfg.network.architecture, cfg.network.dice_type, cfg.preset) == ("cryosiam", "generalized", "none")
+    assert cfg.with_preset("cpu", (64, 64, 64)) == (cfg, {})
     with pytest.raises(InputError, match="semantic.yaml.*spatial_dims"):
         SegmentationTrainConfig.from_cryosiam({"patches_folder": "x", "parameters": {"network": {"spatial_dims": 2}}},
                                               source="semantic.yaml")

@@ -228,6 +228,7 @@ class SegmentationTrainConfig(TrainerConfig):
         if transforms.get("flip") is None and "flip" in transforms:
             transforms["flip"] = False
         out: dict[str, Any] = {
+            "preset": "none",  # their hyper-parameters, not our device presets
             "patch_stores": [data["patches_folder"]],
             "log_dir": data.get("log_dir") or ".",
             "network": network,
