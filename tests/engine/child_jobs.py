@@ -21,7 +21,7 @@ def counting_job(n: int, folder: str, *, delay: float = 0.0, fail_at: int | None
         time.sleep(delay)
         (Path(folder) / f"step{i}").write_text(str(os.getpid()))
         yield Progress(i + 1, n, f"step {i + 1}", stage="count", metrics={"i": i})
-    return JobResult({"output": Path(folder)}, metrics={"steps": n, "pid": os.getpid()})
+    return JobResult({"output": Path(folder)}, metrics={"steps": n, "pid": os.getpid(), "nice": os.nice(0)})
 
 
 def dying_job(stop=None):

@@ -30,6 +30,13 @@ def test_progress_and_result_come_from_another_process(tmp_path):
     assert {p.read_text() for p in tmp_path.iterdir()} == {str(result.metrics["pid"])}
 
 
+def test_the_child_runs_at_a_lower_priority_so_the_viewer_stays_responsive(tmp_path):
+    result = run_job(run_in_child("child_jobs:counting_job", 1, str(tmp_path)))
+    assert result.metrics["nice"] == min(19, os.nice(0) + 10)
+    same = run_job(run_in_child("child_jobs:counting_job", 1, str(tmp_path), niceness=0))
+    assert same.metrics["nice"] == os.nice(0)
+
+
 def test_an_input_error_arrives_with_its_message_path_and_field(tmp_path):
     with pytest.raises(InputError) as caught:
         run_job(run_in_child("child_jobs:counting_job", 5, str(tmp_path), fail_at=2))

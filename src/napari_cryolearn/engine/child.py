@@ -26,11 +26,17 @@ from napari_cryolearn.engine.stop import StopFlag
 STOP_GRACE_S = 60.0
 
 
+#: How much lower the child's scheduling priority is than its parent's (``os.nice``): the
+#: viewer's event loop wins the CPU whenever it has work, training takes the rest.
+CHILD_NICENESS = 10
+
+
 def run_in_child(
     job: str,
     *args: Any,
     stop: StopFlag | None = None,
     poll_s: float = 0.1,
+    niceness: int = CHILD_NICENESS,
     **kwargs: Any,
 ) -> Generator[Progress, None, Any]:
     """Run ``job(*args, stop=..., **kwargs)`` in a child process; a job generator itself.
@@ -45,11 +51,14 @@ def run_in_child(
         Setting it asks the child's job to stop after its current step.
     poll_s:
         How often the stop flag and the child's health are checked while it is silent.
+    niceness:
+        Added to the child's ``os.nice`` value (0: the parent's priority), so that a GUI
+        driving it stays responsive while the child computes.
     """
     ctx = multiprocessing.get_context("spawn")
     child_stop = ctx.Event()
     messages = ctx.Queue()
-    process = ctx.Process(target=_child_main, args=(job, args, kwargs, child_stop, messages),
+    process = ctx.Process(target=_child_main, args=(job, args, kwargs, child_stop, messages, niceness),
                           name=f"cryolearn {job.rpartition(':')[2]}", daemon=True)
     process.start()
     try:
@@ -86,9 +95,17 @@ def _last_word(messages, process) -> tuple[str, Any]:
         return "error", RuntimeError(f"the job's process ended without a result (exit code {process.exitcode})")
 
 
-def _child_main(job: str, args: tuple, kwargs: dict, stop, messages) -> None:
+def _child_main(job: str, args: tuple, kwargs: dict, stop, messages, niceness: int = 0) -> None:
+    import os
+
     from napari_cryolearn.engine.jobs import run_job
     from napari_cryolearn.engine.registry import resolve
+
+    if niceness and hasattr(os, "nice"):
+        try:
+            os.nice(niceness)
+        except OSError:  # not permitted here: run at the parent's priority
+            pass
 
     try:
         result = run_job(resolve(job)(*args, stop=stop, **kwargs), lambda e: messages.put(("progress", e)))
