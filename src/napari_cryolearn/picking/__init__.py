@@ -15,3 +15,8 @@ and score-weighted mean shift turns low-distance vertices into picks. Modules:
 The containers are :mod:`napari_cryolearn.io.mesh_container`. Nothing here imports Qt or
 napari; importing the package imports none of its modules.
 """
+
+from napari_cryolearn._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {})
+del attach
