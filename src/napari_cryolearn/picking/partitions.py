@@ -127,7 +127,7 @@ def partition_mesh(verts, faces, *, size: int = 2000, overlap_weight: float = 0.
         connected component with at most ``size`` vertices is one patch with weights 1.
     overlap_weight
         Faces of a patch whose mean vertex weight exceeds this are no longer candidate seeds;
-        lower values give fewer, less overlapping patches.
+        higher values remove fewer faces per patch, so give more patches that overlap more.
 
     Returns
     -------
