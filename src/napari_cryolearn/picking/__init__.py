@@ -18,5 +18,16 @@ napari; importing the package imports none of its modules.
 
 from napari_cryolearn._lazy import attach
 
-__getattr__, __dir__, __all__ = attach(__name__, {})
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "Partition": "partitions",
+        "partition_mesh": "partitions",
+        "stitch": "partitions",
+        "MeshOperators": "operators",
+        "compute_operators": "operators",
+        "cached_operators": "operators",
+        "operators_key": "operators",
+    },
+)
 del attach
