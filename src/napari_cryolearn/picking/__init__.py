@@ -28,6 +28,12 @@ __getattr__, __dir__, __all__ = attach(
         "compute_operators": "operators",
         "cached_operators": "operators",
         "operators_key": "operators",
+        "DiffusionNetPicker": "diffusionnet",
+        "weighted_mse": "diffusionnet",
+        "mean_shift_picks": "meanshift",
+        "match_picks": "evaluation",
+        "pick_scores": "evaluation",
+        "hit_scores": "evaluation",
     },
 )
 del attach
