@@ -143,3 +143,30 @@ def test_write_checks_before_writing(tmp_path):
     with pytest.raises(InputError, match="faces"):
         write_mesh_container(tmp_path / "bad.h5", MeshContainer(points, faces + 4, normals, values))
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_a_mesh_of_ours_goes_through_the_container(tmp_path):
+    from napari_cryolearn.picking.meshes import mesh_from_mask, normal_profiles, vertex_normals
+
+    z, y, x = np.indices((40, 40, 40))
+    ball = (z - 20) ** 2 + (y - 21) ** 2 + (x - 19) ** 2 < 12**2
+    verts, faces = mesh_from_mask(ball, voxel_size=10.0)
+    normals = vertex_normals(verts, faces)
+    volume = (x * 1.0 + 2 * z).astype(np.float32)  # value = x + 2 z
+    prof = normal_profiles(volume, verts, normals, voxel_size=10.0)
+    c = MeshContainer.from_zyx(verts, faces, normals, prof, tomo_file=tmp_path / "t.mrc", voxel_size=10.0,
+                               profile_step=2.5, label=1)
+    back = read_mesh_container(write_mesh_container(tmp_path / "ball.h5", c))
+    # in the file: x, y, z; the centre of the ball is (19, 21, 20) in x, y, z
+    np.testing.assert_allclose((back.points.min(0) + back.points.max(0)) / 2, [19, 21, 20], atol=0.15)
+    np.testing.assert_allclose(back.verts_zyx(), verts)
+    np.testing.assert_array_equal(back.faces_zyx(), faces)
+    # the normals in the file still point away from the centre, in x, y, z
+    radial = back.points - np.array([19.0, 21, 20])
+    assert np.all(np.einsum("ij,ij->i", back.normals, radial) > 0)
+    # the file's winding gives the file's normals by the right-hand rule
+    tri = back.points[back.faces]
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    assert np.all(np.einsum("ij,ij->i", face_n, tri.mean(1) - np.array([19.0, 21, 20])) > 0)
+    np.testing.assert_array_equal(back.normal_values, prof)
+    assert back.tomo_file == str(tmp_path / "t.mrc")
