@@ -170,3 +170,21 @@ def test_a_mesh_of_ours_goes_through_the_container(tmp_path):
     assert np.all(np.einsum("ij,ij->i", face_n, tri.mean(1) - np.array([19.0, 21, 20])) > 0)
     np.testing.assert_array_equal(back.normal_values, prof)
     assert back.tomo_file == str(tmp_path / "t.mrc")
+
+
+def test_groups_of_newer_membrain_pick(tmp_path):
+    points, faces, normals, values = _tetra()
+    with h5py.File(tmp_path / "many.h5", "w") as f:
+        for name, shift in (("mb1", 0.0), ("mb2", 100.0)):
+            g = f.create_group(name)
+            g.create_dataset("points", data=points + shift)
+            g.create_dataset("faces", data=faces)
+            g.create_dataset("normals", data=normals)
+            g.create_dataset("normal_values", data=values)
+            g.create_dataset("tomo_file", data="/t.mrc", dtype=h5py.string_dtype("utf-8"))
+            g.create_dataset("pixel_size", data=1.0)
+    np.testing.assert_array_equal(read_mesh_container(tmp_path / "many.h5", group="mb2").points, points + 100)
+    with pytest.raises(InputError, match=r"many.h5: points: .*groups \['mb1', 'mb2'\]: pass group="):
+        read_mesh_container(tmp_path / "many.h5")
+    with pytest.raises(InputError, match=r"many.h5: group: no group 'mb3'"):
+        read_mesh_container(tmp_path / "many.h5", group="mb3")

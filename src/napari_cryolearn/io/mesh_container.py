@@ -287,8 +287,11 @@ def _scalar(value, path, key) -> float:
     return float(a.reshape(-1)[0])
 
 
-def read_mesh_container(path: str | os.PathLike) -> MeshContainer:
+def read_mesh_container(path: str | os.PathLike, *, group: str | None = None) -> MeshContainer:
     """Read a mesh container, ours or MemBrain-pick's (training inputs and predictions).
+
+    Newer MemBrain-pick versions can keep several meshes in one file, one HDF5 group each,
+    with the same keys inside; ``group`` names the one to read (default: the file's root).
 
     Points come back in voxels (x, y, z): a MemBrain-pick *prediction* file, whose points are
     in Å with ``pixel_size`` the pixel size used, has its points divided by that pixel size
@@ -315,14 +318,21 @@ def read_mesh_container(path: str | os.PathLike) -> MeshContainer:
     if head != _HDF5_SIGNATURE and not h5py.is_hdf5(path):
         raise InputError("is not an HDF5 file (expected a mesh container .h5)", path)
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r") as root:
+            if group is None:
+                f = root
+            elif group in root and isinstance(root[group], h5py.Group):
+                f = root[group]
+            else:
+                found = sorted(k for k in root.keys() if isinstance(root[k], h5py.Group))
+                raise InputError(f"no group {group!r}; the file holds groups {found}", path, "group")
             keys = set(f.keys())
             prediction = "scores" in keys
             needed = ["points", "faces", "pixel_size"] + ([] if prediction else ["normals", "normal_values"])
             missing = [k for k in needed if k not in keys]
             if missing:
                 groups = sorted(k for k in keys if isinstance(f[k], h5py.Group))
-                hint = f" (it holds groups {groups}: one mesh per file is read, at the root)" if groups else ""
+                hint = f" (it holds groups {groups}: pass group= to read one)" if groups else ""
                 raise InputError(f"missing key(s) {missing}; found {sorted(keys)}{hint}", path, missing[0])
             data = {}
             for key in keys:
