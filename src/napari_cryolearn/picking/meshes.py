@@ -193,8 +193,9 @@ def mesh_from_mask(
 
     Marching cubes (scikit-image) at the mask's 0.5 level (the zero of its signed distance),
     on a grid chosen for the target vertex density (see the module docstring), duplicate
-    vertices merged, degenerate and duplicate faces removed, Taubin smoothing (``trimesh.smoothing.filter_taubin``), faces wound
-    consistently (outward for closed surfaces, see :func:`orient_faces`).
+    vertices merged, degenerate and duplicate faces removed, Taubin smoothing
+    (``trimesh.smoothing.filter_taubin``), faces wound consistently (outward for closed
+    surfaces and out of the membrane for open ones, see :func:`orient_faces`).
 
     Parameters
     ----------
