@@ -11,6 +11,9 @@ __getattr__, __dir__, __all__ = attach(
     __name__,
     {
         "MRC_SUFFIXES": "mrc",
+        "MeshContainer": "mesh_container",
+        "read_mesh_container": "mesh_container",
+        "write_mesh_container": "mesh_container",
         "StarPoints": "star",
         "Volume": "mrc",
         "check_in_bounds": "star",

@@ -21,6 +21,13 @@ from napari_cryolearn._lazy import attach
 __getattr__, __dir__, __all__ = attach(
     __name__,
     {
+        "MembraneComponent": "meshes",
+        "membrane_components": "meshes",
+        "mesh_from_mask": "meshes",
+        "vertex_normals": "meshes",
+        "normal_profiles": "meshes",
+        "distance_targets": "targets",
+        "assign_positions": "targets",
         "Partition": "partitions",
         "partition_mesh": "partitions",
         "stitch": "partitions",
