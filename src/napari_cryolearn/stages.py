@@ -162,3 +162,15 @@ register_stage(
         title="Segment",
     )
 )
+register_stage(
+    Stage(
+        name="pick.eval",
+        config="napari_cryolearn.picking.eval_job:PickEvalConfig",
+        job="napari_cryolearn.picking.eval_job:pick_eval_job",
+        summary="precision, recall and F1 of picks against true positions (one-to-one within a distance, and MemBrain v1's hits)",
+        order=90,
+        cli_positionals=("picks",),
+        inputs=(Port("picks", "points"), Port("truth", "points"), Port("tomogram", "tomogram", optional=True)),
+        outputs=(),
+    )
+)

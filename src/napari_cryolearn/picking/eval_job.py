@@ -1,0 +1,136 @@
+"""The pick-evaluation job: picks and true positions (STAR files) in, precision, recall and F1 out.
+
+Each picks file is paired with a truth file: by name when every picks file has one
+(``<mesh>_picks.star`` or ``<mesh>_clusters.star`` with ``<mesh>.star``, or the same stem),
+else by order when both lists are as long. Coordinates are read as :func:`~napari_cryolearn.io.
+star.read_star` reads them (pixels of the tomogram, ``rlnCoordinateX/Y/Z``) and measured in Å
+with ``pixel_size`` (the argument, else the files', else the voxel size of ``tomogram``);
+``coordinates: angstrom`` takes the columns as Å already (MemBrain-pick's cluster STAR files).
+
+Two scores, as :mod:`napari_cryolearn.picking.evaluation` defines them: **one-to-one** (each
+pick matched to at most one true position within ``threshold`` Å, by the Hungarian algorithm:
+the F1 printed first) and MemBrain v1's **hit-based** variant (a true position is found when any
+pick lies within the threshold, a pick is right when any true position does). Per file and
+overall (true and false positives summed over the files). ``sweep`` adds the overall scores
+at other thresholds. ``output`` (``.json``) keeps it all for machines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from napari_cryolearn.engine.atomic import atomic_path
+from napari_cryolearn.engine.config import EXPERT, Config
+from napari_cryolearn.engine.errors import InputError
+from napari_cryolearn.engine.jobs import JobResult
+from napari_cryolearn.engine.outputs import check_output
+from napari_cryolearn.engine.progress import Progress
+
+STAGE = "pick.eval"
+
+#: Endings MemBrain-pick and our picker give a mesh's picks file.
+_PICK_ENDINGS = ("_picks", "_clusters")
+
+
+class PickEvalConfig(Config):
+    """Evaluation of picks against true positions (see the module docstring)."""
+
+    picks: list[Path] = Field(description="STAR files of picks (one per membrane or tomogram)")
+    truth: list[Path] = Field(description="STAR files of the true positions, paired with the picks by name (else by order)")
+    threshold: float = Field(60.0, gt=0, description="largest distance, in Å, at which a pick finds a true position")
+    pixel_size: float | None = Field(None, gt=0, description="Å per pixel of the coordinates (default: the files', else the tomogram's voxel size)")
+    tomogram: Path | None = Field(None, description="MRC whose voxel size converts pixel coordinates to Å")
+    coordinates: Literal["pixel", "angstrom"] = Field("pixel", description="units of rlnCoordinateX/Y/Z: pixel (RELION) or angstrom (MemBrain-pick's cluster files)", json_schema_extra=EXPERT)
+    sweep: list[float] | None = Field(None, description="more thresholds (Å) for the overall scores, e.g. 20 40 60 80")
+    output: Path | None = Field(None, description="JSON file for the scores (per file, overall, sweep)")
+    overwrite: bool = Field(False, description="replace an existing output")
+
+
+def _stem(path: Path) -> str:
+    stem = path.name[: -len(".star")] if path.name.lower().endswith(".star") else path.stem
+    for ending in _PICK_ENDINGS:
+        if stem.endswith(ending):
+            return stem[: -len(ending)]
+    return stem
+
+
+def pair_files(picks: list[Path], truth: list[Path]) -> list[tuple[Path, Path]]:
+    """(picks, truth) pairs: by name when every picks file has a truth file of its name, else by
+    order when the lists are as long; :class:`InputError` otherwise.
+
+    >>> pair_files([Path("b_picks.star"), Path("a_picks.star")], [Path("a.star"), Path("b.star")])
+    [(PosixPath('b_picks.star'), PosixPath('b.star')), (PosixPath('a_picks.star'), PosixPath('a.star'))]
+    """
+    by_name = {_stem(t): t for t in truth}
+    if len(by_name) == len(truth) and all(_stem(p) in by_name for p in picks):
+        return [(p, by_name[_stem(p)]) for p in picks]
+    if len(picks) == len(truth):
+        return list(zip(picks, truth))
+    raise InputError(f"{len(picks)} picks files and {len(truth)} truth files, and their names do not pair "
+                     f"them (<name>_picks.star with <name>.star)", field="truth")
+
+
+def _pixel_size(config: PickEvalConfig, stars) -> float:
+    if config.coordinates == "angstrom":
+        return 1.0
+    if config.pixel_size is not None:
+        return float(config.pixel_size)
+    sizes = {round(float(s.pixel_size), 6) for s in stars if s.pixel_size}
+    if len(sizes) == 1:
+        return sizes.pop()
+    if config.tomogram is not None:
+        from napari_cryolearn.io.mrc import read_mrc
+
+        return float(read_mrc(config.tomogram, mmap=True).voxel_size[0])
+    why = "the files give different pixel sizes" if sizes else "no pixel size in the files"
+    raise InputError(f"{why}: give --pixel-size (Å per pixel) or --tomogram", field="pixel_size")
+
+
+def pick_eval_job(config: PickEvalConfig, stop=None) -> Generator[Progress, None, JobResult]:
+    """Score ``config.picks`` against ``config.truth``; a :class:`JobResult` whose metrics are
+    ``f1``, ``precision``, ``recall`` (one-to-one, overall), ``hit_f1`` (MemBrain v1's),
+    ``per_file`` and, with ``sweep``, ``sweep`` (threshold → overall scores)."""
+    from napari_cryolearn.io.star import read_star
+    from napari_cryolearn.picking.evaluation import combine, hit_scores, pick_scores, threshold_sweep
+
+    pairs = pair_files(list(config.picks), list(config.truth))
+    if config.output is not None:
+        check_output(config.picks[0], config.output, config.overwrite, suffixes=(".json",), what="JSON scores")
+    yield Progress(0, len(pairs), f"reading {2 * len(pairs)} STAR files", STAGE)
+    read = [(read_star(p, require_z=True), read_star(t, require_z=True)) for p, t in pairs]
+    size = _pixel_size(config, [s for pair in read for s in pair])
+    per_file: dict[str, Any] = {}
+    exact, hits, both = [], [], []
+    for i, ((picks_path, _), (picks, truth)) in enumerate(zip(pairs, read)):
+        a, b = picks.coords * size, truth.coords * size
+        score = pick_scores(a, b, threshold=config.threshold)
+        hit = hit_scores(a, b, threshold=config.threshold)
+        exact.append(score)
+        hits.append(hit)
+        both.append((a, b))
+        per_file[picks_path.name] = {**_plain(score), "hit_f1": float(hit["f1"]), "picks": len(a), "truth": len(b)}
+        yield Progress(i + 1, len(pairs), f"{picks_path.name}: F1 {float(score['f1']):.3f}", STAGE)
+    overall = combine(exact)
+    hit_overall = combine(hits)
+    metrics: dict[str, Any] = {"f1": float(overall["f1"]), "precision": float(overall["precision"]),
+                               "recall": float(overall["recall"]), "hit_f1": float(hit_overall["f1"]),
+                               "threshold": config.threshold, "pixel_size": size, "per_file": per_file}
+    if config.sweep:
+        rows = [threshold_sweep(a, b, list(config.sweep)) for a, b in both]
+        metrics["sweep"] = {str(t): _plain(combine([r[k] for r in rows])) for k, t in enumerate(config.sweep)}
+    outputs = {}
+    if config.output is not None:
+        with atomic_path(config.output) as tmp:
+            Path(tmp).write_text(json.dumps(metrics, indent=1))
+        outputs["output"] = config.output
+    return JobResult(outputs, metrics=metrics)
+
+
+def _plain(score) -> dict[str, float | int]:
+    return {k: (int(v) if k in ("tp", "fp", "fn", "tp_picks") else float(v)) for k, v in dict(score).items()}
+
