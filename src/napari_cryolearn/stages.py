@@ -164,6 +164,19 @@ register_stage(
 )
 register_stage(
     Stage(
+        name="pick.meshes",
+        config="napari_cryolearn.picking.meshes_job:MeshesConfig",
+        job="napari_cryolearn.picking.meshes_job:meshes_job",
+        summary="one surface mesh per membrane of a segmentation, with the tomogram sampled along the normals (MemBrain-pick's .h5)",
+        per_file=True,
+        order=70,
+        cli_positionals=("segmentation", "tomogram", "output_dir"),
+        inputs=(Port("segmentation", "labels"), Port("tomogram", "tomogram")),
+        outputs=(Port("output_dir", "run"),),
+    )
+)
+register_stage(
+    Stage(
         name="pick.eval",
         config="napari_cryolearn.picking.eval_job:PickEvalConfig",
         job="napari_cryolearn.picking.eval_job:pick_eval_job",
