@@ -15,8 +15,8 @@ from napari_cryolearn.picking.operators import (
     compute_operators,
     operators_key,
     tangent_frames,
-    vertex_normals,
 )
+from napari_cryolearn.picking.meshes import vertex_normals
 
 
 @pytest.fixture(scope="module")

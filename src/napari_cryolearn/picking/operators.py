@@ -20,7 +20,7 @@ from scipy import sparse
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
 
-__all__ = ["MeshOperators", "cached_operators", "compute_operators", "operators_key", "tangent_frames", "vertex_normals"]
+__all__ = ["MeshOperators", "cached_operators", "compute_operators", "operators_key", "tangent_frames"]
 
 _DENSE_BELOW = 400  # vertices: a dense eigensolver is faster and more robust on tiny meshes
 
@@ -74,27 +74,6 @@ def _check(verts, faces, normals=None):
         if normals.shape != verts.shape:
             raise InputError(f"normals of shape {normals.shape} for vertices {verts.shape}", field="normals")
     return verts, faces, normals
-
-
-def vertex_normals(verts, faces) -> np.ndarray:
-    """Area-weighted unit vertex normals (the sum of the adjacent faces' area vectors).
-
-    Examples
-    --------
-    >>> v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], float)
-    >>> vertex_normals(v, np.array([[0, 1, 2]]))[0]
-    array([0., 0., 1.])
-    """
-    verts, faces, _ = _check(verts, faces)
-    fn = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
-    n = np.zeros_like(verts)
-    for c in range(3):
-        np.add.at(n, faces[:, c], fn)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    bad = length[:, 0] <= 1e-300
-    n[bad] = (0.0, 0.0, 1.0)
-    length[bad] = 1.0
-    return n / length
 
 
 def tangent_frames(normals) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +195,8 @@ def compute_operators(verts, faces, *, normals=None, k: int = 128) -> MeshOperat
     order = np.argsort(evals)
     evals, evecs = np.clip(evals[order], 0.0, None), evecs[:, order]
     if normals is None:
+        from napari_cryolearn.picking.meshes import vertex_normals  # the meshes' own normals
+
         normals = vertex_normals(verts, faces)
     gx, gy = _gradients(verts, faces, normals)
     return MeshOperators(
