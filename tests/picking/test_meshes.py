@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -182,21 +181,18 @@ def test_profiles_on_the_synthetic_membranes(synthetic):
     t = synthetic
     comps = membrane_components(t.labels, classes=(1,), min_voxels=1000)
     assert comps
-    t0 = time.perf_counter()
     results = []
     for c in comps:
         verts, faces = mesh_from_mask(c.mask, voxel_size=t.voxel_size, offset=c.offset)
         normals = vertex_normals(verts, faces)
         prof = normal_profiles(t.volume, verts, normals, voxel_size=t.voxel_size)
         results.append((verts, faces, prof))
-    elapsed = time.perf_counter() - t0
     for verts, faces, prof in results:
         area = mean_vertex_area(verts, faces) * t.voxel_size**2
         assert 240 < area < 560, area
         # the membrane is dense (dark): the sample at the vertex is darker than 25 Å outside
         assert np.mean(prof[:, 10]) < np.mean(t.volume)
         assert np.isfinite(prof).all()
-    assert elapsed < 60
 
 
 def test_a_slab_through_the_volume_gives_open_sheets_facing_out_of_the_membrane():
