@@ -126,7 +126,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _preset_words(values: dict[str, Any]) -> str:
+def preset_words(values: dict[str, Any]) -> str:
+    """A preset's values for a person: ``batch_size 4, ..., transforms flips/turns/noise``."""
     return ", ".join(f"{k} {v if k != 'transforms' else 'flips/turns/noise'}" for k, v in values.items())
 
 
@@ -154,7 +155,7 @@ class SegmentationTrainConfig(TrainerConfig):
     patch_size: tuple[int, int, int] | None = Field(None, description="training patch (z, y, x), cropped from "
                                                     "the stored patches (default: the stored patch shape)")
     foreground_probability: float = Field(0.0, ge=0, le=1, description="chance that a training patch is drawn for a foreground class (each class alike) and cropped around one of its voxels (nnU-Net's oversampling); 0: every patch and place alike")
-    preset: Literal["auto", "cpu", "gpu", "none"] = Field("auto", description=f"settings for fields left unset, by device (auto: cpu or gpu as training runs); cpu: {_preset_words(PRESETS['cpu'])}; gpu: {_preset_words(PRESETS['gpu'])}; none: the fields' defaults")
+    preset: Literal["auto", "cpu", "gpu", "none"] = Field("auto", description=f"settings for fields left unset, by device (auto: cpu or gpu as training runs); cpu: {preset_words(PRESETS['cpu'])}; gpu: {preset_words(PRESETS['gpu'])}; none: the fields' defaults")
 
     def with_preset(self, accelerator: str, stored_patch: tuple[int, ...] | None = None, multiple: int = 1
                     ) -> tuple[SegmentationTrainConfig, dict[str, Any]]:

@@ -50,7 +50,7 @@ from napari_cryolearn.models.checkpoints import (
     load_weights,
     read_checkpoint,
 )
-from napari_cryolearn.segmentation.config import SegmentationTrainConfig, _preset_words
+from napari_cryolearn.segmentation.config import SegmentationTrainConfig, preset_words
 from napari_cryolearn.segmentation.network import architecture_of, build_network
 from napari_cryolearn.segmentation.data import (
     ArrayPatchSource,
@@ -264,8 +264,8 @@ def _train(
             net_cfg = net_cfg.model_copy(update={"architecture": "cryosiam"})
             config = config.model_copy(update={"network": net_cfg})
     if net_cfg.architecture == "auto":  # a new run: the fast network, unless the CryoSiam one's fields are given
-        given = sorted(net_cfg.model_fields_set & CRYOSIAM_FIELDS)
-        net_cfg = net_cfg.model_copy(update={"architecture": "cryosiam" if given else "unet"})
+        cryosiam = bool(net_cfg.model_fields_set & CRYOSIAM_FIELDS)
+        net_cfg = net_cfg.model_copy(update={"architecture": "cryosiam" if cryosiam else "unet"})
         config = config.model_copy(update={"network": net_cfg})
     if config.pretrained_model is not None and net_cfg.architecture == "unet" and not net_cfg.unfreeze_backbone:
         raise InputError("architecture 'unet' trains as a whole: unfreeze_backbone must be true",
@@ -301,7 +301,7 @@ def _train(
                    f"{device}", STAGE,
                    {"train_patches": len(train_items), "val_patches": len(val_items), "device": device})
     if preset:
-        yield Progress(0, None, f"{config.preset} preset: {_preset_words(preset)} (set a field to choose it)",
+        yield Progress(0, None, f"{config.preset} preset: {preset_words(preset)} (set a field to choose it)",
                        STAGE, {"preset": config.preset})
     if loaded is not None and loaded.skipped:
         yield Progress(0, None, f"pretrained model {Path(pretrained).name}: {len(loaded.skipped)} "
