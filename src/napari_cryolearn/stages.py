@@ -173,6 +173,8 @@ register_stage(
         cli_positionals=("segmentation", "tomogram", "output_dir"),
         inputs=(Port("segmentation", "labels"), Port("tomogram", "tomogram")),
         outputs=(Port("output_dir", "run"),),
+        widget="napari_cryolearn.ui.stage_widget:pick_meshes",
+        title="Membrane meshes",
     )
 )
 register_stage(

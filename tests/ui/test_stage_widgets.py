@@ -54,6 +54,9 @@ RECIPES = {
     "prep.patches": dict(layers={"image": "synthetic tomogram", "labels": "synthetic labels"},
                          values={"patch_size": "16", "overlap": "0.5"},
                          invalid=("patch_size", "16 16", "patch_size"), slow={"patch_size": "8", "overlap": "0.75"}),
+    "pick.meshes": dict(layers={"segmentation": "synthetic labels", "tomogram": "synthetic tomogram"},
+                        values={"min_voxels": 100},
+                        invalid=("vertex_area", "0", "vertex_area: Input should be greater than 0"), slow={}),
     # "model" is filled in with the tiny_model fixture
     "segment.predict": dict(layers={"input": "synthetic tomogram"}, values={"device": "cpu"},
                             invalid=("overlap", "1", "overlap: Input should be less than 1"),

@@ -28,6 +28,7 @@ NOUNS = {
     "model": "checkpoint",
     "run": "run folder",
     "config": "config file",
+    "mesh": "mesh container",
 }
 
 

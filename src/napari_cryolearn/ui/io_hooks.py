@@ -1,10 +1,12 @@
-"""napari reader and writer hooks for MRC and STAR files (declared in napari.yaml).
+"""napari reader and writer hooks for MRC, STAR and mesh container files (declared in napari.yaml).
 
 MRC volumes open memory-mapped with the voxel size (Angstrom) as the layer's ``scale``; integer
 volumes whose name or sidecar marks them as labels open as Labels. STAR coordinates open as a
 Points layer in napari's (z, y, x) order, in pixels of the tomogram, scaled by the pixel size
-when the file gives one; the other columns become the points' ``features``. Writers take the
-voxel size back from the layer's scale.
+when the file gives one; the other columns become the points' ``features``. A mesh container
+(``.h5`` holding ``points`` and ``faces``: MemBrain-pick's layout) opens as a Surface layer at its
+voxel size (:mod:`napari_cryolearn.ui.mesh_layers`); other HDF5 files are left to other readers.
+Writers take the voxel size back from the layer's scale.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from napari_cryolearn.ui.layers import as_array, points_kwargs, units_of
 
 _STAR_SUFFIXES = (".star",)
 _STORE_SUFFIXES = (".zarr",)
+_MESH_SUFFIXES = (".h5",)
 
 
 def _suffix(path: str) -> str:
@@ -28,9 +31,10 @@ def _suffix(path: str) -> str:
 
 
 def get_reader(path: str | list[str]):
-    """Return a reader for MRC, STAR or patch-store paths, or None for anything else."""
+    """Return a reader for MRC, STAR, patch-store or mesh-container paths, or None for anything else."""
     paths = [path] if isinstance(path, str) else list(path)
-    if paths and all(_suffix(p) in MRC_SUFFIXES + _STAR_SUFFIXES or _is_our_store(p) for p in paths):
+    if paths and all(_suffix(p) in MRC_SUFFIXES + _STAR_SUFFIXES or _is_our_store(p) or _is_mesh_container(p)
+                     for p in paths):
         return read_layers
     return None
 
@@ -46,8 +50,22 @@ def _is_our_store(path: str) -> bool:
         return False
 
 
+def _is_mesh_container(path: str) -> bool:
+    """An ``.h5`` file with ``points`` and ``faces`` at its root (a mesh container); other HDF5
+    files, and files that are not HDF5, are left to other readers."""
+    if _suffix(path) not in _MESH_SUFFIXES or not Path(path).is_file():
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "points" in f and "faces" in f
+    except (OSError, ValueError):
+        return False
+
+
 def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
-    """Layer data for each path (MRC → Image/Labels, STAR → Points)."""
+    """Layer data for each path (MRC → Image/Labels, STAR → Points, mesh container → Surface)."""
     paths = [path] if isinstance(path, str) else list(path)
     layers = []
     for p in paths:
@@ -55,6 +73,8 @@ def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
             layers.append(_star_layer_data(p))
         elif _suffix(p) in _STORE_SUFFIXES:
             layers.extend(_patch_store_layer_data(p))
+        elif _suffix(p) in _MESH_SUFFIXES:
+            layers.append(_mesh_layer_data(p))
         else:
             layers.append(_mrc_layer_data(p))
     return layers
@@ -79,6 +99,14 @@ def _mrc_layer_data(path: str | Path) -> tuple[Any, dict, str]:
     if is_labels and label_names:
         kwargs["features"] = class_features(label_names)
     return volume.data, kwargs, ("labels" if is_labels else "image")
+
+
+def _mesh_layer_data(path: str | Path) -> tuple[Any, dict, str]:
+    """A mesh container as a Surface layer (in memory), at its voxel size."""
+    from napari_cryolearn.io.mesh_container import read_mesh_container
+    from napari_cryolearn.ui.mesh_layers import surface_layer_data
+
+    return surface_layer_data(read_mesh_container(path), name=Path(path).stem, path=path)
 
 
 def class_features(label_names: dict[int, str]) -> dict[str, list]:

@@ -49,7 +49,7 @@ _LAYER_TYPES = {"tomogram": napari.layers.Image, "labels": napari.layers.Labels,
                "micrographs": napari.layers.Image}
 #: Layer type an output of each kind opens as (other kinds: as the reader decides).
 _OUTPUT_LAYER_TYPES = {"tomogram": "image", "labels": "labels", "distances": "image", "micrographs": "image",
-                      "points": "points"}
+                      "points": "points", "mesh": "surface"}
 _FOLDER_KINDS = ("patch_store", "run")
 #: Dimensions a layer offered for an input of each kind must have (a 2D image is no tomogram).
 _LAYER_NDIM = {"tomogram": 3, "labels": 3, "points": 3}
@@ -286,7 +286,9 @@ def _output_layers(result: JobResult, outputs: dict[str, Port], *, reference, sc
 
     Outputs in ``scratch`` are loaded into memory (the folder is removed after the job); saved
     ones stay memory-mapped from their file. Files the viewer cannot open (CSV, folders that are
-    not patch stores) are left out.
+    not patch stores) are left out. An output the stage reports without a port of its name (a
+    job writing a folder of files, e.g. ``mesh_1``, ``mesh_2``, ... of ``pick.meshes``) opens as
+    the reader opens its file: a mesh container (``.h5``) as a Surface.
     """
     from napari_cryolearn.ui.io_hooks import get_reader, read_layers
 
@@ -317,7 +319,12 @@ def _output_layers(result: JobResult, outputs: dict[str, Port], *, reference, sc
                 name = str(kwargs.get("name", ""))
                 kwargs["name"] = base if len(found) == 1 else name.replace(path.stem, base, 1)
             if reference is not None:
-                ndim = data.shape[1] if layer_type == "points" else data.ndim - (1 if "channel_axis" in kwargs else 0)
+                if layer_type == "surface":  # (vertices, faces[, values]): vertices in voxels
+                    ndim = data[0].shape[1]
+                elif layer_type == "points":
+                    ndim = data.shape[1]
+                else:
+                    ndim = data.ndim - (1 if "channel_axis" in kwargs else 0)
                 kwargs["scale"] = tuple(reference.scale)[-ndim:]
                 kwargs["translate"] = tuple(reference.translate)[-ndim:]
                 kwargs["units"] = tuple(str(u) for u in reference.units)[-ndim:]
