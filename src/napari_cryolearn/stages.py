@@ -179,6 +179,31 @@ register_stage(
 )
 register_stage(
     Stage(
+        name="pick.train",
+        config="napari_cryolearn.picking.config:PickTrainConfig",
+        job="napari_cryolearn.picking.train_job:pick_train_job",
+        summary="train the DiffusionNet picker on mesh containers and protein positions (MemBrain-pick's DATA/train, DATA/val)",
+        order=75,
+        cli_positionals=("data",),
+        inputs=(Port("data", "run"), Port("pretrained_model", "model", optional=True)),
+        outputs=(Port("log_dir", "run"),),
+    )
+)
+register_stage(
+    Stage(
+        name="pick.predict",
+        config="napari_cryolearn.picking.config:PickPredictConfig",
+        job="napari_cryolearn.picking.predict_job:pick_predict_job",
+        summary="per-vertex distance scores and mean-shift picks on mesh containers, to STAR with orientations",
+        per_file=True,
+        order=80,
+        cli_positionals=("model", "meshes"),
+        inputs=(Port("model", "model"),),
+        outputs=(Port("output_dir", "run"),),
+    )
+)
+register_stage(
+    Stage(
         name="pick.eval",
         config="napari_cryolearn.picking.eval_job:PickEvalConfig",
         job="napari_cryolearn.picking.eval_job:pick_eval_job",

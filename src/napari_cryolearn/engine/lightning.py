@@ -405,6 +405,15 @@ class BestCheckpoint(ModelCheckpoint):
             super().on_validation_end(trainer, pl_module)
 
 
+class TopCheckpoints(BestCheckpoint):
+    """The ``save_top_k`` best checkpoints beside :class:`BestCheckpoint`'s one (its own state
+    in a checkpoint: Lightning keys callback states by type and monitor)."""
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode, top_k=self.save_top_k, role="top")
+
+
 def make_trainer(
     log_dir: str | os.PathLike,
     max_epochs: int,

@@ -370,6 +370,7 @@ def fit(
     files: Mapping[str, str] = {},  # noqa: B006 (read only)
     resume: Path | None = None,
     stop: StopFlag | None = None,
+    keep_best: int = 1,
     **trainer_options: Any,
 ) -> Generator[Progress, None, TrainResult]:
     """Train ``module`` on ``train_loader`` (validating on ``val_loader``, or ``None``): a job.
@@ -386,7 +387,8 @@ def fit(
     checkpoint to continue from (:func:`resume_checkpoint`). Setting ``stop`` (or closing the
     generator) ends training after the current batch; a non-finite loss raises
     :class:`~napari_cryolearn.engine.lightning.DivergedError`. ``trainer_options`` go to
-    :func:`~napari_cryolearn.engine.lightning.make_trainer`.
+    :func:`~napari_cryolearn.engine.lightning.make_trainer`. ``keep_best`` above 1 also keeps
+    that many best checkpoints as ``model/top-epoch=<e>.ckpt``.
     """
     from napari_cryolearn.engine.lightning import (
         BestCheckpoint,
@@ -394,6 +396,7 @@ def fit(
         ProgressRelay,
         StopOnDivergence,
         StopOnFlag,
+        TopCheckpoints,
         fit_in_thread,
         make_trainer,
         time_is_up,
@@ -417,9 +420,15 @@ def fit(
         enable_version_counter=False, auto_insert_metric_name=False, guard=guard,
     )
     last_cb = LastCheckpoint(last, guard=guard)
+    tops = []
+    if keep_best > 1:
+        tops.append(TopCheckpoints(
+            dirpath=str(mdir), filename="top-epoch={epoch:03d}", monitor=metric, mode=mode, save_top_k=keep_best,
+            save_last=False, enable_version_counter=False, auto_insert_metric_name=False, guard=guard,
+        ))
     relay = ProgressRelay(lambda e: None, stage, config.progress_every_n_batches, shown=shown)
     stopper = StopOnFlag(stop)
-    callbacks: list = [guard, relay, stopper, best_cb, last_cb]
+    callbacks: list = [guard, relay, stopper, best_cb, *tops, last_cb]
     early = None
     if config.early_stopping is not None:
         from lightning.pytorch.callbacks import EarlyStopping

@@ -1,8 +1,10 @@
 """The pick-evaluation job: picks and true positions (STAR files) in, precision, recall and F1 out.
 
 Each picks file is paired with a truth file: by name when every picks file has one
-(``<mesh>_picks.star`` or ``<mesh>_clusters.star`` with ``<mesh>.star``, or the same stem),
-else by order when both lists are as long. Coordinates are read as :func:`~napari_cryolearn.io.
+(``<mesh>_picks.star`` or ``<mesh>_clusters.star`` with ``<mesh>.star``, or the same stem), or
+one of its tomogram's (the picks of ``<tomogram>_1_picks.star``, ``<tomogram>_2_picks.star``, ...
+scored together against ``<tomogram>.star``, reported under the truth file's name), else by
+order when both lists are as long. Coordinates are read as :func:`~napari_cryolearn.io.
 star.read_star` reads them (pixels of the tomogram, ``rlnCoordinateX/Y/Z``) and measured in Å
 with ``pixel_size`` (the argument, else the files', else the voxel size of ``tomogram``);
 ``coordinates: angstrom`` takes the columns as Å already (MemBrain-pick's cluster STAR files).
@@ -22,6 +24,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from napari_cryolearn.engine.atomic import atomic_path
@@ -59,20 +62,39 @@ def _stem(path: Path) -> str:
     return stem
 
 
-def pair_files(picks: list[Path], truth: list[Path]) -> list[tuple[Path, Path]]:
-    """(picks, truth) pairs: by name when every picks file has a truth file of its name, else by
-    order when the lists are as long; :class:`InputError` otherwise.
+def _membrane_of(stem: str) -> str | None:
+    """The tomogram stem of a membrane's name ``<tomogram>_<k>`` (``pick meshes``'s naming)."""
+    head, _, tail = stem.rpartition("_")
+    return head if head and tail.isdigit() else None
+
+
+def pair_files(picks: list[Path], truth: list[Path]) -> list[tuple[list[Path], Path]]:
+    """(picks files, truth file) groups: by name when every picks file has a truth file of its
+    name, or of its tomogram's (``<tomogram>_<k>_picks.star``, one per membrane, with
+    ``<tomogram>.star``: the membranes' picks are scored together); else one to one by order
+    when the lists are as long; :class:`InputError` otherwise.
 
     >>> pair_files([Path("b_picks.star"), Path("a_picks.star")], [Path("a.star"), Path("b.star")])
-    [(PosixPath('b_picks.star'), PosixPath('b.star')), (PosixPath('a_picks.star'), PosixPath('a.star'))]
+    [([PosixPath('b_picks.star')], PosixPath('b.star')), ([PosixPath('a_picks.star')], PosixPath('a.star'))]
+    >>> pair_files([Path("t1_1_picks.star"), Path("t1_2_picks.star")], [Path("t1.star")])
+    [([PosixPath('t1_1_picks.star'), PosixPath('t1_2_picks.star')], PosixPath('t1.star'))]
     """
     by_name = {_stem(t): t for t in truth}
-    if len(by_name) == len(truth) and all(_stem(p) in by_name for p in picks):
-        return [(p, by_name[_stem(p)]) for p in picks]
+    if len(by_name) == len(truth):
+        owner = {}
+        for p in picks:
+            stem = _stem(p)
+            owner[p] = by_name.get(stem) or by_name.get(_membrane_of(stem) or "")
+        if all(owner.values()):
+            groups: dict[Path, list[Path]] = {}
+            for p in picks:
+                groups.setdefault(owner[p], []).append(p)
+            return [(files, t) for t, files in groups.items()]
     if len(picks) == len(truth):
-        return list(zip(picks, truth))
+        return [([p], t) for p, t in zip(picks, truth)]
     raise InputError(f"{len(picks)} picks files and {len(truth)} truth files, and their names do not pair "
-                     f"them (<name>_picks.star with <name>.star)", field="truth")
+                     f"them (<name>_picks.star with <name>.star, or <tomogram>_<k>_picks.star with "
+                     f"<tomogram>.star)", field="truth")
 
 
 def _pixel_size(config: PickEvalConfig, stars) -> float:
@@ -101,13 +123,15 @@ def pick_eval_job(config: PickEvalConfig, stop=None) -> Generator[Progress, None
     pairs = pair_files(list(config.picks), list(config.truth))
     if config.output is not None:
         check_output(config.picks[0], config.output, config.overwrite, suffixes=(".json",), what="JSON scores")
-    yield Progress(0, len(pairs), f"reading {2 * len(pairs)} STAR files", STAGE)
-    read = [(read_star(p, require_z=True), read_star(t, require_z=True)) for p, t in pairs]
-    size = _pixel_size(config, [s for pair in read for s in pair])
+    yield Progress(0, len(pairs), f"reading {sum(len(p) + 1 for p, _ in pairs)} STAR files", STAGE)
+    read = [([read_star(p, require_z=True) for p in files], read_star(t, require_z=True)) for files, t in pairs]
+    size = _pixel_size(config, [s for files, t in read for s in (*files, t)])
     per_file: dict[str, Any] = {}
     exact, hits, both = [], [], []
-    for i, ((picks_path, _), (picks, truth)) in enumerate(zip(pairs, read)):
-        a, b = picks.coords * size, truth.coords * size
+    for i, ((files, truth_path), (picks, truth)) in enumerate(zip(pairs, read)):
+        picks_path = files[0] if len(files) == 1 else truth_path
+        a = np.concatenate([np.asarray(s.coords, np.float64).reshape(-1, 3) for s in picks]) * size
+        b = truth.coords * size
         score = pick_scores(a, b, threshold=config.threshold)
         hit = hit_scores(a, b, threshold=config.threshold)
         exact.append(score)
