@@ -86,9 +86,15 @@ class PickPredictConfig(Config):
     model: Path = Field(description="checkpoint of a trained picker (model/model_best.ckpt of its run)")
     meshes: list[Path] = Field(min_length=1, description="mesh containers (.h5) to pick on")
     output_dir: Path = Field(description="folder for <mesh>.h5 (scores, picks) and <mesh>_picks.star")
-    bandwidth: float = Field(45.0, gt=0, description="mean-shift kernel radius, Å")
-    score_threshold: float = Field(3.0, gt=0, description="vertices predicted closer than this to a protein seed "
-                                   "the picks, in MemBrain-pick's unit of 15 Å (3 = 45 Å)")
+    bandwidth: float = Field(50.0, gt=0, description="mean-shift kernel radius, Å (about a protein's width)")
+    score_threshold: float = Field(4.0, gt=0, description="vertices predicted closer than this to a protein seed "
+                                   "the picks, in MemBrain-pick's unit of 15 Å (4 = 60 Å)")
+    weighting: Literal["threshold", "membrain"] = Field(
+        "threshold", description="mean-shift weight of a vertex: its margin under score_threshold, or MemBrain-pick's "
+        "10 − score", json_schema_extra=EXPERT)
+    windows: Literal["mean", "min"] = Field(
+        "mean", description="how the profile windows' predictions are combined per vertex: their mean, or "
+        "MemBrain-pick's minimum", json_schema_extra=EXPERT)
     min_samples: int = Field(5, ge=1, description="converged seeds a pick needs", json_schema_extra=EXPERT)
     angstrom: bool = Field(False, description="write STAR coordinates in Å (MemBrain-pick's convention) instead of "
                            "voxels of the tomogram")

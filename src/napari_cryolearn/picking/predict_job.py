@@ -2,8 +2,8 @@
 
 Every mesh is cut into the partitions training used, its operators loaded from the cache
 (computed once); the network runs on every profile window of each partition and keeps each
-vertex's smallest predicted distance (MemBrain-pick's rule), the partitions are stitched by
-their Gaussian weights, and score-weighted mean shift (:func:`~.meanshift.mean_shift_picks`,
+vertex's mean prediction (``windows: min``: MemBrain-pick's smallest), the partitions are
+stitched by their Gaussian weights, and score-weighted mean shift (:func:`~.meanshift.mean_shift_picks`,
 ``bandwidth`` in Å) over the vertices predicted within ``score_threshold`` of a protein gives
 the picks, each oriented along the membrane normal at its nearest vertex
 (:mod:`.orientations`).
@@ -103,9 +103,11 @@ def load_picker(path, *, device=None):
 # ----------------------------------------------------------------------------------- operation
 
 
-def predict_scores(net, items, n_vertices: int, *, device=None) -> np.ndarray:
+def predict_scores(net, items, n_vertices: int, *, device=None, windows: str = "mean") -> np.ndarray:
     """Per-vertex predicted distance (units of 15 Å) of a mesh from its partitions: every profile
-    window run, the smallest kept, the partitions stitched by their weights."""
+    window run, their predictions averaged (``windows="mean"``) or the smallest kept
+    (``"min"``, MemBrain-pick's rule, which lowers every score and adds false picks), the
+    partitions stitched by their weights."""
     import torch
 
     from napari_cryolearn.picking.diffusionnet import operators_to_torch
@@ -117,18 +119,19 @@ def predict_scores(net, items, n_vertices: int, *, device=None) -> np.ndarray:
     with torch.no_grad():
         for item in items:
             ops = operators_to_torch(item.operators, device=device)
-            best = None
+            runs = []
             for start in profile_windows(item.profiles.shape[1], window):
                 x = torch.from_numpy(np.ascontiguousarray(item.profiles[:, start:start + window])).to(device)
-                out = net(x, *ops)
-                best = out if best is None else torch.minimum(best, out)
-            outputs.append(best.float().cpu().numpy())
+                runs.append(net(x, *ops))
+            stacked = torch.stack(runs)
+            combined = stacked.min(0).values if windows == "min" else stacked.mean(0)
+            outputs.append(combined.float().cpu().numpy())
     return stitch(n_vertices, items, outputs)
 
 
 def picks_from_scores(verts: np.ndarray, normals: np.ndarray, scores: np.ndarray, *, voxel_size: float,
                       bandwidth: float, score_threshold: float, min_samples: int = 5,
-                      seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+                      weighting: str = "threshold", seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
     """Picks (K, 3) z, y, x voxels and their RELION angles (K, 3) degrees from per-vertex scores;
     ``bandwidth`` in Å."""
     from scipy.spatial import cKDTree
@@ -137,7 +140,7 @@ def picks_from_scores(verts: np.ndarray, normals: np.ndarray, scores: np.ndarray
     from napari_cryolearn.picking.orientations import normal_angles
 
     centres = mean_shift_picks(verts * voxel_size, scores, bandwidth=bandwidth, score_threshold=score_threshold,
-                               min_samples=min_samples) / voxel_size
+                               min_samples=min_samples, weighting=weighting) / voxel_size
     if not len(centres):
         return np.zeros((0, 3)), np.zeros((0, 3))
     _, idx = cKDTree(verts).query(centres, k=1)
@@ -192,10 +195,11 @@ def pick_predict_job(config: PickPredictConfig, stop=None) -> Generator[Progress
                                 size=network.partition_size, k=network.eigenpairs, cache_dir=cache)
         if check_stop(stop):
             return JobResult(stopped=True)
-        scores = predict_scores(net, items, len(m.verts), device=device)
+        scores = predict_scores(net, items, len(m.verts), device=device, windows=config.windows)
         picks, angles = picks_from_scores(m.verts, m.normals, scores, voxel_size=m.voxel_size,
                                           bandwidth=config.bandwidth, score_threshold=config.score_threshold,
-                                          min_samples=config.min_samples, seed=config.seed + n - 1)
+                                          min_samples=config.min_samples, weighting=config.weighting,
+                                          seed=config.seed + n - 1)
         results.append((m, scores, picks, angles))
         yield Progress(n, len(meshes), f"{m.path.name}: {len(picks)} picks", STAGE)
         if check_stop(stop):
