@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,8 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     out = capsys.readouterr().out
     demo = tmp_path / "demo"
     for stage in ["sample", "prep.filter", "prep.masks", "prep.scale", "prep.threshold", "prep.distances",
-                  "prep.patches", "segment.train", "segment.predict"]:
+                  "prep.patches", "segment.train", "segment.predict", "pick.meshes", "pick.train", "pick.predict",
+                  "pick.eval"]:
         assert f"== {stage}:" in out
     tomo = read_mrc(demo / "sample" / "tomogram.mrc")
     predicted = read_mrc(demo / "segmentation" / "tomogram_predicted_labels.mrc")
@@ -85,6 +87,13 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     names = label_names_from(read_sidecar(demo / "segmentation" / "tomogram_predicted_labels.mrc"))
     assert names == {0: "background", 1: "membrane", 2: "membrane_protein", 3: "particle"}
     assert "napari " + str(demo / "sample" / "tomogram.mrc") in out
+    # the picking chain ran on the predicted membranes: meshes, a picker, scored meshes, scores
+    assert sorted((demo / "picking" / "DATA" / "train").glob("tomogram_*.h5"))
+    assert (demo / "picking" / "DATA" / "train" / "tomogram.star").is_file()
+    assert (demo / "picking" / "run" / "model" / "last.ckpt").is_file()
+    assert sorted((demo / "picking" / "picks").glob("tomogram_*_picks.star"))
+    assert "f1" in json.loads((demo / "picking" / "pick_scores.json").read_text())
+    assert str(demo / "picking" / "picks" / "tomogram_1.h5") in out
     # the printed command runs as printed, also from a venv that is not on PATH
     command = next(line.split()[0] for line in out.splitlines()
                    if line.startswith("  ") and "napari" in line and str(demo / "sample" / "tomogram.mrc") in line)

@@ -225,7 +225,9 @@ def run_demo(
 
 def _demo_command(args: argparse.Namespace) -> int:
     outputs = run_demo(args.outdir, quiet=args.quiet, quick=args.quick, overwrite=args.overwrite)
-    volumes = list(dict.fromkeys(str(p) for p in outputs.values() if p.suffix in {".mrc", ".star"}))
+    # the volumes, the STAR files and the scored meshes (the unscored ones, mesh_<k>, are their copies)
+    volumes = list(dict.fromkeys(str(p) for role, p in outputs.items()
+                                 if p.suffix in {".mrc", ".star"} or (p.suffix == ".h5" and not role.startswith("mesh_"))))
     print()
     napari = napari_command()
     print("Done. Open the volumes, masks, predictions and picks together in napari:")

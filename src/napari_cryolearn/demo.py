@@ -120,3 +120,49 @@ def predict_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
         probabilities=out / "tomogram_probabilities.npy",
         window=(_patch(quick),) * 3,
     )
+
+
+def _picking(workdir: Path) -> Path:
+    return Path(workdir) / "picking"
+
+
+def meshes_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """Meshes of the membranes the demo model segmented (class 1), with the tomogram sampled along
+    their normals, and the sample's protein positions beside them: training data for the picker
+    in MemBrain-pick's layout (``picking/DATA/train``)."""
+    from napari_cryolearn.picking.meshes_job import MeshesConfig, positions_path
+
+    config = MeshesConfig(segmentation=outputs["predicted_labels"], tomogram=outputs["tomogram"],
+                          output_dir=_picking(workdir) / "DATA" / "train", classes=[1],
+                          min_voxels=500 if quick else 2000, positions=outputs["proteins"])
+    outputs["meshes"] = config.output_dir
+    outputs["mesh_positions"] = positions_path(config)
+    return config
+
+
+def pick_train_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """The picker trained on those meshes: 15 epochs when quick, else 100 (operators cached in
+    ``picking/cache``)."""
+    from napari_cryolearn.picking.config import PickTrainConfig
+
+    run = _picking(workdir) / "run"
+    outputs["picker"] = run / "model" / "last.ckpt"
+    return PickTrainConfig(data=_picking(workdir) / "DATA", log_dir=run, max_epochs=15 if quick else 100,
+                           cache_dir=_picking(workdir) / "cache")
+
+
+def pick_predict_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """Scores and picks on the same meshes (the demo has one tomogram: no held-out data)."""
+    from napari_cryolearn.picking.config import PickPredictConfig
+
+    outputs["picks"] = _picking(workdir) / "picks"
+    return PickPredictConfig(model=outputs["picker"], meshes=[outputs["meshes"]], output_dir=outputs["picks"],
+                             cache_dir=_picking(workdir) / "cache")
+
+
+def pick_eval_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """Precision, recall and F1 of the picks at 60 Å against the sample's protein positions."""
+    from napari_cryolearn.picking.eval_job import PickEvalConfig
+
+    return PickEvalConfig(picks=[outputs["picks"]], truth=[outputs["mesh_positions"]], threshold=60.0,
+                          output=_picking(workdir) / "pick_scores.json")

@@ -71,3 +71,37 @@ def test_bad_input_is_refused_before_anything_is_written(sample, tmp_path, capsy
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "tomo_1.h5").read_bytes() == before
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_positions_make_the_folder_training_data(sample, tmp_path):
+    from napari_cryolearn.io import read_star, write_star
+
+    root, tomo = sample
+    write_star(tmp_path / "proteins.star", tomo.protein_coords, {"rlnClassNumber": [2] * len(tomo.protein_coords)},
+               pixel_size=10.0)
+    cfg = MeshesConfig(segmentation=root / "seg.mrc", tomogram=root / "tomo.mrc", output_dir=tmp_path / "train",
+                       min_voxels=1000, positions=tmp_path / "proteins.star")
+    result = run_job(meshes_job(cfg))
+    written = read_star(tmp_path / "train" / "tomo.star")
+    assert result.outputs["positions"] == tmp_path / "train" / "tomo.star"
+    np.testing.assert_allclose(written.coords, tomo.protein_coords)
+    assert written.features["rlnClassNumber"].tolist() == [2] * len(tomo.protein_coords)
+    # a positions file without coordinates is refused before any container is written
+    (tmp_path / "bad.star").write_text("data_\nloop_\n_rlnAngleRot #1\n10\n")
+    bad = cfg.model_copy(update={"positions": tmp_path / "bad.star", "output_dir": tmp_path / "other"})
+    with pytest.raises(InputError, match="bad.star"):
+        run_job(meshes_job(bad))
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_membrane_too_thin_to_mesh_is_skipped_and_reported(tmp_path):
+    volume = np.random.default_rng(0).normal(size=(40, 40, 40)).astype(np.float32)
+    seg = np.zeros((40, 40, 40), np.uint8)
+    seg[10:30, 10:30, 20] = 1  # a one-voxel sheet of 400 voxels
+    write_mrc(tmp_path / "tomo.mrc", volume, voxel_size=10.0)
+    write_mrc(tmp_path / "seg.mrc", seg, voxel_size=10.0)
+    cfg = MeshesConfig(segmentation=tmp_path / "seg.mrc", tomogram=tmp_path / "tomo.mrc", output_dir=tmp_path / "m",
+                       min_voxels=100, vertex_area=20000.0)
+    with pytest.raises(InputError, match="too thin to mesh"):
+        run_job(meshes_job(cfg))
+    assert not (tmp_path / "m").exists()

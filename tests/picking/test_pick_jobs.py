@@ -205,3 +205,22 @@ def test_cli_train_and_predict(dataset, trained, tmp_path, capsys):
     assert code == 2 and "exists" in capsys.readouterr().err
     code = main(["pick", "train", str(tmp_path / "missing"), "--log-dir", str(tmp_path / "run")])
     assert code == 2
+
+
+def test_folders_of_meshes_and_of_picks(dataset, trained, tmp_path):
+    from napari_cryolearn.picking.eval_job import PickEvalConfig, pick_eval_job
+
+    _, result = trained
+    val = dataset / "DATA" / "val"
+    cfg = PickPredictConfig(model=result.best_checkpoint, meshes=[val], output_dir=tmp_path / "out",
+                            cache_dir=tmp_path / "cache", score_threshold=10.0, device="cpu")
+    out = run_job(pick_predict_job(cfg))
+    assert len(out.metrics["picks"]) == len(list(val.glob("*.h5")))
+    scores = run_job(pick_eval_job(PickEvalConfig(picks=[tmp_path / "out"], truth=[val], threshold=60)))
+    assert list(scores.metrics["per_file"]) == ["t1.star"]  # the membranes' picks scored together
+    truth = read_star(val / "t1.star")
+    assert scores.metrics["per_file"]["t1.star"]["truth"] == len(truth.coords)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="holds no mesh container"):
+        run_job(pick_predict_job(cfg.model_copy(update={"meshes": [empty]})))

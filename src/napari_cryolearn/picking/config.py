@@ -84,7 +84,7 @@ class PickPredictConfig(Config):
     """Prediction of per-vertex scores and picks on mesh containers (see :mod:`.predict_job`)."""
 
     model: Path = Field(description="checkpoint of a trained picker (model/model_best.ckpt of its run)")
-    meshes: list[Path] = Field(min_length=1, description="mesh containers (.h5) to pick on")
+    meshes: list[Path] = Field(min_length=1, description="mesh containers (.h5) to pick on, or folders of them")
     output_dir: Path = Field(description="folder for <mesh>.h5 (scores, picks) and <mesh>_picks.star")
     bandwidth: float = Field(50.0, gt=0, description="mean-shift kernel radius, Å (about a protein's width)")
     score_threshold: float = Field(4.0, gt=0, description="vertices predicted closer than this to a protein seed "

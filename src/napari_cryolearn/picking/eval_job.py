@@ -43,8 +43,10 @@ _PICK_ENDINGS = ("_picks", "_clusters")
 class PickEvalConfig(Config):
     """Evaluation of picks against true positions (see the module docstring)."""
 
-    picks: list[Path] = Field(description="STAR files of picks (one per membrane or tomogram)")
-    truth: list[Path] = Field(description="STAR files of the true positions, paired with the picks by name (else by order)")
+    picks: list[Path] = Field(description="STAR files of picks (one per membrane or tomogram), or folders of "
+                              "<name>_picks.star files")
+    truth: list[Path] = Field(description="STAR files of the true positions, paired with the picks by name (else by "
+                              "order), or folders of them")
     threshold: float = Field(60.0, gt=0, description="largest distance, in Å, at which a pick finds a true position")
     pixel_size: float | None = Field(None, gt=0, description="Å per pixel of the coordinates (default: the files', else the tomogram's voxel size)")
     tomogram: Path | None = Field(None, description="MRC whose voxel size converts pixel coordinates to Å")
@@ -97,6 +99,22 @@ def pair_files(picks: list[Path], truth: list[Path]) -> list[tuple[list[Path], P
                      f"<tomogram>.star)", field="truth")
 
 
+def star_files(given, *, picks: bool) -> list[Path]:
+    """The STAR files named: files as given, a folder as its picks files (``*_picks.star``,
+    ``*_clusters.star``) or, for the truth, its other ``.star`` files."""
+    out: list[Path] = []
+    for p in (Path(g) for g in given):
+        if not p.is_dir():
+            out.append(p)
+            continue
+        found = sorted(q for q in p.glob("*.star") if (_stem(q) != q.name[:-5]) == picks)
+        if not found:
+            raise InputError(f"holds no {'picks' if picks else 'truth'} STAR file", path=p,
+                             field="picks" if picks else "truth")
+        out += found
+    return out
+
+
 def _pixel_size(config: PickEvalConfig, stars) -> float:
     if config.coordinates == "angstrom":
         return 1.0
@@ -120,7 +138,7 @@ def pick_eval_job(config: PickEvalConfig, stop=None) -> Generator[Progress, None
     from napari_cryolearn.io.star import read_star
     from napari_cryolearn.picking.evaluation import combine, hit_scores, pick_scores, threshold_sweep
 
-    pairs = pair_files(list(config.picks), list(config.truth))
+    pairs = pair_files(star_files(config.picks, picks=True), star_files(config.truth, picks=False))
     if config.output is not None:
         check_output(config.picks[0], config.output, config.overwrite, suffixes=(".json",), what="JSON scores")
     yield Progress(0, len(pairs), f"reading {sum(len(p) + 1 for p, _ in pairs)} STAR files", STAGE)

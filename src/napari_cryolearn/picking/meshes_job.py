@@ -7,7 +7,9 @@ consistently oriented vertex normals, and the tomogram is sampled along each nor
 (``profile_samples`` values ``profile_step`` Å apart, cubic interpolation): the per-vertex
 features of the picker. Each membrane is written to ``output_dir/<tomogram stem>_<k>.h5``
 (k = 1, 2, ... by size, largest first) in MemBrain-pick's layout
-(:mod:`napari_cryolearn.io.mesh_container`), so their tools read ours and ours theirs. The voxel
+(:mod:`napari_cryolearn.io.mesh_container`), so their tools read ours and ours theirs. Given
+``positions`` (a STAR file of the tomogram's proteins), they are also written as
+``output_dir/<tomogram stem>.star``, which makes the folder training data for ``pick train``. The voxel
 size comes from the tomogram's MRC header. Everything is checked, and every mesh made, before
 the first file is written; each file is written atomically.
 """
@@ -26,6 +28,8 @@ from napari_cryolearn.engine.jobs import JobResult, check_stop
 from napari_cryolearn.engine.progress import Progress
 
 STAGE = "pick.meshes"
+#: Fewest faces a membrane's mesh must have to be written.
+_MIN_FACES = 4
 
 
 class MeshesConfig(Config):
@@ -39,6 +43,9 @@ class MeshesConfig(Config):
     vertex_area: float = Field(400.0, gt=0, description="surface per mesh vertex, Å²")
     profile_samples: int = Field(20, ge=2, description="tomogram values sampled along each vertex normal", json_schema_extra=EXPERT)
     profile_step: float = Field(2.5, gt=0, description="distance between the samples along the normal, Å", json_schema_extra=EXPERT)
+    positions: Path | None = Field(None, description="STAR file of the tomogram's protein positions (voxels): "
+                                   "also written to output_dir/<tomogram stem>.star, so the folder is training data "
+                                   "for pick train")
     overwrite: bool = Field(False, description="replace existing containers of this tomogram in output_dir")
 
 
@@ -46,6 +53,11 @@ def mesh_paths(config: MeshesConfig, count: int) -> list[Path]:
     """The containers of ``count`` membranes: ``output_dir/<tomogram stem>_<k>.h5``."""
     stem = Path(config.tomogram).name.split(".")[0]
     return [Path(config.output_dir) / f"{stem}_{k}.h5" for k in range(1, count + 1)]
+
+
+def positions_path(config: MeshesConfig) -> Path:
+    """Where ``positions`` are written: ``output_dir/<tomogram stem>.star``."""
+    return Path(config.output_dir) / f"{Path(config.tomogram).name.split('.')[0]}.star"
 
 
 def _validate(config: MeshesConfig):
@@ -85,15 +97,28 @@ def meshes_job(config: MeshesConfig, stop=None) -> Generator[Progress, None, Job
                          f"{int(membrane.sum())} voxels in all); lower min_voxels", path=config.segmentation,
                          field="min_voxels")
     paths = mesh_paths(config, len(components))
+    points = None
+    if config.positions is not None:
+        from napari_cryolearn.engine.outputs import check_output
+        from napari_cryolearn.io.star import read_star
+
+        points = read_star(config.positions, require_z=True)
+        check_output([config.positions, config.segmentation, config.tomogram], positions_path(config),
+                     config.overwrite, field="positions")
     if not config.overwrite:
         taken = [p for p in paths if p.exists()]
         if taken:
             raise InputError(f"exists ({len(taken)} of the {len(paths)} containers); pass --overwrite to replace",
                              path=taken[0], field="output_dir")
-    containers = []
+    containers, skipped = [], []
     for k, component in enumerate(components, start=1):
         verts, faces = mesh_from_mask(component.mask, voxel_size=voxel_size, vertex_area=config.vertex_area,
                                       offset=component.offset)
+        if len(faces) < _MIN_FACES:  # a membrane thinner than the mesh's grid: nothing to sample
+            skipped.append(component.voxels)
+            yield Progress(k, len(components), f"membrane {k}/{len(components)} ({component.voxels} voxels) is too "
+                           "thin to mesh at this vertex area: skipped", STAGE)
+            continue
         normals = vertex_normals(verts, faces)
         profiles = normal_profiles(tomo.data, verts, normals, samples=config.profile_samples,
                                    step=config.profile_step, voxel_size=voxel_size)
@@ -103,9 +128,23 @@ def meshes_job(config: MeshesConfig, stop=None) -> Generator[Progress, None, Job
         if check_stop(stop):
             return JobResult(stopped=True)
         yield Progress(k, len(components), f"membrane {k}/{len(components)}: {len(verts)} vertices", STAGE)
+    if not containers:
+        raise InputError(f"its {len(components)} membranes of at least {config.min_voxels} voxels are too thin to "
+                         f"mesh at {config.vertex_area:g} Å² per vertex; lower vertex_area", path=config.segmentation,
+                         field="vertex_area")
+    paths = paths[:len(containers)]
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     for path, container in zip(paths, containers):
         write_mesh_container(path, container, overwrite=config.overwrite)
     outputs = {f"mesh_{k}": p for k, p in enumerate(paths, start=1)}
-    return JobResult(outputs, metrics={"membranes": len(paths), "vertices": [len(c.points) for c in containers]})
+    if points is not None:
+        from napari_cryolearn.io.star import write_star
+
+        keep = [c for c in points.features.columns if c == "rlnClassNumber"]
+        outputs["positions"] = write_star(positions_path(config), points.coords, points.features[keep],
+                                          pixel_size=voxel_size, overwrite=config.overwrite)
+    metrics = {"membranes": len(paths), "vertices": [len(c.points) for c in containers]}
+    if skipped:
+        metrics["skipped (too thin)"] = len(skipped)
+    return JobResult(outputs, metrics=metrics)
 

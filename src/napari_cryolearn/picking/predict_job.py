@@ -150,6 +150,22 @@ def picks_from_scores(verts: np.ndarray, normals: np.ndarray, scores: np.ndarray
 # ------------------------------------------------------------------------------------------ job
 
 
+def mesh_files(given) -> list[Path]:
+    """The containers named: files as given, folders as the ``.h5`` files in them (sorted)."""
+    out: list[Path] = []
+    for p in (Path(g) for g in given):
+        if p.is_dir():
+            found = sorted(q for q in p.glob("*.h5") if q.is_file())
+            if not found:
+                raise InputError("holds no mesh container (.h5)", path=p, field="meshes")
+            out += found
+        elif not p.is_file():
+            raise InputError("not found", path=p, field="meshes")
+        else:
+            out.append(p)
+    return out
+
+
 def output_paths(config: PickPredictConfig, mesh: Path) -> tuple[Path, Path]:
     from napari_cryolearn.picking.train_job import mesh_stem
 
@@ -185,6 +201,7 @@ def pick_predict_job(config: PickPredictConfig, stop=None) -> Generator[Progress
 
     device = torch_device(config.device)
     net, network = load_picker(config.model, device=device)
+    config = config.model_copy(update={"meshes": mesh_files(config.meshes)})
     _check_outputs(config)
     meshes = [load_mesh(Path(p), window=network.profile_window, pixel_size=config.pixel_size) for p in config.meshes]
     cache = Path(config.cache_dir) if config.cache_dir is not None else default_cache_dir()
