@@ -105,3 +105,17 @@ def test_a_membrane_too_thin_to_mesh_is_skipped_and_reported(tmp_path):
     with pytest.raises(InputError, match="too thin to mesh"):
         run_job(meshes_job(cfg))
     assert not (tmp_path / "m").exists()
+
+
+def test_obj_files_beside_the_containers(sample, tmp_path):
+    import trimesh
+
+    root, _ = sample
+    cfg = MeshesConfig(segmentation=root / "seg.mrc", tomogram=root / "tomo.mrc", output_dir=tmp_path / "m",
+                       min_voxels=1000, obj=True)
+    run_job(meshes_job(cfg))
+    for h5 in sorted((tmp_path / "m").glob("*.h5")):
+        c = read_mesh_container(h5)
+        mesh = trimesh.load(h5.with_suffix(".obj"), process=False)
+        np.testing.assert_allclose(mesh.vertices, c.points, atol=1e-5)
+        np.testing.assert_array_equal(mesh.faces, c.faces)

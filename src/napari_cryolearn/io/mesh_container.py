@@ -57,7 +57,7 @@ import numpy as np
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
 
-__all__ = ["MeshContainer", "read_mesh_container", "write_mesh_container"]
+__all__ = ["MeshContainer", "read_mesh_container", "write_mesh_container", "write_mesh_obj"]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -266,6 +266,25 @@ def write_mesh_container(path: str | os.PathLike, container: MeshContainer, *, o
                 f.create_dataset("scores", data=c.scores)
             if c.cluster_centers is not None:
                 f.create_dataset("cluster_centers", data=c.cluster_centers)
+    return path
+
+
+def write_mesh_obj(path: str | os.PathLike, container: MeshContainer, *, overwrite: bool = False) -> Path:
+    """Write the mesh as a Wavefront ``.obj`` (vertices in voxels, x y z; faces 1-based), as
+    MemBrain-pick writes beside its containers for other viewers (Blender, ParaView, ChimeraX).
+
+    >>> import tempfile, numpy as np
+    >>> c = MeshContainer(np.eye(3), np.array([[0, 1, 2]]), None, None)
+    >>> p = write_mesh_obj(Path(tempfile.mkdtemp()) / "m.obj", c)
+    >>> p.read_text().splitlines()[-1]
+    'f 1 2 3'
+    """
+    path = Path(path)
+    c = _check(container, path)
+    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in np.asarray(c.points, np.float64)]
+    lines += [f"f {a + 1} {b + 1} {d + 1}" for a, b, d in np.asarray(c.faces, np.int64)]
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
     return path
 
 

@@ -46,6 +46,8 @@ class MeshesConfig(Config):
     positions: Path | None = Field(None, description="STAR file of the tomogram's protein positions (voxels): "
                                    "also written to output_dir/<tomogram stem>.star, so the folder is training data "
                                    "for pick train")
+    obj: bool = Field(False, description="also write each mesh as <name>.obj (vertices in voxels) for other viewers, "
+                      "as MemBrain-pick does", json_schema_extra=EXPERT)
     overwrite: bool = Field(False, description="replace existing containers of this tomogram in output_dir")
 
 
@@ -80,7 +82,7 @@ def meshes_job(config: MeshesConfig, stop=None) -> Generator[Progress, None, Job
     """Mesh every membrane of ``config.segmentation`` and write one container each (see the module
     docstring). Returns a :class:`JobResult` with outputs ``mesh_1``, ``mesh_2``, ... and metrics
     ``membranes`` and ``vertices`` (per mesh)."""
-    from napari_cryolearn.io.mesh_container import MeshContainer, write_mesh_container
+    from napari_cryolearn.io.mesh_container import MeshContainer, write_mesh_container, write_mesh_obj
     from napari_cryolearn.picking.meshes import membrane_components, mesh_from_mask, normal_profiles, vertex_normals
 
     seg, tomo = _validate(config)
@@ -106,7 +108,7 @@ def meshes_job(config: MeshesConfig, stop=None) -> Generator[Progress, None, Job
         check_output([config.positions, config.segmentation, config.tomogram], positions_path(config),
                      config.overwrite, field="positions")
     if not config.overwrite:
-        taken = [p for p in paths if p.exists()]
+        taken = [p for p in paths if p.exists() or (config.obj and p.with_suffix(".obj").exists())]
         if taken:
             raise InputError(f"exists ({len(taken)} of the {len(paths)} containers); pass --overwrite to replace",
                              path=taken[0], field="output_dir")
@@ -136,6 +138,8 @@ def meshes_job(config: MeshesConfig, stop=None) -> Generator[Progress, None, Job
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     for path, container in zip(paths, containers):
         write_mesh_container(path, container, overwrite=config.overwrite)
+        if config.obj:
+            write_mesh_obj(path.with_suffix(".obj"), container, overwrite=config.overwrite)
     outputs = {f"mesh_{k}": p for k, p in enumerate(paths, start=1)}
     if points is not None:
         from napari_cryolearn.io.star import write_star
