@@ -5,7 +5,7 @@
 Synthetic tomograms (``picking.sample_data``, 64×96×96 voxels of 10 Å, vesicles and open sheets
 with six proteins each): seeds 0 and 1 train, 50 validates, 100–103 are held out. Meshes from the
 true membrane labels (``--segmented``: from a segmentation that ``segment train`` learns on the
-training tomograms for ``--segment-time`` and ``segment predict`` writes for every tomogram);
+training tomograms for ``--segment-time`` minutes and ``segment predict`` writes for every tomogram);
 ``pick train`` for ``--epochs``; ``pick predict`` and ``pick eval`` (one-to-one, 60 Å) on the
 held-out tomograms. The reference, computed in the same run on the same predictions, is
 MemBrain-pick's picking rules (profile windows combined by their minimum, mean-shift weights
@@ -31,7 +31,8 @@ SPLITS = {"train": [0, 1], "val": [50], "test": [100, 101, 102, 103]}
 
 def segmenter(root: Path, minutes: float):
     """A ``segment(tomogram, out)`` callable: a segmentation network trained for ``minutes`` on the
-    training tomograms' true labels (written by a first, label-only pass), then applied."""
+    training tomograms' true labels (64³ patches, half overlapping; written by a first, label-only pass), then applied
+    with the training patch as its window."""
     from napari_cryolearn.prep.patch_job import PatchesConfig, patches_job
     from napari_cryolearn.segmentation.config import NetworkConfig, SegmentationPredictConfig, SegmentationTrainConfig
     from napari_cryolearn.segmentation.predict_job import predict_job
@@ -44,7 +45,7 @@ def segmenter(root: Path, minutes: float):
         tomos = labels_only / "tomograms"
         store = root / "patches" / f"t{seed}.zarr"
         run_job(patches_job(PatchesConfig(image=tomos / f"t{seed}.mrc", labels=tomos / f"t{seed}_labels.mrc",
-                                          output=store, patch_size=(48, 48, 48), overlap=0.25, overwrite=True)))
+                                          output=store, patch_size=(64, 64, 64), overlap=0.5, overwrite=True)))
         stores.append(store)
     t0 = time.perf_counter()
     result = run_job(train_job(SegmentationTrainConfig(
@@ -54,7 +55,7 @@ def segmenter(root: Path, minutes: float):
     model = result.outputs["model"]
 
     def segment(tomogram: Path, out: Path) -> Path:
-        run_job(predict_job(SegmentationPredictConfig(model=model, input=tomogram, output=out, window=(48, 48, 48))))
+        run_job(predict_job(SegmentationPredictConfig(model=model, input=tomogram, output=out)))
         return out
 
     return segment
@@ -64,7 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--segmented", action="store_true", help="mesh a predicted segmentation, not the true labels")
-    ap.add_argument("--segment-time", type=float, default=4.0, help="minutes of segmentation training")
+    ap.add_argument("--segment-time", type=float, default=6.0, help="minutes of segmentation training")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench_picking_"))

@@ -184,6 +184,12 @@ def test_bad_inputs_are_refused_before_anything_is_written(dataset, trained, tmp
     with pytest.raises(InputError, match="12 samples; the picker reads 16"):
         run_job(pick_predict_job(cfg))
     assert not (tmp_path / "o").exists()
+    # profiles sampled with another step than the picker learnt
+    c = read_mesh_container(data / "m.h5")
+    c.profile_step = 4.0
+    write_mesh_container(tmp_path / "step4.h5", c)
+    with pytest.raises(InputError, match="sampled 4 Å apart; the picker learnt profiles 2.5 Å apart"):
+        run_job(pick_predict_job(cfg.model_copy(update={"meshes": [tmp_path / "step4.h5"]})))
     # not a picker checkpoint
     torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "other.ckpt")
     with pytest.raises(InputError, match="not a picker checkpoint"):

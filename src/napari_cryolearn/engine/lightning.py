@@ -299,7 +299,7 @@ class StopOnFlag(Callback):
         self.stopped = True
         trainer.should_stop = True
         if self.checkpoint_path is not None:
-            trainer.save_checkpoint(self.checkpoint_path)
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)
         return True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -374,11 +374,11 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.should_stop and not _last_batch_of_epoch(trainer, batch_idx) and not self._vetoed():
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not epoch_cut_short(trainer) and not self._vetoed():
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class BestCheckpoint(ModelCheckpoint):

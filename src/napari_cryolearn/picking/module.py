@@ -84,11 +84,12 @@ class PickerModule(L.LightningModule):
     Gaussian weights). ``config``: a :class:`PickTrainConfig` as a dict (saved in checkpoints as
     ``hyper_parameters.config``). Logged: ``train_loss``, ``val_loss`` (squared distance error in
     units of 15 Å) and ``val_mae_A`` (the mean absolute error in Å over vertices within the
-    clip distance of a protein)."""
+    clip distance of a protein). ``profile_step``: the Å between the training meshes' profile
+    samples, kept in the checkpoint so that prediction refuses meshes sampled otherwise."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], profile_step: float | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters()  # profile_step (Å between profile samples) is checked at prediction
         self.cfg = PickTrainConfig.from_dict(config)
         self.net = build_picker(self.cfg.network)
         self.register_buffer("_near", torch.zeros(2, dtype=torch.float64), persistent=False)

@@ -87,7 +87,9 @@ def check_picker_checkpoint(path, net, *, require_training_state: bool = False) 
 
 
 def load_picker(path, *, device=None):
-    """``(network, PickerNetworkConfig)`` of a picker checkpoint, in eval mode on ``device``."""
+    """``(network, PickerNetworkConfig, profile_step)`` of a picker checkpoint, in eval mode on
+    ``device``; ``profile_step``: Å between the training meshes' profile samples (None when not
+    recorded)."""
     from napari_cryolearn.models.checkpoints import read_checkpoint
     from napari_cryolearn.picking.module import build_picker
 
@@ -97,7 +99,9 @@ def load_picker(path, *, device=None):
     state = _net_state(ckpt, path)
     _check_fits(net, state, path)
     net.load_state_dict(state)
-    return net.to(device).eval(), network
+    hp = ckpt.get("hyper_parameters") or {}
+    step = hp.get("profile_step") if isinstance(hp, dict) else None
+    return net.to(device).eval(), network, (None if step is None else float(step))
 
 
 # ----------------------------------------------------------------------------------- operation
@@ -194,16 +198,21 @@ def pick_predict_job(config: PickPredictConfig, stop=None) -> Generator[Progress
     :class:`JobResult` with outputs ``<name>`` (the scored mesh) and ``<name>_picks`` (the STAR
     file) per mesh, and metrics ``picks`` (per mesh) and ``vertices``."""
     from napari_cryolearn.engine.lightning import torch_device
-    from napari_cryolearn.io.mesh_container import MeshContainer, read_mesh_container, write_mesh_container
+    from napari_cryolearn.io.mesh_container import MeshContainer, write_mesh_container
     from napari_cryolearn.io.star import write_star
     from napari_cryolearn.picking.train_job import load_mesh, mesh_stem
     from napari_cryolearn.picking.training_data import partition_items
 
     device = torch_device(config.device)
-    net, network = load_picker(config.model, device=device)
+    net, network, step = load_picker(config.model, device=device)
     config = config.model_copy(update={"meshes": mesh_files(config.meshes)})
     _check_outputs(config)
     meshes = [load_mesh(Path(p), window=network.profile_window, pixel_size=config.pixel_size) for p in config.meshes]
+    for m in meshes:
+        if step is not None and m.profile_step is not None and abs(m.profile_step - step) > 1e-6:
+            raise InputError(f"its profiles were sampled {m.profile_step:g} Å apart; the picker learnt profiles "
+                             f"{step:g} Å apart (remake the mesh with --profile-step {step:g})", path=m.path,
+                             field="meshes")
     cache = Path(config.cache_dir) if config.cache_dir is not None else default_cache_dir()
     results = []
     for n, m in enumerate(meshes, start=1):
@@ -224,14 +233,13 @@ def pick_predict_job(config: PickPredictConfig, stop=None) -> Generator[Progress
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     outputs: dict[str, Path] = {}
     for m, scores, picks, angles in results:
-        source = read_mesh_container(m.path)
         h5, star = output_paths(config, m.path)
         scored = MeshContainer.from_zyx(
-            m.verts, m.faces, m.normals, m.profiles, tomo_file=source.tomo_file, voxel_size=m.voxel_size,
-            profile_step=m.profile_step, label=source.label, scores=scores.astype(np.float32),
+            m.verts, m.faces, m.normals, m.profiles, tomo_file=m.tomo_file or "", voxel_size=m.voxel_size,
+            profile_step=m.profile_step, label=m.label, scores=scores.astype(np.float32),
             cluster_centers=picks[:, ::-1] * m.voxel_size)
         write_mesh_container(h5, scored, overwrite=config.overwrite)
-        micrograph = Path(str(source.tomo_file).replace("\\", "/")).name if source.tomo_file else m.path.name
+        micrograph = Path(str(m.tomo_file).replace("\\", "/")).name if m.tomo_file else m.path.name
         features = {"rlnAngleRot": angles[:, 0], "rlnAngleTilt": angles[:, 1], "rlnAnglePsi": angles[:, 2],
                     "rlnMicrographName": [micrograph] * len(picks)}
         if config.angstrom:

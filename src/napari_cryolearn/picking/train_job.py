@@ -48,6 +48,8 @@ class LoadedMesh:
     profiles: np.ndarray
     voxel_size: float
     profile_step: float | None
+    tomo_file: str | None = None
+    label: int | None = None
     positions: np.ndarray | None = None
     star: Path | None = None
 
@@ -94,13 +96,7 @@ def load_mesh(path: Path, *, window: int, pixel_size: float | None) -> LoadedMes
     if normals is None:
         normals = vertex_normals(verts, faces)
     return LoadedMesh(Path(path), verts, faces, normals, np.asarray(c.normal_values, np.float32), float(voxel),
-                      c.profile_step)
-
-
-def _tomo_file(path: Path) -> str | None:
-    from napari_cryolearn.io.mesh_container import read_mesh_container
-
-    return read_mesh_container(path).tomo_file
+                      c.profile_step, c.tomo_file, c.label)
 
 
 def read_positions(star: Path, *, voxel_size: float, coordinates: str, classes: list[int] | None) -> np.ndarray:
@@ -136,7 +132,7 @@ def load_folder(folder: Path, config: PickTrainConfig, field: str) -> tuple[list
         if own.is_file():
             groups.setdefault(own, []).append(m)
             continue
-        names = tomogram_stem(m.path, _tomo_file(m.path))
+        names = tomogram_stem(m.path, m.tomo_file)
         found = [folder / f"{n}.star" for n in names if (folder / f"{n}.star").is_file()]
         if not found:
             wanted = ", ".join(f"{n}.star" for n in [mesh_stem(m.path), *names])
@@ -198,7 +194,7 @@ def pick_train_job(config: PickTrainConfig, stop: StopFlag | None = None) -> Gen
         raise InputError(f"the meshes' profiles were sampled with different steps {sorted(steps)} Å; remake them "
                          "with one --profile-step", path=config.data, field="data")
     torch.manual_seed(config.seed)
-    module = PickerModule(config.to_dict())
+    module = PickerModule(config.to_dict(), profile_step=steps.pop() if steps else None)
     if pretrained is not None:
         from napari_cryolearn.picking.predict_job import load_picker_state
 
