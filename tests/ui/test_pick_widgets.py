@@ -233,3 +233,28 @@ def test_points_go_to_voxels_of_the_mesh():
     points = Layer(np.array([[1.0, 2.0, 3.0]]), (20.0, 20.0, 20.0), (5.0, 0.0, 0.0))
     surface = Layer(None, (10.0, 10.0, 10.0), (5.0, 10.0, -10.0))
     np.testing.assert_allclose(positions_in_voxels(points, surface), [[2.0, 3.0, 7.0]])
+
+
+def test_pick_proteins_on_files_keeps_them_in_the_viewer(make_napari_viewer, qtbot, tiny_picker):
+    model, meshes, cache = tiny_picker
+    viewer = make_napari_viewer()
+    pick = _dock(viewer, "Pick proteins")
+    pick.form["model"].value = str(model)
+    pick.form["meshes"].value = meshes
+    pick.form["score_threshold"].value = "10"
+    pick.form["device"].value = "cpu"
+    pick.form["cache_dir"].value = str(cache)
+    _run(pick, qtbot)
+    surfaces = _surfaces(viewer)
+    points = [layer for layer in viewer.layers if isinstance(layer, napari.layers.Points)]
+    assert len(surfaces) == len(points) == len(meshes)
+    for mesh, surface, picked in zip(meshes, surfaces, points):
+        verts = read_mesh_container(mesh).verts_zyx()
+        np.testing.assert_array_equal(surface.data[0], verts)
+        assert surface.vertex_values.shape == (len(verts),) and np.isfinite(surface.vertex_values).all()
+        # at the containers' voxel size, as the reader opens them
+        assert tuple(surface.scale) == tuple(picked.scale) == (VOXEL,) * 3
+        if len(picked.data):
+            assert cKDTree(verts).query(picked.data)[0].max() < 2.0
+    assert sum(pick.result.metrics["picks"]) == sum(len(p.data) for p in points) > 0
+    assert pick.status.value == "done (in the viewer only: not saved)"
