@@ -189,6 +189,8 @@ register_stage(
         cli_positionals=("data",),
         inputs=(Port("data", "run"), Port("pretrained_model", "model", optional=True)),
         outputs=(Port("log_dir", "run"),),
+        widget="napari_cryolearn.ui.pick_train_widget:TrainPickerWidget",
+        title="Train picker",
     )
 )
 register_stage(
@@ -201,8 +203,10 @@ register_stage(
         order=80,
         demo="napari_cryolearn.demo:pick_predict_demo",
         cli_positionals=("model", "meshes"),
-        inputs=(Port("model", "model"),),
+        inputs=(Port("meshes", "mesh"), Port("model", "model")),
         outputs=(Port("output_dir", "run"),),
+        widget="napari_cryolearn.ui.stage_widget:pick_predict",
+        title="Pick proteins",
     )
 )
 register_stage(

@@ -49,11 +49,28 @@ def tiny_model(tmp_path_factory):
     return result.last_checkpoint
 
 
+@pytest.fixture(scope="session")
+def tiny_picker(tmp_path_factory):
+    """``(checkpoint, mesh containers, operator cache)``: the picker of the job tests' tiny
+    network trained one epoch on the synthetic picking data."""
+    from napari_cryolearn.engine.jobs import run_job
+    from napari_cryolearn.picking.config import PickTrainConfig
+    from napari_cryolearn.picking.sample_data import write_picking_dataset
+    from napari_cryolearn.picking.train_job import pick_train_job
+
+    root = tmp_path_factory.mktemp("tiny_picker")
+    meshes = write_picking_dataset(root, {"train": [0]}, shape=(48, 64, 64), n_particles=0, min_voxels=1000)
+    config = PickTrainConfig(data=root / "DATA", log_dir=root / "run", max_epochs=1, cache_dir=root / "cache",
+                             device="cpu", network=dict(partition_size=400, eigenpairs=32))
+    result = run_job(pick_train_job(config))
+    return result.last_checkpoint, meshes["train"], root / "cache"
+
+
 @pytest.fixture(autouse=True)
 def _no_model_handed_between_tests():
     """The Train → Segment hand-off is process-wide: each test starts without one."""
     from napari_cryolearn.ui.handoff import handoff
 
-    handoff.last_model = None
+    handoff.last_model = handoff.last_picker = None
     yield
-    handoff.last_model = None
+    handoff.last_model = handoff.last_picker = None

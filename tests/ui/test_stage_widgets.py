@@ -57,7 +57,9 @@ RECIPES = {
     "pick.meshes": dict(layers={"segmentation": "synthetic labels", "tomogram": "synthetic tomogram"},
                         values={"min_voxels": 100},
                         invalid=("vertex_area", "0", "vertex_area: Input should be greater than 0"), slow={}),
-    # "model" is filled in with the tiny_model fixture
+    # "model" is filled in with the tiny_model fixture (pick.predict: tiny_picker, with its meshes)
+    "pick.predict": dict(layers={}, values={"device": "cpu", "score_threshold": "10"},
+                         invalid=("bandwidth", "0", "bandwidth: Input should be greater than 0"), slow={}),
     "segment.predict": dict(layers={"input": "synthetic tomogram"}, values={"device": "cpu"},
                             invalid=("overlap", "1", "overlap: Input should be less than 1"),
                             slow={"window": "16", "overlap": "0.75"}),
@@ -80,6 +82,9 @@ def _widget(viewer, stage_name: str, request=None, **values) -> StageWidget:
     stage = get(stage_name)
     if stage_name == "segment.predict" and "model" not in values:
         values["model"] = str(request.getfixturevalue("tiny_model"))
+    if stage_name == "pick.predict" and "model" not in values:
+        model, meshes, cache = request.getfixturevalue("tiny_picker")
+        values = {"model": str(model), "meshes": meshes, "cache_dir": str(cache), **values}
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, stage.title)
     widget.reset_choices()
     recipe = RECIPES[stage_name]

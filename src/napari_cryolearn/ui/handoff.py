@@ -1,8 +1,9 @@
-"""What one widget hands to the next: the model a training just wrote, for the Segment widget.
+"""What one widget hands to the next: the model a training just wrote, for the widget that uses it.
 
-A plain signal (psygnal, napari's own), no Qt: the training widget emits the checkpoint it
+Plain signals (psygnal, napari's own), no Qt: a training widget emits the checkpoint it
 finished; a stage widget with a model input fills it in, unless the user chose another model
-by hand since.
+by hand since. Each family has its channel (:meth:`_Handoff.channel`), so that a picker trained
+by "Train picker" goes to "Pick proteins" and never to "Segment", nor the reverse.
 """
 
 from __future__ import annotations
@@ -13,14 +14,29 @@ from psygnal import Signal
 
 
 class _Handoff:
+    #: Segmentation models (Train segmentation → Segment).
     trained_model = Signal(Path)
+    #: Picker models (Train picker → Pick proteins).
+    trained_picker = Signal(Path)
 
     def __init__(self) -> None:
         self.last_model: Path | None = None
+        self.last_picker: Path | None = None
         self.trained_model.connect(self._remember)
+        self.trained_picker.connect(self._remember_picker)
 
     def _remember(self, path: Path) -> None:
         self.last_model = Path(path)
+
+    def _remember_picker(self, path: Path) -> None:
+        self.last_picker = Path(path)
+
+    def channel(self, stage_name: str):
+        """``(signal, name of the attribute holding the last model handed)`` for a stage's model
+        inputs: the picking stages' (``pick.*``), or the segmentation models' for the others."""
+        if stage_name.split(".")[0] == "pick":
+            return self.trained_picker, "last_picker"
+        return self.trained_model, "last_model"
 
 
 #: The suite's hand-offs between widgets.

@@ -32,7 +32,7 @@ from typing import Any
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import CheckBox, FileEdit, Widget, create_widget
+from magicgui.widgets import CheckBox, Container, FileEdit, Select, Widget, create_widget
 
 from napari_cryolearn.engine.config import is_expert, plain_text
 from napari_cryolearn.engine.errors import InputError
@@ -46,13 +46,36 @@ from napari_cryolearn.ui.job_widget import JobWidget
 
 #: Layer types offered for an input of each kind (other kinds are chosen as files).
 _LAYER_TYPES = {"tomogram": napari.layers.Image, "labels": napari.layers.Labels, "points": napari.layers.Points,
-               "micrographs": napari.layers.Image}
+               "micrographs": napari.layers.Image, "mesh": napari.layers.Surface}
 #: Layer type an output of each kind opens as (other kinds: as the reader decides).
 _OUTPUT_LAYER_TYPES = {"tomogram": "image", "labels": "labels", "distances": "image", "micrographs": "image",
                       "points": "points", "mesh": "surface"}
 _FOLDER_KINDS = ("patch_store", "run")
 #: Dimensions a layer offered for an input of each kind must have (a 2D image is no tomogram).
 _LAYER_NDIM = {"tomogram": 3, "labels": 3, "points": 3}
+
+
+class LayersAndFiles(Container):
+    """The picker of a list input (``meshes: list[Path]``): layers of the port's type, chosen in
+    a list, and files, chosen in a file dialog. ``value`` is the layers then the files (paths);
+    setting it to a mix of layers and paths selects each where it belongs."""
+
+    def __init__(self, *, name: str, label: str, choices, suffix: str, tooltip: str | None):
+        self.layers = Select(choices=choices, value=[], name=f"{name}_layers", label="layers", tooltip=tooltip)
+        self.files = FileEdit(mode="rm", value="", name=f"{name}_files", label="files",
+                              filter=f"*{suffix}" if suffix else None, tooltip=tooltip)
+        super().__init__(widgets=[self.layers, self.files], name=name, label=label)
+
+    @property
+    def value(self) -> list:
+        files = [Path(p) for p in (self.files.value or ()) if str(p) not in ("", ".")]
+        return [*self.layers.value, *files]
+
+    @value.setter
+    def value(self, items) -> None:
+        items = list(items or [])
+        self.layers.value = [i for i in items if isinstance(i, napari.layers.Layer)]
+        self.files.value = [str(i) for i in items if not isinstance(i, napari.layers.Layer)]
 
 
 class StageWidget(JobWidget):
@@ -92,9 +115,10 @@ class StageWidget(JobWidget):
         self._model_fields = [p.field for p in self.stage.inputs if p.kind == "model"]
         self._handed: Path | None = None
         if self._model_fields:
-            if handoff.last_model is not None:
-                self._take_model(handoff.last_model)
-            handoff.trained_model.connect(self._take_model)
+            self._handoff_signal, last = handoff.channel(self.stage.name)
+            if getattr(handoff, last) is not None:
+                self._take_model(getattr(handoff, last))
+            self._handoff_signal.connect(self._take_model)
 
     def _take_model(self, path: Path) -> None:
         """A training finished: its model fills the model inputs the user left empty or as handed."""
@@ -104,7 +128,7 @@ class StageWidget(JobWidget):
                 if current in ("", ".") or (self._handed is not None and Path(current) == self._handed):
                     self.form[name].value = str(path)
         except RuntimeError:  # the widget was closed (its Qt side is gone): stop listening
-            handoff.trained_model.disconnect(self._take_model)
+            self._handoff_signal.disconnect(self._take_model)
             return
         self._handed = Path(path)
 
@@ -129,6 +153,9 @@ class StageWidget(JobWidget):
     def _widget(self, name: str, field) -> Widget:
         tooltip = plain_text(field.description) or None
         port = self._inputs.get(name)
+        if port is not None and port.kind in _LAYER_TYPES and _is_list(field):
+            return LayersAndFiles(name=name, label=f"{name.replace('_', ' ')} ({port.kind})",
+                                  choices=self._layer_choices(port), suffix=port.file_suffix, tooltip=tooltip)
         if port is not None and port.kind in _LAYER_TYPES:
             kind = _LAYER_TYPES[port.kind]
             return create_widget(annotation=kind | None if port.optional else kind, name=name,
@@ -183,25 +210,39 @@ class StageWidget(JobWidget):
         return job
 
     def _input_files(self, values: dict, scratch: Path) -> tuple[list, Any]:
-        """Put each chosen input layer into ``values`` as a file; (layers to write, reference layer)."""
+        """Put each chosen input layer into ``values`` as a file; (layers to write, reference layer).
+
+        A list input takes layers and files together; a mesh (Surface layer) is handed as the
+        container it was opened from (``metadata["source_path"]``), as its layer lacks the
+        container's profiles."""
         to_write, reference = [], None
         for port in self.stage.inputs:
             if port.kind not in _LAYER_TYPES:
                 continue
-            layer = self.form[port.field].value
-            if layer is None:
+            chosen = self.form[port.field].value
+            many = isinstance(self.form[port.field], LayersAndFiles)
+            items = list(chosen) if many else ([] if chosen is None else [chosen])
+            if not items:
                 if port.optional:
                     continue
-                raise InputError(f"choose a {port.kind} layer", field=port.field)
-            if reference is None and port.kind != "points":
-                reference = layer
-            path = _source_file(layer)
-            if path is None:
-                path = scratch / f"{port.field}_{_safe(layer.name)}{port.file_suffix}"
-                to_write.append((layer.as_layer_data_tuple(), path))
-            values[port.field] = path
+                raise InputError(f"choose a {port.kind} layer{' or file' if many else ''}", field=port.field)
+            paths = []
+            for item in items:
+                if not isinstance(item, napari.layers.Layer):
+                    paths.append(Path(item))
+                    continue
+                layer = item
+                if reference is None and port.kind != "points":
+                    reference = layer
+                path = _mesh_source(layer, port.field) if port.kind == "mesh" else _source_file(layer)
+                if path is None:
+                    path = scratch / f"{port.field}_{_safe(layer.name)}{port.file_suffix}"
+                    to_write.append((layer.as_layer_data_tuple(), path))
+                paths.append(path)
+            values[port.field] = paths if many else paths[0]
         if reference is None:  # points only: their scale is the reference
             reference = next((self.form[p.field].value for p in self.stage.inputs if p.kind in _LAYER_TYPES
+                              and not isinstance(self.form[p.field], LayersAndFiles)
                               and self.form[p.field].value is not None), None)
         return to_write, reference
 
@@ -264,6 +305,27 @@ def _is_under(path: Path, folder: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _is_list(field) -> bool:
+    """Whether a config field holds a list (of paths)."""
+    import typing
+
+    annotation = field.annotation
+    return typing.get_origin(annotation) in (list, tuple) or any(
+        typing.get_origin(a) in (list, tuple) for a in typing.get_args(annotation))
+
+
+def _mesh_source(layer, field: str) -> Path:
+    """The mesh container a Surface layer was opened from; :class:`InputError` when it has none
+    (a mesh kept in the viewer only) or the file is gone."""
+    source = dict(layer.metadata).get("source_path")
+    if not source:
+        raise InputError(f"Surface layer {layer.name!r} was not opened from a mesh container (.h5): open the "
+                         "container, or run Membrane meshes with a folder to save its meshes in", field=field)
+    if not Path(source).is_file():
+        raise InputError(f"the container of Surface layer {layer.name!r} is gone", path=source, field=field)
+    return Path(source)
 
 
 def _source_file(layer) -> Path | None:
