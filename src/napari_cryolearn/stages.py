@@ -222,3 +222,40 @@ register_stage(
         outputs=(),
     )
 )
+register_stage(
+    Stage(
+        name="ssl.train",
+        config="napari_cryolearn.selfsup.config:SSLTrainConfig",
+        job="napari_cryolearn.selfsup.train_job:ssl_train_job",
+        summary="label-free training of an encoder on micrographs or their power spectra (SimSiam as prismpyp, SimCLR)",
+        order=110,
+        cli_positionals=("data",),
+        inputs=(Port("data", "micrographs"), Port("pretrained_model", "model", optional=True)),
+        outputs=(Port("log_dir", "run"),),
+    )
+)
+register_stage(
+    Stage(
+        name="ssl.embed",
+        config="napari_cryolearn.selfsup.config:EmbedConfig",
+        job="napari_cryolearn.selfsup.embed_job:ssl_embed_job",
+        summary="embeddings of micrographs by a trained encoder, with a 2D map and k-means clusters, as a table",
+        per_file=True,
+        order=120,
+        cli_positionals=("model", "data"),
+        inputs=(Port("model", "model"), Port("data", "micrographs")),
+        outputs=(Port("output", "table"),),
+    )
+)
+register_stage(
+    Stage(
+        name="ssl.intersect",
+        config="napari_cryolearn.selfsup.config:IntersectConfig",
+        job="napari_cryolearn.selfsup.embed_job:ssl_intersect_job",
+        summary="the micrographs whose clusters are good in both the real-space and the Fourier-space embeddings",
+        order=130,
+        cli_positionals=("real", "fft"),
+        inputs=(Port("real", "table"), Port("fft", "table")),
+        outputs=(Port("output", "file_list"),),
+    )
+)

@@ -29,6 +29,8 @@ NOUNS = {
     "run": "run folder",
     "config": "config file",
     "mesh": "mesh container",
+    "table": "table",
+    "file_list": "list of files",
 }
 
 

@@ -371,6 +371,7 @@ def fit(
     resume: Path | None = None,
     stop: StopFlag | None = None,
     keep_best: int = 1,
+    extra_callbacks: Sequence[Any] = (),
     **trainer_options: Any,
 ) -> Generator[Progress, None, TrainResult]:
     """Train ``module`` on ``train_loader`` (validating on ``val_loader``, or ``None``): a job.
@@ -388,7 +389,8 @@ def fit(
     generator) ends training after the current batch; a non-finite loss raises
     :class:`~napari_cryolearn.engine.lightning.DivergedError`. ``trainer_options`` go to
     :func:`~napari_cryolearn.engine.lightning.make_trainer`. ``keep_best`` above 1 also keeps
-    that many best checkpoints as ``model/top-epoch=<e>.ckpt``.
+    that many best checkpoints as ``model/top-epoch=<e>.ckpt``; ``extra_callbacks`` (e.g. a
+    checkpoint of another metric) join the suite's.
     """
     from napari_cryolearn.engine.lightning import (
         BestCheckpoint,
@@ -428,7 +430,7 @@ def fit(
         ))
     relay = ProgressRelay(lambda e: None, stage, config.progress_every_n_batches, shown=shown)
     stopper = StopOnFlag(stop)
-    callbacks: list = [guard, relay, stopper, best_cb, *tops, last_cb]
+    callbacks: list = [guard, relay, stopper, best_cb, *tops, *extra_callbacks, last_cb]
     early = None
     if config.early_stopping is not None:
         from lightning.pytorch.callbacks import EarlyStopping
