@@ -122,6 +122,8 @@ def read_state_dict(path_or_state: str | os.PathLike | dict[str, Any]) -> tuple[
     if bad is not None:
         raise InputError(f"tensor {bad} holds NaN or infinite values (a diverged training?); use an earlier "
                          "checkpoint", path=path)
+    if all(k.startswith("model.") for k in state):  # a Lightning checkpoint of ssl train: the module's network
+        state = {k[len("model."):]: v for k, v in state.items()}
     return dict(state), container
 
 

@@ -362,11 +362,12 @@ class MicrographDataset(Dataset):
             if odd:
                 warnings.warn(f"{odd} of {n} micrographs are smaller than {s}x{s}: their spectra are computed "
                               f"at their own size and resized to {s}x{s}", stacklevel=2)
-        else:
-            odd = sum(1 for shape in self.shapes if shape != (s, s))
-            if odd:
-                warnings.warn(f"{odd} of {n} micrographs are not {s}x{s}: they are centre-cropped to a square "
-                              f"and resized to {s}x{s}", stacklevel=2)
+        else:  # binning square micrographs of one size to the network's is the normal case: no warning
+            odd = sum(1 for shape in self.shapes if shape[0] != shape[1])
+            sizes = sorted({shape for shape in self.shapes})
+            if odd or len(sizes) > 1:
+                warnings.warn(f"{n} micrographs of {len(sizes)} sizes ({odd} not square): each is centre-cropped to "
+                              f"a square and resized to {s}x{s}", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.refs)
