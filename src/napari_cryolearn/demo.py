@@ -166,3 +166,28 @@ def pick_eval_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False)
 
     return PickEvalConfig(picks=[outputs["picks"]], truth=[outputs["mesh_positions"]], threshold=60.0,
                           output=_picking(workdir) / "pick_scores.json")
+
+
+def ssl_train_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """SimSiam (prismpyp's) on the sample micrographs: 2 epochs of 32² px when quick, else 20
+    of 64² px."""
+    from napari_cryolearn.selfsup.config import SSLTrainConfig
+
+    if "micrographs" not in outputs:
+        return None
+    run = Path(workdir) / "ssl"
+    outputs["ssl_model"] = run / "model" / "last.ckpt"
+    size = {"image_size": 32, "batch_size": 4, "max_epochs": 2} if quick else {"image_size": 64, "max_epochs": 20,
+                                                                                  "batch_size": 8}
+    return SSLTrainConfig(data=outputs["micrographs"], log_dir=run, **size)
+
+
+def ssl_embed_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """The sample micrographs' embeddings, 2D map (PCA when quick, else UMAP) and clusters."""
+    from napari_cryolearn.selfsup.config import EmbedConfig
+
+    if "ssl_model" not in outputs:
+        return None
+    outputs["embeddings"] = Path(workdir) / "ssl" / "embeddings.csv"
+    return EmbedConfig(model=outputs["ssl_model"], data=outputs["micrographs"], output=outputs["embeddings"],
+                       map="pca" if quick else "umap")

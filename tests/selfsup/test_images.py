@@ -176,3 +176,22 @@ def test_dataset_checks_every_file_before_it_starts(tmp_path):
     (tmp_path / "b.tif").write_bytes(b"II*\x00garbage")
     with pytest.raises(InputError, match="b.tif"):
         MicrographDataset(list_micrographs(tmp_path), size=16)
+
+
+def test_prepared_images_are_cached_when_they_fit(tmp_path, monkeypatch):
+    import napari_cryolearn.selfsup.images as images
+
+    for i in range(3):
+        write_mrc(tmp_path / f"m{i}.mrc", np.random.default_rng(i).normal(size=(40, 40)).astype(np.float32),
+                  voxel_size=(1.0, 2.0, 2.0))
+    refs = list_micrographs(tmp_path)
+    reads = []
+    real = images.read_micrograph
+    monkeypatch.setattr(images, "read_micrograph", lambda ref: reads.append(ref) or real(ref))
+    cached = MicrographDataset(refs, size=16)
+    first = [cached.image(i) for i in range(3)]
+    again = [cached.image(i) for i in range(3)]
+    assert len(reads) == 3 and all(np.array_equal(a, b) for a, b in zip(first, again))
+    uncached = MicrographDataset(refs, size=16, cache_bytes=0)
+    [uncached.image(0) for _ in range(2)]
+    assert len(reads) == 5

@@ -344,10 +344,14 @@ class MicrographDataset(Dataset):
         Called on each (1, size, size) tensor (see :mod:`napari_cryolearn.selfsup.augment`).
     pixel_size : float, optional
         Angstrom per pixel of the micrographs, overriding headers.
+    cache_bytes : int
+        The prepared images are kept in memory when all of them fit in this many bytes (1 GiB by
+        default), so only the first epoch reads the files and computes the spectra; a larger
+        set is read from disk every epoch.
     """
 
     def __init__(self, refs, *, size: int, fourier: bool = False, transform: Callable | None = None,
-                 pixel_size: float | None = None):
+                 pixel_size: float | None = None, cache_bytes: int = 1 << 30):
         if int(size) < 4:
             raise InputError(f"expected size >= 4, got {size}", field="size")
         self.refs = list(refs)
@@ -357,6 +361,9 @@ class MicrographDataset(Dataset):
         self.pixel_size = pixel_size
         self.shapes = check_micrographs(self.refs)
         n, s = len(self.shapes), self.size
+        # the prepared images (before the transform) are kept when they all fit in cache_bytes: epochs after
+        # the first read and transform nothing from disk again
+        self._cache: dict[int, np.ndarray] | None = {} if n * s * s * 4 <= cache_bytes else None
         if self.fourier:  # spectra are averaged over tiles of `size`: only smaller images are resized
             odd = sum(1 for shape in self.shapes if min(shape) < s)
             if odd:
@@ -386,13 +393,18 @@ class MicrographDataset(Dataset):
 
     def image(self, i: int) -> np.ndarray:
         """Item ``i`` before ``transform``: (size, size) float32."""
+        if self._cache is not None and i in self._cache:
+            return self._cache[i].copy()
         ref = self.refs[i]
         image, _ = read_micrograph(ref)
         if self.fourier and not ref.ctffit:
             from napari_cryolearn.selfsup.spectra import power_spectrum
 
             image = power_spectrum(image, size=min(self.size, *image.shape))
-        return prepare(image, size=self.size)
+        out = prepare(image, size=self.size)
+        if self._cache is not None:
+            self._cache[i] = out.copy()
+        return out
 
     def __getitem__(self, i: int):
         x = torch.from_numpy(self.image(i))[None]
