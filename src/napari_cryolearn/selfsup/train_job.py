@@ -39,7 +39,7 @@ def split_refs(n: int, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]
     > 0 and ``n`` > 1).
 
     >>> [a.tolist() for a in split_refs(5, 0.4, 0)]
-    [[1, 2, 3], [0, 4]]
+    [[0, 1, 3], [2, 4]]
     """
     order = np.random.default_rng(seed).permutation(n)
     k = 0 if ratio <= 0 or n < 2 else min(n - 1, max(1, round(n * ratio)))
