@@ -143,6 +143,7 @@ class EmbeddingExplorer(JobWidget):
 
         self.fields = EmbedConfig.model_fields
         self._viewer = napari_viewer
+        self.table = None
         self.source = ComboBox(choices=list(SOURCES), value=SOURCES[0], label="map from")
         self.model = FileEdit(mode="r", value="", label="model", filter="*.ckpt *.pth.tar",
                               tooltip=self.fields["model"].description)
@@ -171,7 +172,6 @@ class EmbeddingExplorer(JobWidget):
         )
         self.source.changed.connect(self._show_source)
         self._show_source()
-        self.table = None
         self.map_layer = None
         self.shown_rows: list[int] = []
         self.result = None
@@ -183,6 +183,8 @@ class EmbeddingExplorer(JobWidget):
         if handoff.last_encoder is not None:
             self._take_model(handoff.last_encoder)
         handoff.trained_encoder.connect(self._take_model)
+        # a selection still being read when the dock closes is dropped (the viewer may be gone)
+        self.native.destroyed.connect(lambda *_: setattr(self, "_generation", self._generation + 1))
 
     def _show_source(self, *_):
         embed = self.source.value == SOURCES[0]
@@ -328,7 +330,10 @@ class EmbeddingExplorer(JobWidget):
             self.selection_label.value = f"error: {err}"
 
     def _show_selection(self, generation: int, rows: list[int], n_selected: int, stacks) -> None:
-        if generation != self._generation:  # a newer selection is on its way
+        if generation != self._generation:  # a newer selection is on its way, or the dock closed
+            return
+        if self.map_layer is None or not any(layer.unique_id == self.map_layer.unique_id
+                                             for layer in self._viewer.layers):  # the map was removed
             return
         images, spectra = stacks
         beside = DISPLAY_SIZE * 1.1
@@ -349,7 +354,8 @@ class EmbeddingExplorer(JobWidget):
     # -- export ------------------------------------------------------------------------------------
 
     def _export_choices(self, widget=None):
-        clusters = [] if self.table is None else sorted(set(self.table["cluster"].astype(int).tolist()))
+        table = getattr(self, "table", None)
+        clusters = [] if table is None else sorted(set(table["cluster"].astype(int).tolist()))
         return ["selection", *(f"cluster {c}" for c in clusters)]
 
     def export_rows(self) -> list[int]:
