@@ -233,6 +233,8 @@ register_stage(
         cli_positionals=("data",),
         inputs=(Port("data", "micrographs"), Port("pretrained_model", "model", optional=True)),
         outputs=(Port("log_dir", "run"),),
+        widget="napari_cryolearn.ui.ssl_train_widget:SSLTrainWidget",
+        title="Self-supervised training",
     )
 )
 register_stage(
@@ -247,6 +249,8 @@ register_stage(
         cli_positionals=("model", "data"),
         inputs=(Port("model", "model"), Port("data", "micrographs")),
         outputs=(Port("output", "table"),),
+        widget="napari_cryolearn.ui.embedding_explorer:EmbeddingExplorer",
+        title="Embedding explorer",
     )
 )
 register_stage(
