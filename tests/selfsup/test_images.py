@@ -195,3 +195,14 @@ def test_prepared_images_are_cached_when_they_fit(tmp_path, monkeypatch):
     uncached = MicrographDataset(refs, size=16, cache_bytes=0)
     [uncached.image(0) for _ in range(2)]
     assert len(reads) == 5
+
+
+def test_a_list_names_slices_of_stacks_as_ssl_intersect_writes_them(tmp_path):
+    stack = np.stack([np.full((8, 8), i, np.float32) for i in range(3)])
+    write_mrc(tmp_path / "s.mrcs", stack, voxel_size=(1.0, 2.0, 2.0))
+    (tmp_path / "keep.txt").write_text("s.mrcs#2\n# a comment\ns.mrcs#0\n")
+    refs = list_micrographs(tmp_path / "keep.txt")
+    assert [(r.path.name, r.index) for r in refs] == [("s.mrcs", 2), ("s.mrcs", 0)]
+    from napari_cryolearn.selfsup.images import read_micrograph
+
+    assert float(read_micrograph(refs[0])[0].mean()) == 2.0

@@ -115,7 +115,7 @@ def ssl_intersect_job(config, stop=None) -> Generator[Progress, None, JobResult]
     stack). Returns a :class:`JobResult` with output ``output`` and metrics ``kept``, ``of``."""
     from napari_cryolearn.engine.atomic import atomic_path
     from napari_cryolearn.engine.outputs import check_output
-    from napari_cryolearn.selfsup.tables import intersect, read_embedding_table
+    from napari_cryolearn.selfsup.tables import intersect, micrograph_lines, read_embedding_table
 
     check_output([config.real, config.fft], config.output, config.overwrite, what="list of micrographs")
     real, fft = read_embedding_table(config.real), read_embedding_table(config.fft)
@@ -125,9 +125,8 @@ def ssl_intersect_job(config, stop=None) -> Generator[Progress, None, JobResult]
             raise InputError(f"clusters {unknown} are not in the table (it has {sorted(set(table['cluster']))})",
                              path=config.real if name == "good_real" else config.fft, field=name)
     kept = intersect(real, fft, config.good_real, config.good_fft)
-    counts = real["file"].value_counts()
-    stacks = set(counts[counts > 1].index) | set(real.loc[real["index"] > 0, "file"])
-    lines = [f"{f}#{i}" if f in stacks else f for f, i in zip(kept["file"], kept["index"])]
+    rows = real.reset_index(drop=True).merge(kept.assign(_kept=True), on=["file", "index"], how="left")
+    lines = micrograph_lines(real.reset_index(drop=True), rows.index[rows["_kept"].fillna(False).astype(bool)])
     yield Progress(1, 1, f"{len(lines)} of {len(real)} micrographs kept", "ssl.intersect")
     with atomic_path(config.output, overwrite=config.overwrite) as tmp:
         Path(tmp).write_text("".join(f"{line}\n" for line in lines))

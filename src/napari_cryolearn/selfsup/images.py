@@ -28,6 +28,7 @@ Example
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,8 +139,8 @@ def list_micrographs(source: str | os.PathLike, *, recursive: bool = False, ctff
         metadata folder (it holds ``all_micrographs_list.micrographs``): ``webp/<name>.webp``
         for each name listed, with the pixel size of ``pixel_size.txt`` (the original
         micrographs'; the thumbnails are binned). A text file (any other suffix): one path per
-        line, relative to the file's folder; blank lines and lines starting with ``#`` are
-        skipped. An image file: itself. Stacks give one ref per slice.
+        line, relative to the file's folder, ``path#index`` for one slice of a stack; blank lines
+        and lines starting with ``#`` are skipped. An image file: itself. Stacks give one ref per slice.
     recursive
         Also list the folder's sub-folders.
     ctffit
@@ -173,8 +174,13 @@ def list_micrographs(source: str | os.PathLike, *, recursive: bool = False, ctff
     for line in lines:
         line = line.strip()
         if line and not line.startswith("#"):
-            p = Path(line)
-            refs += _refs_of_file(p if p.is_absolute() else source.parent / p)
+            name, _, index = line.rpartition("#") if re.fullmatch(r".+#\d+", line) else (line, "", "")
+            p = Path(name)
+            p = p if p.is_absolute() else source.parent / p
+            if index:  # one slice of a stack (the lists ssl intersect and the explorer write)
+                refs.append(ImageRef(p, int(index)))
+            else:
+                refs += _refs_of_file(p)
     return refs
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.errors import InputError
 
-__all__ = ["TABLE_SUFFIXES", "embedding_columns", "intersect", "read_embedding_table", "write_embedding_table"]
+__all__ = ["TABLE_SUFFIXES", "embedding_columns", "intersect", "micrograph_lines", "read_embedding_table", "stack_files",
+           "write_embedding_table"]
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 _REQUIRED = ("file", "index", "x", "y", "cluster")
@@ -94,3 +95,25 @@ def intersect(real, fft, good_real: Sequence[int], good_fft: Sequence[int]):
     keep_r = real[real["cluster"].isin(list(good_real))][["file", "index"]]
     keep_f = fft[fft["cluster"].isin(list(good_fft))][["file", "index"]]
     return keep_r.merge(keep_f, on=["file", "index"], how="inner")
+
+
+def stack_files(table) -> set[str]:
+    """The files of a table that are stacks: named by more than one row, or with a slice index
+    above 0 (as ``ssl intersect`` decides)."""
+    counts = table["file"].value_counts()
+    return set(counts[counts > 1].index) | set(table.loc[table["index"] > 0, "file"])
+
+
+def micrograph_lines(table, rows) -> list[str]:
+    """The lines of a list of micrographs for ``rows`` (positions in ``table``): ``path``, or
+    ``path#index`` for a slice of a stack (``ssl intersect``'s convention; which files are stacks
+    is decided on the whole table).
+
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"file": ["a.mrc", "s.mrcs", "s.mrcs"], "index": [0, 0, 1]})
+    >>> micrograph_lines(t, [0, 2])
+    ['a.mrc', 's.mrcs#1']
+    """
+    stacks = stack_files(table)
+    part = table.iloc[list(rows)]
+    return [f"{f}#{int(i)}" if f in stacks else str(f) for f, i in zip(part["file"], part["index"])]

@@ -33,6 +33,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pus
 
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.progress import Progress
+from napari_cryolearn.selfsup.tables import micrograph_lines, stack_files
 from napari_cryolearn.ui.forms import field_widget, form_values, note
 from napari_cryolearn.ui.handoff import handoff
 from napari_cryolearn.ui.job_widget import JobWidget
@@ -82,28 +83,6 @@ def map_coordinates(table, size: float = DISPLAY_SIZE) -> np.ndarray:
     yx = yx - yx.min(axis=0)
     span = float(yx.max())
     return yx * (size / span) if span > 0 else yx
-
-
-def stack_files(table) -> set[str]:
-    """The files of a table that are stacks: named by more than one row, or with a slice index
-    above 0 (as ``ssl intersect`` decides)."""
-    counts = table["file"].value_counts()
-    return set(counts[counts > 1].index) | set(table.loc[table["index"] > 0, "file"])
-
-
-def micrograph_lines(table, rows) -> list[str]:
-    """The lines of a list of micrographs for ``rows`` (positions in ``table``): ``path``, or
-    ``path#index`` for a slice of a stack (``ssl intersect``'s convention; which files are stacks
-    is decided on the whole table).
-
-    >>> import pandas as pd
-    >>> t = pd.DataFrame({"file": ["a.mrc", "s.mrcs", "s.mrcs"], "index": [0, 0, 1]})
-    >>> micrograph_lines(t, [0, 2])
-    ['a.mrc', 's.mrcs#1']
-    """
-    stacks = stack_files(table)
-    part = table.iloc[list(rows)]
-    return [f"{f}#{int(i)}" if f in stacks else str(f) for f, i in zip(part["file"], part["index"])]
 
 
 def display_micrograph(image, size: int = DISPLAY_SIZE) -> np.ndarray:
