@@ -85,6 +85,22 @@ def resolve_strategy(strategy: str, devices: int, num_nodes: int) -> str:
     return strategy
 
 
+def make_optimizer(params, name: str, *, lr: float, momentum: float = 0.9, weight_decay: float = 0.0):
+    """The optimiser a training config names: ``"sgd"`` (with ``momentum``), ``"adam"`` or
+    ``"adamw"``, over ``params`` (tensors or parameter groups).
+
+    >>> make_optimizer([torch.zeros(2, requires_grad=True)], "sgd", lr=0.1).defaults["momentum"]
+    0.9
+    """
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise InputError(f"unknown optimizer {name!r}; expected sgd, adam or adamw", field="optimizer")
+
+
 def one_cycle_factor(progress: float, *, pct_start: float = 0.3, div_factor: float = 25.0,
                      final_div_factor: float = 1e4) -> float:
     """The one-cycle learning rate as a fraction of its peak, ``progress`` in [0, 1] through the run.

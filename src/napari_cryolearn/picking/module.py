@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from napari_cryolearn.engine.lightning import one_cycle_schedule
+from napari_cryolearn.engine.lightning import make_optimizer, one_cycle_schedule
 from napari_cryolearn.picking.config import PickerNetworkConfig, PickTrainConfig
 from napari_cryolearn.picking.diffusionnet import DiffusionNetPicker, operators_to_torch, weighted_mse
 from napari_cryolearn.picking.training_data import PartitionItem, augment_profiles, profile_windows
@@ -128,12 +128,7 @@ class PickerModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         params = self.net.parameters()
-        if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        elif cfg.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(params, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "none":
             return opt
         return {"optimizer": opt, "lr_scheduler": one_cycle_schedule(opt, self.trainer, time_limit=cfg.time_limit())}

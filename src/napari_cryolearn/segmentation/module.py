@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from napari_cryolearn.engine.lightning import one_cycle_schedule
+from napari_cryolearn.engine.lightning import make_optimizer, one_cycle_schedule
 from napari_cryolearn.segmentation.config import SegmentationTrainConfig
 from napari_cryolearn.segmentation.losses import SegmentationLoss, dice_counts, dice_from_counts
 from napari_cryolearn.segmentation.network import build_network
@@ -120,12 +120,7 @@ class SegmentationModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.cfg
         params = [p for p in self.net.parameters() if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        elif cfg.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(params, cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "none":
             return opt
         return {"optimizer": opt, "lr_scheduler": one_cycle_schedule(opt, self.trainer, time_limit=cfg.time_limit())}

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from napari_cryolearn.engine.lightning import make_optimizer
 from napari_cryolearn.selfsup.config import SSLTrainConfig
 
 
@@ -88,12 +89,7 @@ class SSLModule(L.LightningModule):
         groups = [{"params": [p for p in trainable if id(p) not in fixed], "fixed": False},
                   {"params": [p for p in trainable if id(p) in fixed], "fixed": True}]
         groups = [g for g in groups if g["params"]]
-        if name == "sgd":
-            opt = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        elif name == "adam":
-            opt = torch.optim.Adam(groups, lr=lr, weight_decay=cfg.weight_decay)
-        else:
-            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(groups, name, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "none":
             return opt
         if cfg.scheduler == "onecycle":

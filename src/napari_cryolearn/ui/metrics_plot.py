@@ -86,3 +86,23 @@ class MetricsPlot(QWidget):
             painter.setPen(QPen(color))
             painter.drawText(x_legend + 20, y, name)
         painter.end()
+
+
+def plot_training_progress(metrics: dict, loss_plot: MetricsPlot, other: MetricsPlot | None = None,
+                           other_metric: str | None = None) -> None:
+    """Add a training job's progress ``metrics`` to the plots every training widget shows: the loss
+    per batch (at its place within its epoch) and ``train_loss`` / ``val_loss`` per epoch on
+    ``loss_plot``, and the stage's own epoch metric ``other_metric`` (Dice, collapse level, error
+    in Å) on ``other``. Events without an ``epoch`` are ignored."""
+    if "epoch" not in metrics:
+        return
+    if "batch" in metrics:
+        if "train_loss" in metrics:
+            where = metrics["epoch"] - 1 + metrics["batch"] / max(1, metrics.get("batches", metrics["batch"]))
+            loss_plot.add("batch loss", where, metrics["train_loss"])
+        return
+    for name in ("train_loss", "val_loss"):
+        if name in metrics:
+            loss_plot.add(name, metrics["epoch"], metrics[name])
+    if other is not None and other_metric is not None and other_metric in metrics:
+        other.add(other_metric, metrics["epoch"], metrics[other_metric])

@@ -22,7 +22,7 @@ from napari_cryolearn.ui.forms import field_widget, form_values, note
 from napari_cryolearn.ui.job_widget import JobWidget
 from napari_cryolearn.ui.layers import volume_of
 from napari_cryolearn.ui.handoff import handoff
-from napari_cryolearn.ui.metrics_plot import MetricsPlot
+from napari_cryolearn.ui.metrics_plot import MetricsPlot, plot_training_progress
 
 
 
@@ -188,18 +188,7 @@ class TrainSegmentationWidget(JobWidget):
         if "preset" in metrics:
             self.device_label.value = f"{self.device_label.value}, {metrics['preset']} preset"
             self.device_label.tooltip = event.message
-        if "epoch" not in metrics:
-            return
-        if "batch" in metrics:  # per-batch loss, at its place within the epoch
-            if "train_loss" in metrics:
-                where = metrics["epoch"] - 1 + metrics["batch"] / max(1, metrics.get("batches", metrics["batch"]))
-                self.loss_plot.add("batch loss", where, metrics["train_loss"])
-            return
-        for name in ("train_loss", "val_loss"):
-            if name in metrics:
-                self.loss_plot.add(name, metrics["epoch"], metrics[name])
-        if "val_dice" in metrics:
-            self.dice_plot.add("val_dice", metrics["epoch"], metrics["val_dice"])
+        plot_training_progress(metrics, self.loss_plot, self.dice_plot, "val_dice")
 
     def on_result(self, result) -> None:
         self.result = result

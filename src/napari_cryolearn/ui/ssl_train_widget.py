@@ -30,7 +30,7 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.ui.forms import field_widget, form_values, note
 from napari_cryolearn.ui.handoff import handoff
 from napari_cryolearn.ui.job_widget import JobWidget
-from napari_cryolearn.ui.metrics_plot import MetricsPlot
+from napari_cryolearn.ui.metrics_plot import MetricsPlot, plot_training_progress
 
 #: The job, run in a child process (training in napari's process holds its event loop).
 TRAIN_JOB = "napari_cryolearn.selfsup.train_job:ssl_train_job"
@@ -231,18 +231,7 @@ class SSLTrainWidget(JobWidget):
         metrics = event.metrics or {}
         if "device" in metrics:
             self.device_label.value = f"device: {metrics['device']}"
-        if "epoch" not in metrics:
-            return
-        if "batch" in metrics:  # per-batch loss, at its place within the epoch
-            if "train_loss" in metrics:
-                where = metrics["epoch"] - 1 + metrics["batch"] / max(1, metrics.get("batches", metrics["batch"]))
-                self.loss_plot.add("batch loss", where, metrics["train_loss"])
-            return
-        for name in ("train_loss", "val_loss"):
-            if name in metrics:
-                self.loss_plot.add(name, metrics["epoch"], metrics[name])
-        if "collapse_level" in metrics:
-            self.collapse_plot.add("collapse_level", metrics["epoch"], metrics["collapse_level"])
+        plot_training_progress(metrics, self.loss_plot, self.collapse_plot, "collapse_level")
 
     def on_result(self, result) -> None:
         self.result = result
