@@ -36,6 +36,7 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.ui.forms import field_widget, form_values, note
 from napari_cryolearn.ui.handoff import handoff
 from napari_cryolearn.ui.job_widget import JobWidget
+from napari_cryolearn.ui.training_data_folder import check_written_by, device_name
 from napari_cryolearn.ui.metrics_plot import MetricsPlot, plot_training_progress
 
 #: The job, run in a child process (training in napari's process holds its event loop).
@@ -103,30 +104,6 @@ def write_layers_data(folder: Path, meshes: list[tuple[str, Path]], positions: n
     partial.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
     return folder
-
-
-def _check_ours(folder: Path) -> None:
-    """A ``training_data`` folder already in the run folder may be replaced only if this widget wrote it."""
-    if not folder.exists():
-        return
-    try:
-        ours = json.loads((folder / SOURCE_FILE).read_text()).get("written_by") == "Train picker"
-    except (OSError, ValueError, AttributeError):
-        ours = False
-    if not ours:
-        raise InputError(f"holds a {LAYERS_DATA} folder not written by Train picker; choose another run folder",
-                         path=folder.parent, field="log_dir")
-
-
-def _device_name(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
 class TrainPickerWidget(JobWidget):
@@ -219,7 +196,7 @@ class TrainPickerWidget(JobWidget):
         self.config = config
         self.loss_plot.clear()
         self.error_plot.clear()
-        self.device_label.value = f"device: {_device_name(config.device)}"
+        self.device_label.value = f"device: {device_name(config.device)}"
 
         def job(stop):
             if write is not None:
@@ -268,7 +245,7 @@ class TrainPickerWidget(JobWidget):
         for source in sources:
             check_log_dir(config.log_dir, [source.parent], what="folder of mesh containers")
         RunFolder(config, inputs=[folder], files=(DATA_FILE,)).check()
-        _check_ours(folder)
+        check_written_by(folder, "Train picker")
         record = {"meshes": {name: str(source) for name, source in meshes},
                   "surface_layers": [s.name for s in surfaces], "points_layer": points.name,
                   "positions": int(len(positions)), "voxel_size": float(voxel_size)}

@@ -30,6 +30,7 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.ui.forms import field_widget, form_values, note
 from napari_cryolearn.ui.handoff import handoff
 from napari_cryolearn.ui.job_widget import JobWidget
+from napari_cryolearn.ui.training_data_folder import check_written_by, device_name
 from napari_cryolearn.ui.metrics_plot import MetricsPlot, plot_training_progress
 
 #: The job, run in a child process (training in napari's process holds its event loop).
@@ -82,30 +83,6 @@ def write_layer_stack(folder: Path, stack: np.ndarray, pixel_size: float, record
     with atomic_path(folder / SOURCE_FILE, overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps({**record, "written_by": WRITTEN_BY}, indent=1))
     return target
-
-
-def _check_ours(folder: Path) -> None:
-    """A ``training_data`` folder already in the run folder is rewritten only if this widget wrote it."""
-    if not folder.exists():
-        return
-    try:
-        ours = json.loads((folder / SOURCE_FILE).read_text()).get("written_by") == WRITTEN_BY
-    except (OSError, ValueError, AttributeError):
-        ours = False
-    if not ours:
-        raise InputError(f"holds a {LAYER_DATA} folder not written by {WRITTEN_BY}; choose another run folder",
-                         path=folder.parent, field="log_dir")
-
-
-def _device_name(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
 class SSLTrainWidget(JobWidget):
@@ -186,7 +163,7 @@ class SSLTrainWidget(JobWidget):
         self.config = config
         self.loss_plot.clear()
         self.collapse_plot.clear()
-        self.device_label.value = f"device: {_device_name(config.device)}"
+        self.device_label.value = f"device: {device_name(config.device)}"
 
         def job(stop):
             if write is not None:
@@ -211,7 +188,7 @@ class SSLTrainWidget(JobWidget):
         config = SSLTrainConfig.from_dict({**values, "data": folder / LAYER_STACK})
         check_log_dir(config.log_dir, [config.data], what="micrographs")
         RunFolder(config, inputs=[config.data], files=PRISMPYP_FILES).check()
-        _check_ours(folder)
+        check_written_by(folder, WRITTEN_BY)
         n_train = len(split_refs(len(stack), config.validation_ratio, config.seed)[0])
         if n_train < config.batch_size:
             raise InputError(f"layer {layer.name!r} holds {len(stack)} micrographs, {n_train} to train on: fewer "
