@@ -35,11 +35,13 @@ def _train(root, log_dir, **kw):
 def simsiam_run(micrographs, tmp_path_factory):
     root, _ = micrographs
     run = tmp_path_factory.mktemp("simsiam") / "run"
-    return run, _train(root, run)
+    events = []
+    result = run_job(ssl_train_job(SSLTrainConfig(data=root, log_dir=run, **TINY)), on_progress=events.append)
+    return run, result, events
 
 
 def test_simsiam_writes_prismpyps_outputs_and_ours(simsiam_run):
-    run, result = simsiam_run
+    run, result, _ = simsiam_run
     assert result.epochs == 2
     for name in ("model_best", "model_lowest_collapse", "model_last"):
         ckpt = torch.load(run / "checkpoints" / f"{name}.pth.tar", map_location="cpu", weights_only=False)
@@ -52,8 +54,22 @@ def test_simsiam_writes_prismpyps_outputs_and_ours(simsiam_run):
     assert -1.0 <= result.metrics["train_loss"] <= 1.0  # a negative cosine
 
 
+def test_each_epoch_reports_its_own_collapse_level(simsiam_run):
+    from napari_cryolearn.selfsup.exports import epoch_values
+
+    run, _, events = simsiam_run
+    logged = epoch_values(run, "collapse_level")
+    assert len(logged) == 2
+    reported = {e.metrics["epoch"]: e.metrics.get("collapse_level") for e in events
+                if e.metrics and "batch" not in e.metrics and "epoch" in e.metrics}
+    # the progress of epoch k carries epoch k's level (it used to arrive one epoch late)
+    assert reported[1] == pytest.approx(logged[0]) and reported[2] == pytest.approx(logged[1])
+    best = torch.load(run / "checkpoints" / "model_lowest_collapse.pth.tar", map_location="cpu", weights_only=False)
+    assert best["epoch"] == int(np.argmin(logged)) + 1
+
+
 def test_checkpoints_reload_strictly_and_a_misfit_is_named(simsiam_run, tmp_path):
-    run, _ = simsiam_run
+    run, _, _ = simsiam_run
     a, cfg = load_ssl_model(run / "model" / "model_best.ckpt")
     b, _ = load_ssl_model(run / "checkpoints" / "model_best.pth.tar")
     assert cfg.method == "simsiam" and cfg.dim == 32
@@ -75,7 +91,7 @@ def test_checkpoints_reload_strictly_and_a_misfit_is_named(simsiam_run, tmp_path
 
 def test_embed_writes_a_table_and_intersect_keeps_good_clusters(micrographs, simsiam_run, tmp_path):
     root, q = micrographs
-    run, _ = simsiam_run
+    run, _, _ = simsiam_run
     out = tmp_path / "real.csv"
     result = run_job(ssl_embed_job(EmbedConfig(model=run / "model" / "model_best.ckpt", data=root, output=out,
                                                map="pca", clusters=3, device="cpu")))

@@ -70,11 +70,13 @@ class SSLModule(L.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=n)
         if p1 is not None and self.collapse is not None:
             self.collapse.update(p1.detach().float())
+            if batch_idx + 1 >= self.trainer.num_training_batches and self.collapse.epoch_level is not None:
+                # logged at the epoch's last batch, so that the callbacks of this epoch (the
+                # progress relay, the lowest-collapse checkpoint after validation) see this
+                # epoch's level, not the previous one's (callbacks' epoch-end hooks run before
+                # the module's)
+                self.log("collapse_level", float(self.collapse.end_epoch()), on_step=True, on_epoch=False)
         return loss
-
-    def on_train_epoch_end(self) -> None:
-        if self.collapse is not None and self.collapse.epoch_level is not None:
-            self.log("collapse_level", float(self.collapse.end_epoch()), on_epoch=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, _ = self._loss(batch)
