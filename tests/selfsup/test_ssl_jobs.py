@@ -118,8 +118,25 @@ def test_embed_writes_a_table_and_intersect_keeps_good_clusters(micrographs, sim
 
 def test_simclr_in_fourier_space_trains_and_embeds(micrographs, tmp_path):
     root, _ = micrographs
-    result = _train(root, tmp_path / "run", method="simclr", fft=True, max_epochs=1)
+    result = _train(root, tmp_path / "run", method="simclr", fft=True, max_epochs=1, scheduler="plateau")
     assert np.isfinite(result.metrics["train_loss"]) and "collapse_level" not in result.metrics
+    # the SimCLR trainer's checkpoint and history, loadable by its layout into a fresh network
+    from napari_cryolearn.selfsup.checkpoints import load_encoder_weights
+    from napari_cryolearn.selfsup.simclr import SimCLR
+
+    trainer_ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best_model.pt", map_location="cpu",
+                              weights_only=False)
+    assert set(trainer_ckpt) == {"epoch", "model_state_dict", "optimizer_state_dict", "loss", "best_loss",
+                                 "train_losses", "val_losses", "lr_history", "global_step"}
+    assert trainer_ckpt["lr_history"] == pytest.approx([3e-4]) and len(trainer_ckpt["val_losses"]) == 1
+    assert trainer_ckpt["best_loss"] == pytest.approx(trainer_ckpt["val_losses"][0])
+    fresh = SimCLR("resnet18", in_channels=1, out_dim=16)
+    report = load_encoder_weights(fresh, tmp_path / "run" / "checkpoints" / "best_model.pt")
+    assert report.layout == "simclr" and not report.untouched
+    trained, _ = load_ssl_model(result.outputs["model"])
+    assert torch.equal(fresh.projection_head.projection[2].weight, trained.projection_head.projection[2].weight)
+    history = (tmp_path / "run" / "training_history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,val_loss,lr" and len(history) == 2
     out = tmp_path / "fft.csv"
     run_job(ssl_embed_job(EmbedConfig(model=result.outputs["last"], data=root, output=out, map="pca", device="cpu")))
     table = read_embedding_table(out)

@@ -54,8 +54,9 @@ class SSLTrainConfig(TrainerConfig):
     optimizer: Literal["auto", "adamw", "adam", "sgd"] = Field(
         "auto", description="optimiser (auto: SGD for SimSiam, AdamW for SimCLR)", json_schema_extra=EXPERT)
     weight_decay: float = Field(1e-4, ge=0, description="weight decay", json_schema_extra=EXPERT)
-    scheduler: Literal["cosine", "onecycle", "none"] = Field(
-        "cosine", description="learning-rate schedule over the run (SimSiam's predictor keeps a fixed rate)",
+    scheduler: Literal["cosine", "onecycle", "plateau", "none"] = Field(
+        "cosine", description="learning-rate schedule over the run (SimSiam's predictor keeps a fixed rate); "
+        "plateau halves it after 5 epochs without a lower validation loss (the SimCLR trainer's)",
         json_schema_extra=EXPERT)
     max_epochs: int | None = Field(100, ge=1, description="epochs to train")
 

@@ -37,6 +37,9 @@ def embed(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 class SSLModule(L.LightningModule):
     """Trains :func:`build_model`'s network; ``config`` is a :class:`SSLTrainConfig` as a dict."""
 
+    #: the metric ``scheduler="plateau"`` watches (the job sets ``train_loss`` when nothing is validated)
+    monitor: str = "val_loss"
+
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -78,6 +81,10 @@ class SSLModule(L.LightningModule):
                 self.log("collapse_level", float(self.collapse.end_epoch()), on_step=True, on_epoch=False)
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        # the rate of the epoch (the SimCLR trainer's lr_history), for the logs
+        self.log("lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), on_step=False, on_epoch=True)
+
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, _ = self._loss(batch)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0][0].shape[0])
@@ -94,6 +101,10 @@ class SSLModule(L.LightningModule):
         opt = make_optimizer(groups, name, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "none":
             return opt
+        if cfg.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=5)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": self.monitor,
+                                                       "interval": "epoch", "frequency": 1}}
         if cfg.scheduler == "onecycle":
             from napari_cryolearn.engine.lightning import one_cycle_schedule
 

@@ -12,7 +12,9 @@ The run folder is the harness's (``config.yaml``, ``model/model_best.ckpt``,
 ``model/last.ckpt``, logs; resume, stop) plus prismpyp's outputs: ``checkpoints/
 model_best.pth.tar`` (lowest loss), ``model_lowest_collapse.pth.tar`` (SimSiam),
 ``model_last.pth.tar`` (each ``{epoch, arch, state_dict, optimizer}``), ``total_loss.webp``,
-``collapse_level.webp`` and ``training_config.yaml``.
+``collapse_level.webp`` and ``training_config.yaml``; a SimCLR run also the SimCLR trainer's
+``checkpoints/best_model.pt`` and ``training_history.csv``
+(:mod:`~napari_cryolearn.selfsup.exports`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from napari_cryolearn.selfsup.config import SSLTrainConfig
 
 STAGE = "ssl.train"
 #: prismpyp's outputs in the run folder (``overwrite`` removes them with the run).
-PRISMPYP_FILES = ("total_loss.webp", "collapse_level.webp", "training_config.yaml")
+PRISMPYP_FILES = ("total_loss.webp", "collapse_level.webp", "training_config.yaml", "training_history.csv")
 PRISMPYP_FOLDER = "checkpoints"
 
 
@@ -88,6 +90,7 @@ def ssl_train_job(config: SSLTrainConfig, stop: StopFlag | None = None) -> Gener
     yield Progress(0, None, f"{config.method} on {len(train_idx)} training and {len(val_idx)} validation {mode}",
                    STAGE)
     monitor = ("val_loss", "min") if val_loader is not None else ("train_loss", "min")
+    module.monitor = monitor[0]
     result = yield from fit(module, train_loader, val_loader, config, folder, stage=STAGE, monitor=monitor,
                             shown=("train_loss", "val_loss", "collapse_level"), resume=resume, stop=stop,
                             extra_callbacks=_collapse_checkpoint(config))
