@@ -1,7 +1,7 @@
 """Label-free embeddings of micrographs sorted by quality: k-NN accuracy on held-out micrographs.
 
     .venv/bin/python benchmarks/bench_ssl.py [--epochs 30] [--n 128] [--size 256] [--image-size 64]
-        [--methods simsiam simsiam-fft simclr simclr-fft]
+        [--methods simsiam simsiam-fft simclr simclr-fft] [--simsiam-lr LR]
 
 Synthetic micrographs of four quality kinds (``make_quality_micrographs``: vitreous,
 crystalline ice, carbon, contamination; 256² px of 1.5 Å) — ``--n`` to train on (seed 0),
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--methods", nargs="+", default=["simsiam", "simsiam-fft", "simclr", "simclr-fft"])
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--simsiam-lr", type=float, default=None, help="SimSiam's rate (default 0.05 × batch / 256)")
     args = ap.parse_args()
 
     from napari_cryolearn.engine.jobs import run_job
@@ -69,7 +70,8 @@ def main() -> None:
         random_run = SSLTrainConfig(log_dir=root / f"{method}_random", max_epochs=1, lr=1e-12, **common)
         run_job(ssl_train_job(random_run.model_copy(update={"overwrite": True})))  # weights barely move
         t0 = time.perf_counter()
-        trained = run_job(ssl_train_job(SSLTrainConfig(log_dir=root / method, max_epochs=args.epochs,
+        lr = args.simsiam_lr if base == "simsiam" else None
+        trained = run_job(ssl_train_job(SSLTrainConfig(log_dir=root / method, max_epochs=args.epochs, lr=lr,
                                                        overwrite=True, **common)))
         per_epoch = (time.perf_counter() - t0) / args.epochs
         acc = accuracy(trained.outputs["last"], method)

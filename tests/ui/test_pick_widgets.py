@@ -200,7 +200,7 @@ def test_train_on_a_data_folder_plots_validation_and_stop_keeps_last_ckpt(make_n
     assert result.stopped and 1 <= result.epochs < 1000
     last = tmp_path / "run" / "model" / "last.ckpt"
     assert result.last_checkpoint == last and last.is_file()
-    assert train.error_plot.series["val_mae_A"][0][1] > 0
+    assert train.metric_plot.series["val_mae_A"][0][1] > 0
     assert "stopped" in train.status.value and handoff.last_picker is not None
     # and it resumes from there
     from napari_cryolearn.picking.predict_job import load_picker

@@ -104,8 +104,8 @@ def test_train_on_a_folder_then_explore_select_and_export(make_napari_viewer, qt
     assert all(-1.0 <= y <= 1.0 for _, y in train.loss_plot.series["train_loss"])  # a negative cosine
     # SimSiam's collapse level is logged at the end of each training epoch, after the epoch's
     # progress event: that event carries the previous epoch's value, so epoch 1 has none yet
-    assert [x for x, _ in train.collapse_plot.series["collapse_level"]] in ([2], [1, 2])
-    assert all(0.0 <= y <= 1.0 for _, y in train.collapse_plot.series["collapse_level"])
+    assert [x for x, _ in train.metric_plot.series["collapse_level"]] == [1, 2]
+    assert all(0.0 <= y <= 1.0 for _, y in train.metric_plot.series["collapse_level"])
     assert handoff.last_encoder == best
     assert "handed to Embedding explorer" in train.status.value
 

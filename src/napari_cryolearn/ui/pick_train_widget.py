@@ -29,15 +29,12 @@ from pathlib import Path
 
 import napari.layers
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, Select, create_widget
+from magicgui.widgets import FileEdit, Select, create_widget
 
 from napari_cryolearn.engine.errors import InputError
-from napari_cryolearn.engine.progress import Progress
-from napari_cryolearn.ui.forms import field_widget, form_values, note
-from napari_cryolearn.ui.handoff import handoff
-from napari_cryolearn.ui.job_widget import JobWidget
-from napari_cryolearn.ui.training_data_folder import check_written_by, device_name
-from napari_cryolearn.ui.metrics_plot import MetricsPlot, plot_training_progress
+from napari_cryolearn.ui.forms import field_widget, form_values
+from napari_cryolearn.ui.training_data_folder import SOURCE_FILE, TRAINING_DATA, check_written_by
+from napari_cryolearn.ui.training_widget import TrainingWidget
 
 #: The job, run in a child process (training in napari's process holds its event loop).
 TRAIN_JOB = "napari_cryolearn.picking.train_job:pick_train_job"
@@ -48,9 +45,6 @@ FORM_FIELDS = ("log_dir", "max_epochs", "max_time", "device", "lr", "batch_size"
 EXPERT_FIELDS = ("cache_dir", "clip", "augment", "seed")
 #: The network fields the form shows (under "Expert settings" but the first).
 NETWORK_FIELDS = ("profile_window", "partition_size", "eigenpairs", "c_width", "n_blocks")
-#: The folder of the run that holds the data written from layers, and its record of them.
-LAYERS_DATA = "training_data"
-SOURCE_FILE = "SOURCE.json"
 
 
 def positions_in_voxels(points, surface) -> np.ndarray:
@@ -106,58 +100,36 @@ def write_layers_data(folder: Path, meshes: list[tuple[str, Path]], positions: n
     return folder
 
 
-class TrainPickerWidget(JobWidget):
+class TrainPickerWidget(TrainingWidget):
     """Trains the DiffusionNet picker; the run folder holds checkpoints, logs, the config and,
     when trained on layers, the data written from them (see the module docstring).
 
     The form's fields are :class:`~napari_cryolearn.picking.config.PickTrainConfig`'s and its
-    network's (defaults, tooltips and validation from them).
-
-    Attributes
-    ----------
-    result:
-        The :class:`~napari_cryolearn.engine.training.TrainResult` of the last run (``None``
-        before the first).
-    config:
-        The config of the last run.
+    network's (defaults, tooltips and validation from them); the rest is
+    :class:`~.training_widget.TrainingWidget`'s.
     """
 
     def __init__(self, napari_viewer):
         from napari_cryolearn.picking.config import PickerNetworkConfig, PickTrainConfig
 
-        self.fields = PickTrainConfig.model_fields
+        fields = PickTrainConfig.model_fields
         self.network_fields = PickerNetworkConfig.model_fields
         self._viewer = napari_viewer
-        self.source = ComboBox(choices=["layers", "data folder"], value="layers", label="train on")
         self.surfaces = Select(choices=self._surface_choices, value=[], label="meshes (Surface layers)",
                                tooltip="membrane meshes opened from their containers (.h5), of one tomogram")
         self.positions = create_widget(annotation=napari.layers.Points, label="protein positions",
                                        options={"choices": self._points_choices,
                                                 "tooltip": "the true protein positions in that tomogram"})
-        self.data = FileEdit(mode="d", value="", label="data folder", tooltip=self.fields["data"].description)
-        self.form = {name: field_widget(name, self.fields[name]) for name in (*FORM_FIELDS, *EXPERT_FIELDS)}
+        self.data = FileEdit(mode="d", value="", label="data folder", tooltip=fields["data"].description)
         self.network_form = {name: field_widget(name, self.network_fields[name]) for name in NETWORK_FIELDS}
-        self.form["log_dir"].mode = "d"
-        self.form["log_dir"].value = str(Path.home() / "cryolearn-runs" / "picker")
-        self.form["cache_dir"].mode = "d"
-        self.loss_plot = MetricsPlot(title="loss")
-        self.error_plot = MetricsPlot(title="validation error (Å)")
-        self.device_label = Label(value="device: chosen when training starts")
-        plot_box = Container(labels=False)
-        plot_box.native.layout().addWidget(self.loss_plot)
-        plot_box.native.layout().addWidget(self.error_plot)
-        daily = [self.form[n] for n in FORM_FIELDS]
-        expert = [*self.network_form.values(), *(self.form[n] for n in EXPERT_FIELDS)]
         super().__init__(
-            napari_viewer,
-            [self.source, self.surfaces, self.positions, self.data, *daily,
-             note("Expert settings (most runs leave these)"), *expert, self.device_label, plot_box],
-            title="Train picker", run_text="Train",
+            napari_viewer, config_class=PickTrainConfig, job=TRAIN_JOB, stage="pick.train", title="Train picker",
+            sources={"layers": [self.surfaces, self.positions], "data folder": [self.data]},
+            form_fields=FORM_FIELDS, expert_fields=EXPERT_FIELDS, expert_widgets=list(self.network_form.values()),
+            run_folder="picker", metric=("val_mae_A", "validation error (Å)", None),
+            handoff_signal="trained_picker", handoff_to="Pick proteins",
         )
-        self.source.changed.connect(self._show_source)
-        self._show_source()
-        self.result = None
-        self.config = None
+        self.form["cache_dir"].mode = "d"
 
     def _surface_choices(self, widget=None):
         return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Surface)]
@@ -165,46 +137,25 @@ class TrainPickerWidget(JobWidget):
     def _points_choices(self, widget=None):
         return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Points) and layer.ndim == 3]
 
-    def _show_source(self, *_):
-        layers = self.source.value == "layers"
-        self.surfaces.visible = self.positions.visible = layers
-        self.data.visible = not layers
-        self.form["coordinates"].visible = not layers  # positions from a layer are in voxels
+    def source_changed(self, source: str) -> None:
+        if hasattr(self, "form"):
+            self.form["coordinates"].visible = source == "data folder"  # positions from a layer are in voxels
 
     # -- building the job (GUI thread) -------------------------------------------------------------
 
-    def _values(self) -> dict:
-        values = form_values(self.form, self.fields)
-        values["network"] = form_values(self.network_form, self.network_fields)
-        values["progress_every_n_batches"] = 1  # the plot shows every batch's loss
-        return values
+    def values(self) -> dict:
+        return {**super().values(), "network": form_values(self.network_form, self.network_fields)}
 
-    def make_job(self):
-        from napari_cryolearn.engine.child import run_in_child
+    def build(self, values: dict):
         from napari_cryolearn.picking.config import PickTrainConfig
 
-        values = self._values()
         if self.source.value == "data folder":
             text = str(self.data.value).strip()
             if text in ("", "."):
                 raise InputError("choose a data folder (train/ and val/ of mesh containers and STAR files)",
                                  field="data")
-            config = PickTrainConfig.from_dict({**values, "data": Path(text)})
-            write = None
-        else:
-            config, write = self._layers_job(values)
-        self.config = config
-        self.loss_plot.clear()
-        self.error_plot.clear()
-        self.device_label.value = f"device: {device_name(config.device)}"
-
-        def job(stop):
-            if write is not None:
-                yield Progress(0, None, f"writing the meshes and positions to {config.data}", stage="pick.train")
-                write()
-            return (yield from run_in_child(TRAIN_JOB, config, stop=stop))
-
-        return job
+            return PickTrainConfig.from_dict({**values, "data": Path(text)}), None
+        return self._layers_job(values)
 
     def _layers_job(self, values: dict):
         """The config of a run on the chosen layers, and the function writing its data folder;
@@ -240,7 +191,7 @@ class TrainPickerWidget(JobWidget):
             meshes.append((name, source))
         if "log_dir" not in values:
             raise InputError("choose a run folder", field="log_dir")
-        folder = Path(values["log_dir"]) / LAYERS_DATA
+        folder = Path(values["log_dir"]) / TRAINING_DATA
         config = PickTrainConfig.from_dict({**values, "data": folder, "coordinates": "pixel"})
         for source in sources:
             check_log_dir(config.log_dir, [source.parent], what="folder of mesh containers")
@@ -256,21 +207,3 @@ class TrainPickerWidget(JobWidget):
                               record=record)
 
         return config, write
-
-    # -- progress and results (GUI thread) ---------------------------------------------------------
-
-    def on_progress(self, event: Progress) -> None:
-        metrics = event.metrics or {}
-        plot_training_progress(metrics, self.loss_plot, self.error_plot, "val_mae_A")
-
-    def on_result(self, result) -> None:
-        self.result = result
-        if result is None:
-            return
-        best = result.best_checkpoint or result.last_checkpoint
-        word = "stopped" if result.stopped else "done"
-        if best is None:
-            self.status.value = f"{word} before the first epoch: no checkpoint was written"
-            return
-        handoff.trained_picker.emit(Path(best))
-        self.status.value = f"{word} after {result.epochs} epochs; model: {best} (handed to Pick proteins)"
