@@ -89,7 +89,7 @@ def make_4dstem_scan(
     n_grains: int = 12,
     phases: int = 3,
     seed: int = 0,
-    dose: float = 2e6,
+    dose: float = 1e7,
     step: float = 2.0,
     disc_radius: float | None = None,
     vacuum_fraction: float = 0.15,

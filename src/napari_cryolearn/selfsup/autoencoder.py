@@ -13,9 +13,9 @@ The reference (``width`` 128, a 256 × 256 detector) pools 256 → 64 → 16 →
 4 → 16 → 64 → 256. Small detectors must not pool to nothing, so the pooling adapts: a block
 pools an axis by 4 only when the result keeps at least 4 pixels on it (a side ≥ 16), else it
 does not pool that axis; 32 × 32 pools once to 8 × 8, 24 × 20 to 6 × 5, 16 × 16 to 4 × 4, 256 ×
-256 exactly as the reference. Likewise a decoder block upsamples an axis by 4 only up to the
-detector's size (4 → 16 → 32 for 32 pixels: ×4, then ×2, then none), so no compute is spent
-above the output's resolution; the reference's sizes are unchanged.
+256 exactly as the reference. Likewise the decoder's blocks end at the detector's size, each earlier one a
+factor 4 smaller but never below 4 (4 → 4 → 8 → 32 for 32 pixels), so the full resolution is
+computed once and never exceeded; the reference's sizes (4 → 16 → 64 → 256) are unchanged.
 
 Losses (pure functions, the original STEM_AE definitions, ``B`` the batch size):
 
@@ -69,17 +69,17 @@ def pool_factors(shape: Sequence[int], *, blocks: int = 3, factor: int = 4, keep
 
 
 def upsample_sizes(shape: Sequence[int], *, blocks: int = 3, start: int = 4, factor: int = 4) -> list[tuple[int, int]]:
-    """The (y, x) size after each decoder block for a detector of ``shape``: ×``factor`` per block,
-    never above the detector's size (nor below ``start``).
+    """The (y, x) size after each decoder block for a detector of ``shape``: the last block
+    reaches the detector's size, each earlier one ``factor`` times less (never below ``start``),
+    so that the full resolution is only computed once.
 
     >>> upsample_sizes((256, 256)), upsample_sizes((32, 32)), upsample_sizes((24, 20))
-    ([(16, 16), (64, 64), (256, 256)], [(16, 16), (32, 32), (32, 32)], [(16, 16), (24, 20), (24, 20)])
+    ([(16, 16), (64, 64), (256, 256)], [(4, 4), (8, 8), (32, 32)], [(4, 4), (6, 5), (24, 20)])
     """
-    sides = [start, start]
     out = []
-    for _ in range(blocks):
-        sides = [max(s, min(s * factor, int(t))) for s, t in zip(sides, shape)]
-        out.append(tuple(sides))
+    for k in range(blocks):
+        div = factor ** (blocks - 1 - k)
+        out.append(tuple(max(start, -(-int(t) // div)) for t in shape))
     return out
 
 
