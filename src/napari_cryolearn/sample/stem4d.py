@@ -198,7 +198,7 @@ def make_4dstem_scan(
     g_flat = np.maximum(grain.reshape(-1), 0)
     expected = ((1.0 - scattered)[:, None, None] * beam[None] + scattered[:, None, None] * templates[g_flat]
                 + tail[None])
-    expected *= dose
+    expected *= dose / (1.0 + tail.sum())  # a vacuum pattern holds `dose` electrons
     counts = rng.poisson(expected).astype(np.float32)
     return Stem4DScan(data=counts.reshape(sy, sx, ky, kx), phase=phase, orientation=orientation, grain=grain,
                       step=float(step))
