@@ -151,3 +151,31 @@ def test_stack_with_scan_shape_and_pt_input(tmp_path):
     run(ae_apply_job(AEApplyConfig(model=result.best_checkpoint, data=tmp_path / "train_tensor.pt",
                                    scan_shape=(8, 8), output_dir=out, device="cpu")))
     assert np.load(out / "reconstruction.npy").shape == (8, 8, 8, 8)
+
+
+def test_apply_stopped_writes_nothing(trained, tmp_path):
+    from napari_cryolearn.engine.stop import StopFlag
+
+    _, data, _, result = trained
+    stop = StopFlag()
+    out = tmp_path / "out"
+    job = ae_apply_job(AEApplyConfig(model=result.best_checkpoint, data=data, output_dir=out, batch_size=8,
+                                     device="cpu"), stop)
+    next(job)
+    stop.set()
+    res = run(job)
+    assert res.stopped and not res.outputs
+    assert not out.exists()  # no output, no temporary, not even the folder
+
+
+def test_h5_scan_trains_and_applies_with_its_step(tmp_path):
+    import h5py
+
+    _, scan = tiny(tmp_path)
+    with h5py.File(tmp_path / "scan.h5", "w") as f:
+        f.create_dataset("data", data=scan.data).attrs["step"] = 3.0
+    result = run(ae_train_job(train_config(tmp_path / "scan.h5", tmp_path / "run")))
+    out = tmp_path / "out"
+    run(ae_apply_job(AEApplyConfig(model=result.best_checkpoint, data=tmp_path / "scan.h5", output_dir=out,
+                                   device="cpu")))
+    assert read_mrc(out / "latent_maps.mrc").voxel_size[1:] == pytest.approx((30.0, 30.0))
