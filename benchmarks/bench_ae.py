@@ -9,7 +9,9 @@ orientations and noise). For each setting of the loss weights (``default``: λ_a
 autoencoder) ``stem train`` runs for ``--epochs`` and ``stem apply`` encodes the held-out scan.
 Prints per setting: held-out PSNR and SSIM (normalised scale, the training normalisation),
 seconds per epoch, the regularisers' last values, and the adjusted Rand index of k-means
-(k = the number of phases, 10 starts) on the held-out latents against the true phase map; and
+(k = the number of phases, 10 starts) on the held-out latents (as they are, and scaled to unit
+length: the direction of the latent, not its thickness-dependent size) against the true phase
+map; and
 once, the same ARI for k-means on the raw normalised patterns and on their first 32 principal
 components.
 """
@@ -96,11 +98,13 @@ def main() -> None:
         latent = np.load(out / "latent.npy").reshape(-1, args.latent)
         alive = int((latent.max(0) > 0).sum())
         ari = kmeans_ari(latent, labels, k)
+        unit = latent / np.maximum(np.linalg.norm(latent, axis=1, keepdims=True), 1e-12)
+        ari_unit = kmeans_ari(unit, labels, k)
         r = result.metrics
         print(f"{name:8s} held-out PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}  {per_epoch:.2f} s/epoch (incl. "
               f"validation, checkpoints)  act {r.get('train_act', float('nan')):.3g}  sim "
               f"{r.get('train_sim', float('nan')):.3g}  div {r.get('train_div', float('nan')):.3g}  live latent "
-              f"channels {alive}/{args.latent}  k-means ARI (latents) {ari:.3f}")
+              f"channels {alive}/{args.latent}  k-means ARI (latents) {ari:.3f}, (unit latents) {ari_unit:.3f}")
         if raw_norm is None:
             _, raw_norm, _ = load_ae_model(result.best_checkpoint)
     if raw_norm is not None:
