@@ -108,3 +108,19 @@ def test_psnr_and_ssim_agree_with_skimage(rng):
     assert float(ssim(tx, tx)) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="7"):
         ssim(torch.rand(2, 1, 6, 6), torch.rand(2, 1, 6, 6))
+
+
+def test_strict_loading_names_missing_and_mismatched_tensors(tmp_path):
+    from napari_cryolearn.engine.errors import InputError
+    from napari_cryolearn.selfsup.ae_module import load_state_strict
+
+    model = StemAutoencoder(latent=4, detector_shape=(16, 16), width=8)
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    load_state_strict(model, state, tmp_path / "a.ckpt")  # a Lightning module's prefix is fine
+    del state["model.enc_fc.weight"]
+    with pytest.raises(InputError, match="missing.*enc_fc.weight") as err:
+        load_state_strict(model, state, tmp_path / "a.ckpt")
+    assert "a.ckpt" in str(err.value)
+    other = StemAutoencoder(latent=6, detector_shape=(16, 16), width=8).state_dict()
+    with pytest.raises(InputError, match="another shape"):
+        load_state_strict(model, other, tmp_path / "b.ckpt")

@@ -105,11 +105,10 @@ class Stem4D:
         sy, sx = self.scan_shape
         if isinstance(self.data, np.ndarray):
             return np.asarray(self.data.reshape(sy * sx, *self.detector_shape)[start:stop])
-        rows = []  # an h5py dataset: read whole scan rows, then cut
+        # an h5py dataset: read the whole scan rows that hold the patterns, then cut
         r0, r1 = start // sx, (stop - 1) // sx + 1
         block = np.asarray(self.data[r0:r1]).reshape(-1, *self.detector_shape)
-        rows.append(block[start - r0 * sx: stop - r0 * sx])
-        return rows[0]
+        return block[start - r0 * sx: stop - r0 * sx]
 
     def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Patterns at flat ``indices`` (any order), (n, Ky, Kx)."""
