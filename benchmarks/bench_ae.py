@@ -6,7 +6,7 @@
 Two scans of ``make_4dstem_scan`` (seed 0 to train, seed 1 held out: other grains,
 orientations and noise). For each setting of the loss weights (``default``: λ_act 1e-4, λ_sim
 5e-5, λ_div 2e-4 as documented; ``no-div``: λ_div 0; ``plain``: all three 0, a plain
-autoencoder) ``stem train`` runs for ``--epochs`` and ``stem apply`` encodes the held-out scan.
+autoencoder) ``ae train`` runs for ``--epochs`` and ``ae apply`` encodes the held-out scan.
 Prints per setting: held-out PSNR and SSIM (normalised scale, the training normalisation),
 seconds per epoch, the regularisers' last values, and the adjusted Rand index of k-means
 (k = the number of phases, 10 starts) on the held-out latents (as they are, and scaled to unit
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 SETTINGS = {"default": dict(lambda_act=1e-4, lambda_sim=5e-5, lambda_div=2e-4),
+            "original": dict(lambda_act=1e-4, lambda_sim=5e-5, lambda_div=2e-4, divergence="original"),
             "no-div": dict(lambda_act=1e-4, lambda_sim=5e-5, lambda_div=0.0),
             "plain": dict(lambda_act=0.0, lambda_sim=0.0, lambda_div=0.0)}
 

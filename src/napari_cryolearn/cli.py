@@ -226,14 +226,17 @@ def run_demo(
 def _demo_command(args: argparse.Namespace) -> int:
     outputs = run_demo(args.outdir, quiet=args.quiet, quick=args.quick, overwrite=args.overwrite)
     # the volumes, the STAR files and the scored meshes (the unscored ones, mesh_<k>, are their copies)
-    volumes = list(dict.fromkeys(str(p) for role, p in outputs.items()
-                                 if p.suffix in {".mrc", ".star"} or (p.suffix == ".h5" and not role.startswith("mesh_"))))
+    volumes = list(dict.fromkeys(str(p) for role, p in outputs.items() if role != "latent_maps" and (
+        p.suffix in {".mrc", ".star"} or (p.suffix == ".h5" and not role.startswith("mesh_")))))
     print()
     napari = napari_command()
     print("Done. Open the volumes, masks, predictions and picks together in napari:")
     print(f"  {napari} " + " ".join(volumes))
     if "micrographs" in outputs:
         print(f"and the 2D micrographs:  {napari} " + str(outputs["micrographs"]))
+    if "scan4d" in outputs:
+        maps = f" {outputs['latent_maps']}" if "latent_maps" in outputs else ""
+        print(f"and the 4D-STEM scan (with its latent maps):  {napari} {outputs['scan4d']}{maps}")
     print(f"or start napari with the plugin's widgets:  {napari} -w napari-cryolearn")
     return 0
 

@@ -191,3 +191,25 @@ def ssl_embed_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False)
     outputs["embeddings"] = Path(workdir) / "ssl" / "embeddings.csv"
     return EmbedConfig(model=outputs["ssl_model"], data=outputs["micrographs"], output=outputs["embeddings"],
                        map="pca" if quick else "umap")
+
+
+def ae_train_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """The 4D-STEM autoencoder on the sample scan: 2 epochs of narrow blocks when quick, else 15
+    epochs of 32-channel blocks."""
+    from napari_cryolearn.selfsup.ae_config import AETrainConfig
+
+    if "scan4d" not in outputs:
+        return None
+    run = Path(workdir) / "ae"
+    outputs["ae_model"] = run / "model" / "model_best.ckpt"
+    size = {"width": 8, "max_epochs": 2} if quick else {"width": 32, "max_epochs": 15}
+    return AETrainConfig(data=outputs["scan4d"], log_dir=run, batch_size=32, lr=3e-3, **size)
+
+
+def ae_apply_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """The sample scan's latent maps, reconstruction and PSNR/SSIM."""
+    from napari_cryolearn.selfsup.ae_config import AEApplyConfig
+
+    if "ae_model" not in outputs:
+        return None
+    return AEApplyConfig(model=outputs["ae_model"], data=outputs["scan4d"], output_dir=Path(workdir) / "ae" / "apply")

@@ -265,3 +265,34 @@ register_stage(
         outputs=(Port("output", "file_list"),),
     )
 )
+register_stage(
+    Stage(
+        name="ae.train",
+        config="napari_cryolearn.selfsup.ae_config:AETrainConfig",
+        job="napari_cryolearn.selfsup.ae_train_job:ae_train_job",
+        summary="a regularised autoencoder of 4D-STEM diffraction patterns (non-negative latents; PSNR and SSIM)",
+        order=140,
+        demo="napari_cryolearn.demo:ae_train_demo",
+        cli_positionals=("data",),
+        inputs=(Port("data", "scan4d"), Port("pretrained_model", "model", optional=True)),
+        outputs=(Port("log_dir", "run"),),
+        widget="napari_cryolearn.ui.ae_train_widget:AETrainWidget",
+        title="Train autoencoder",
+    )
+)
+register_stage(
+    Stage(
+        name="ae.apply",
+        config="napari_cryolearn.selfsup.ae_config:AEApplyConfig",
+        job="napari_cryolearn.selfsup.ae_apply_job:ae_apply_job",
+        summary="latent maps over the scan, reconstructed patterns and their PSNR/SSIM, from a trained autoencoder",
+        per_file=True,
+        order=150,
+        demo="napari_cryolearn.demo:ae_apply_demo",
+        cli_positionals=("model", "data"),
+        inputs=(Port("model", "model"), Port("data", "scan4d")),
+        outputs=(Port("output_dir", "run"),),
+        widget="napari_cryolearn.ui.latent_maps:LatentMapsWidget",
+        title="Latent maps",
+    )
+)

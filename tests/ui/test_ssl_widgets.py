@@ -102,8 +102,7 @@ def test_train_on_a_folder_then_explore_select_and_export(make_napari_viewer, qt
     assert [x for x, _ in train.loss_plot.series["train_loss"]] == [1, 2]
     assert [x for x, _ in train.loss_plot.series["val_loss"]] == [1, 2]
     assert all(-1.0 <= y <= 1.0 for _, y in train.loss_plot.series["train_loss"])  # a negative cosine
-    # SimSiam's collapse level is logged at the end of each training epoch, after the epoch's
-    # progress event: that event carries the previous epoch's value, so epoch 1 has none yet
+    # SimSiam's collapse level arrives with its own epoch's progress event
     assert [x for x, _ in train.metric_plot.series["collapse_level"]] == [1, 2]
     assert all(0.0 <= y <= 1.0 for _, y in train.metric_plot.series["collapse_level"])
     assert handoff.last_encoder == best

@@ -31,13 +31,13 @@ def resolve(target: str | Any) -> Any:
 #: Kinds of data a stage reads or writes; a widget offers a layer of the matching type for an
 #: input of the first four, and opens an output of the first five, or a mesh, as a layer.
 KINDS = ("tomogram", "labels", "points", "micrographs", "distances", "patch_store", "model", "run", "config",
-         "mesh", "table", "file_list")
+         "mesh", "table", "file_list", "scan4d")
 
 
 #: The file name ending of each kind, for a port that does not give its own ("" is a folder).
 SUFFIXES = {"tomogram": ".mrc", "labels": ".mrc", "points": ".star", "micrographs": ".mrc", "distances": ".npy",
             "patch_store": ".zarr", "model": ".ckpt", "run": "", "config": ".yaml",
-            "mesh": ".h5", "table": ".csv", "file_list": ".txt"}
+            "mesh": ".h5", "table": ".csv", "file_list": ".txt", "scan4d": ".npy"}
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ SAMPLE_FILES = {
     "particles": "particles.star",
     "micrographs": "micrographs.mrcs",
     "micrograph_kinds": "micrographs.csv",
+    "scan4d": "scan4d.npy",
+    "scan4d_phases": "scan4d_phases.npy",
 }
 
 
@@ -32,7 +34,9 @@ class SampleConfig(Config):
     """What ``cryolearn sample`` writes.
 
     ``shape`` is (Z, Y, X) in voxels, ``voxel_size`` in Angstrom; ``n_micrographs`` 2D images of
-    ``micrograph_size``² pixels. Set ``n_micrographs`` to 0 to skip them.
+    ``micrograph_size``² pixels; a ``scan_size``² 4D-STEM scan (``scan4d.npy``, counts, with its
+    phase map ``scan4d_phases.npy``: 0 vacuum, 1 amorphous, 2… crystal phases). Set
+    ``n_micrographs`` or ``scan_size`` to 0 to skip them.
     """
 
     output: Path = Field(description="folder that receives the sample files")
@@ -41,6 +45,8 @@ class SampleConfig(Config):
     seed: int = Field(0, description="random seed: the same seed gives the same data", json_schema_extra=EXPERT)
     n_micrographs: int = Field(32, ge=0, description="number of 2D micrographs (0: none)")
     micrograph_size: int = Field(64, ge=16, le=4096, description="micrograph side, pixels", json_schema_extra=EXPERT)
+    scan_size: int = Field(32, ge=0, le=512, description="scan positions per side of a 4D-STEM scan of crystal "
+                           "grains (32 × 32 pixel diffraction patterns; 0: none)", json_schema_extra=EXPERT)
     overwrite: bool = Field(False, description="replace sample files already in the folder")
 
     @field_validator("shape")
@@ -93,7 +99,7 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
 
     _check(config)
     out = Path(config.output)
-    total = 5 if config.n_micrographs else 4
+    total = 4 + bool(config.n_micrographs) + bool(config.scan_size)
     yield Progress(0, total, "generating the synthetic tomogram", stage="sample")
     tomo = make_synthetic_tomogram(shape=tuple(config.shape), voxel_size=config.voxel_size, seed=config.seed)
     vs = (config.voxel_size,) * 3
@@ -145,6 +151,18 @@ def sample_job(config: SampleConfig, stop: StopFlag | None = None) -> Generator[
             kinds.to_csv(tmp, index=False)
         written["micrograph_kinds"] = out / SAMPLE_FILES["micrograph_kinds"]
         yield Progress(4, total, f"wrote {written['micrographs']}", stage="sample")
+    if config.scan_size:
+        if check_stop(stop):
+            return JobResult(written, stopped=True)
+        from napari_cryolearn.sample.stem4d import make_4dstem_scan
+
+        scan = make_4dstem_scan((config.scan_size, config.scan_size), (32, 32), seed=config.seed)
+        for role, array in (("scan4d", scan.data), ("scan4d_phases", scan.phase.astype(np.int32))):
+            with atomic_path(out / SAMPLE_FILES[role]) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, array)
+            written[role] = out / SAMPLE_FILES[role]
+        yield Progress(total - 1, total, f"wrote {written['scan4d']}", stage="sample")
 
     yield Progress(total, total, f"sample data in {out}", stage="sample")
     return JobResult(written, metrics={"membrane proteins": len(tomo.protein_coords),

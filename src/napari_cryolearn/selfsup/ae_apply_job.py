@@ -30,7 +30,7 @@ from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.engine.stop import StopFlag
 from napari_cryolearn.selfsup.ae_config import AEApplyConfig
 
-STAGE = "stem.apply"
+STAGE = "ae.apply"
 OUTPUT_FILES = ("latent.npy", "reconstruction.npy", "metrics.json", "latent_maps.mrc")
 
 __all__ = ["OUTPUT_FILES", "ae_apply_job"]

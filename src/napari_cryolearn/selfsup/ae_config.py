@@ -39,6 +39,10 @@ class AETrainConfig(TrainerConfig):
                               "the latents of different patterns, penalised)")
     lambda_div: float = Field(2e-4, ge=0, description="weight of the divergence term (spread between latent "
                               "channels, rewarded: subtracted from the loss)")
+    divergence: Literal["scale_free", "original"] = Field(
+        "scale_free", description="divergence term: scale_free (each latent divided by its L1 norm first; bounded) "
+        "or original (m3_learning's; with the documented weights the loss is unbounded below and the latents "
+        "collapse)", json_schema_extra=EXPERT)
     binning: int = Field(1, ge=1, description="bin the detector by this factor (mean over factor × factor "
                          "pixels) before normalising")
     crop: tuple[int, int, int, int] | None = Field(None, description="detector box (y0, y1, x0, x1) in pixels kept "
@@ -60,7 +64,7 @@ class AETrainConfig(TrainerConfig):
 class AEApplyConfig(Config):
     """Apply a trained 4D-STEM autoencoder to a scan: latent maps, reconstruction and metrics."""
 
-    model: Path = Field(description="checkpoint of stem train (model/model_best.ckpt)")
+    model: Path = Field(description="checkpoint of ae train (model/model_best.ckpt)")
     data: Path = Field(description="4D-STEM scan (Sy, Sx, Ky, Kx): .npy, .h5/.hdf5, .mrc, or a train_tensor.pt "
                        "with scan_shape")
     dataset: str | None = Field(None, description="HDF5 dataset path (default: the only, else the largest, 3D or "

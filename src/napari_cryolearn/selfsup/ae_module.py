@@ -38,7 +38,7 @@ class AEModule(L.LightningModule):
         recon, z = self.model(x)
         cfg = self.cfg
         return ae_loss(x, recon, z, lambda_act=cfg.lambda_act, lambda_sim=cfg.lambda_sim,
-                       lambda_div=cfg.lambda_div), recon
+                       lambda_div=cfg.lambda_div, divergence=cfg.divergence), recon
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch
@@ -104,7 +104,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], pa
 
 def read_ae_checkpoint(path: str | Path, *, field: str = "model") -> tuple[dict, AETrainConfig, Normalisation,
                                                                             tuple[int, int]]:
-    """``(checkpoint, config, normalisation, detector_shape)`` of a checkpoint ``stem train`` wrote;
+    """``(checkpoint, config, normalisation, detector_shape)`` of a checkpoint ``ae train`` wrote;
     :class:`InputError` naming ``path`` when it is not one."""
     from napari_cryolearn.models.checkpoints import read_checkpoint
 

@@ -27,7 +27,7 @@ from napari_cryolearn.engine.training import RunFolder, TrainResult, check_log_d
 from napari_cryolearn.io.stem4d import Normalisation, Stem4D, fit_normalisation, normalise, prepare, read_stem4d
 from napari_cryolearn.selfsup.ae_config import AETrainConfig
 
-STAGE = "stem.train"
+STAGE = "ae.train"
 
 __all__ = ["PatternDataset", "ae_train_job", "open_scan"]
 

@@ -186,28 +186,44 @@ def similarity_loss(z: torch.Tensor) -> torch.Tensor:
     return (cos.sum(dim=1) - 1).sum() / (2 * b)
 
 
-def divergence_loss(z: torch.Tensor) -> torch.Tensor:
+def divergence_loss(z: torch.Tensor, *, scale_free: bool = False) -> torch.Tensor:
     """``(1/B) Σ_i Σ_{a,b} |z_ia − z_ib| / 2`` over the channels of ``z`` (B, C) that are non-zero
     somewhere in the batch: the spread between the latent channels within each sample (0 when
     every channel of a sample has one value).
 
+    ``scale_free``: each sample's latent is first divided by its L1 norm, and the sum by C − 1
+    (C the channels counted), so the term measures how the sample's activity is spread over the
+    channels, not its size: in [0, 1] (0 for equal channels, 1 for one active channel). The
+    original term grows with the latent's scale faster than the activity term shrinks it, so,
+    subtracted at its documented weight, it makes the loss unbounded below (:func:`ae_loss`).
+
     >>> float(divergence_loss(torch.tensor([[1.0, 3.0, 0.0]])))  # channel 3 is zero: |1 − 3|
     2.0
+    >>> float(divergence_loss(torch.tensor([[1.0, 3.0, 0.0]]), scale_free=True))  # |0.25 − 0.75|
+    0.5
     """
     b = z.shape[0]
     cols = z[:, (z != 0).any(dim=0)]
     if cols.shape[1] == 0:
         return z.sum() * 0.0
+    if scale_free:
+        cols = cols / cols.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
     diff = (cols[:, :, None] - cols[:, None, :]).abs()
-    return diff.sum() / 2 / b
+    spread = diff.sum() / 2 / b
+    return spread / max(cols.shape[1] - 1, 1) if scale_free else spread
 
 
 def ae_loss(x: torch.Tensor, recon: torch.Tensor, z: torch.Tensor, *, lambda_act: float = 1e-4,
-            lambda_sim: float = 5e-5, lambda_div: float = 2e-4) -> dict[str, torch.Tensor]:
+            lambda_sim: float = 5e-5, lambda_div: float = 2e-4, divergence: str = "scale_free") -> dict[str, torch.Tensor]:
     """The regularised loss ``total = mse + λ_act·act + λ_sim·sim − λ_div·div``, with each term:
-    a dict ``mse, act, sim, div, total``."""
+    a dict ``mse, act, sim, div, total``. ``divergence``: ``"scale_free"`` (default) or
+    ``"original"`` (m3_learning's, unbounded below at the documented weights; see
+    :func:`divergence_loss`)."""
+    if divergence not in ("scale_free", "original"):
+        raise ValueError(f"divergence must be 'scale_free' or 'original', got {divergence!r}")
     mse = F.mse_loss(recon, x)
-    act, sim, div = activity_loss(z), similarity_loss(z), divergence_loss(z)
+    act, sim = activity_loss(z), similarity_loss(z)
+    div = divergence_loss(z, scale_free=divergence == "scale_free")
     total = mse + lambda_act * act + lambda_sim * sim - lambda_div * div
     return {"mse": mse, "act": act, "sim": sim, "div": div, "total": total}
 

@@ -5,8 +5,12 @@ volumes whose name or sidecar marks them as labels open as Labels. STAR coordina
 Points layer in napari's (z, y, x) order, in pixels of the tomogram, scaled by the pixel size
 when the file gives one; the other columns become the points' ``features``. A mesh container
 (``.h5`` holding ``points`` and ``faces``: MemBrain-pick's layout) opens as a Surface layer at its
-voxel size (:mod:`napari_cryolearn.ui.mesh_layers`); other HDF5 files are left to other readers.
-Writers take the voxel size back from the layer's scale.
+voxel size (:mod:`napari_cryolearn.ui.mesh_layers`). A 4D-STEM scan (a 4D ``.npy``, or an HDF5
+file with a 4D dataset: :func:`~napari_cryolearn.io.stem4d.read_stem4d`) opens as a 4D Image
+layer, memory-mapped: the scan axes (scaled by the step in nm when the file gives it) and the
+detector axes (pixels), so the viewer shows one diffraction pattern per scan position; other
+``.npy`` and HDF5 files are left to other readers. Writers take the voxel size back from the
+layer's scale.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from napari_cryolearn.ui.layers import as_array, points_kwargs, units_of
 _STAR_SUFFIXES = (".star",)
 _STORE_SUFFIXES = (".zarr",)
 _MESH_SUFFIXES = (".h5",)
+_SCAN_SUFFIXES = (".npy", ".h5", ".hdf5")
 
 
 def _suffix(path: str) -> str:
@@ -34,7 +39,7 @@ def get_reader(path: str | list[str]):
     """Return a reader for MRC, STAR, patch-store or mesh-container paths, or None for anything else."""
     paths = [path] if isinstance(path, str) else list(path)
     if paths and all(_suffix(p) in MRC_SUFFIXES + _STAR_SUFFIXES or _is_our_store(p) or _is_mesh_container(p)
-                     for p in paths):
+                     or _is_scan4d(p) for p in paths):
         return read_layers
     return None
 
@@ -64,6 +69,32 @@ def _is_mesh_container(path: str) -> bool:
         return False
 
 
+def _is_scan4d(path: str) -> bool:
+    """A 4D ``.npy`` array, or an HDF5 file (not a mesh container) holding a 4D dataset."""
+    if _suffix(path) not in _SCAN_SUFFIXES or not Path(path).is_file() or _is_mesh_container(path):
+        return False
+    from napari_cryolearn.engine.errors import InputError
+    from napari_cryolearn.io.stem4d import read_stem4d
+
+    try:
+        return read_stem4d(path, check_finite=False).is_4d
+    except (InputError, OSError, ValueError):
+        return False
+
+
+def _scan4d_layer_data(path: str | Path) -> tuple[Any, dict, str]:
+    """A 4D-STEM scan as a 4D Image layer (scan y, scan x, detector y, detector x)."""
+    from napari_cryolearn.io.stem4d import read_stem4d
+
+    scan = read_stem4d(path, check_finite=False)
+    step = float(scan.step) if scan.step else 1.0
+    scale = (step, step, 1.0, 1.0)
+    units = ("nm", "nm", "pixel", "pixel") if scan.step else ("pixel",) * 4
+    meta = {"scan4d": str(path), "step_nm": scan.step, "source_path": str(path)}
+    return scan.data, {"name": Path(path).stem, "scale": scale, "units": units, "metadata": meta,
+                       "axis_labels": ("scan y", "scan x", "k y", "k x")}, "image"
+
+
 def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
     """Layer data for each path (MRC → Image/Labels, STAR → Points, mesh container → Surface)."""
     paths = [path] if isinstance(path, str) else list(path)
@@ -73,6 +104,8 @@ def read_layers(path: str | list[str]) -> list[tuple[Any, dict, str]]:
             layers.append(_star_layer_data(p))
         elif _suffix(p) in _STORE_SUFFIXES:
             layers.extend(_patch_store_layer_data(p))
+        elif _is_scan4d(p):
+            layers.append(_scan4d_layer_data(p))
         elif _suffix(p) in _MESH_SUFFIXES:
             layers.append(_mesh_layer_data(p))
         else:

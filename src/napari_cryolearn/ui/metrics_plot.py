@@ -5,6 +5,8 @@ No plotting library needed: a few series of a few hundred points each.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from qtpy.QtCore import QPointF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
@@ -89,11 +91,11 @@ class MetricsPlot(QWidget):
 
 
 def plot_training_progress(metrics: dict, loss_plot: MetricsPlot, other: MetricsPlot | None = None,
-                           other_metric: str | None = None) -> None:
+                           other_metric: str | Sequence[str] | None = None) -> None:
     """Add a training job's progress ``metrics`` to the plots every training widget shows: the loss
     per batch (at its place within its epoch) and ``train_loss`` / ``val_loss`` per epoch on
     ``loss_plot``, and the stage's own epoch metric ``other_metric`` (Dice, collapse level, error
-    in Å) on ``other``. Events without an ``epoch`` are ignored."""
+    in Å; or several names) on ``other``. Events without an ``epoch`` are ignored."""
     if "epoch" not in metrics:
         return
     if "batch" in metrics:
@@ -104,5 +106,15 @@ def plot_training_progress(metrics: dict, loss_plot: MetricsPlot, other: Metrics
     for name in ("train_loss", "val_loss"):
         if name in metrics:
             loss_plot.add(name, metrics["epoch"], metrics[name])
-    if other is not None and other_metric is not None and other_metric in metrics:
-        other.add(other_metric, metrics["epoch"], metrics[other_metric])
+    if other is not None and other_metric is not None:
+        plot_epoch_metrics(metrics, other, other_metric)
+
+
+def plot_epoch_metrics(metrics: dict, plot: MetricsPlot, names: str | Sequence[str]) -> None:
+    """Add the epoch metrics ``names`` of a training job's progress ``metrics`` to ``plot``
+    (events of a batch, or without an ``epoch``, are ignored)."""
+    if "epoch" not in metrics or "batch" in metrics:
+        return
+    for name in ((names,) if isinstance(names, str) else names):
+        if name in metrics:
+            plot.add(name, metrics["epoch"], metrics[name])

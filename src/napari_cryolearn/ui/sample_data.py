@@ -1,4 +1,4 @@
-"""napari sample data: the synthetic tomogram with its labels and picks, and the micrographs."""
+"""napari sample data: the synthetic tomogram with its labels and picks, the micrographs, and a 4D-STEM scan."""
 
 from __future__ import annotations
 
@@ -41,3 +41,15 @@ def make_sample_micrographs() -> list:
     scale = (1.0, stack.pixel_size, stack.pixel_size)
     units = ("pixel", "angstrom", "angstrom")  # the first axis counts micrographs
     return [(stack.images, {"name": "synthetic micrographs", "scale": scale, "units": units, "metadata": meta}, "image")]
+
+
+def make_sample_scan4d() -> list:
+    """A synthetic 4D-STEM scan (32 × 32 positions of 32 × 32 pixel patterns: vacuum, amorphous
+    and crystal grains of three phases) as a 4D Image layer; its phase map is in the metadata."""
+    from napari_cryolearn.sample.stem4d import make_4dstem_scan
+
+    scan = make_4dstem_scan((32, 32), (32, 32), seed=0)
+    meta = {"step_nm": scan.step, "phase": scan.phase}
+    return [(scan.data, {"name": "synthetic 4D-STEM scan", "scale": (scan.step, scan.step, 1.0, 1.0),
+                         "units": ("nm", "nm", "pixel", "pixel"), "axis_labels": ("scan y", "scan x", "k y", "k x"),
+                         "metadata": meta, "gamma": 0.3}, "image")]

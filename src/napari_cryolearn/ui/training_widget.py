@@ -22,7 +22,7 @@ from magicgui.widgets import ComboBox, Container, Label, Widget
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.ui.forms import field_widget, form_values, note
 from napari_cryolearn.ui.job_widget import JobWidget
-from napari_cryolearn.ui.metrics_plot import MetricsPlot, plot_training_progress
+from napari_cryolearn.ui.metrics_plot import MetricsPlot, plot_epoch_metrics, plot_training_progress
 from napari_cryolearn.ui.training_data_folder import device_name
 
 #: Where a widget's run folder is proposed: ``~/cryolearn-runs/<name>``.
@@ -54,7 +54,8 @@ class TrainingWidget(JobWidget):
     run_folder:
         The name under ``~/cryolearn-runs`` proposed as the run folder.
     metric:
-        ``(name, plot title, y range or None)`` of the stage's epoch metric plotted beside the loss.
+        ``(name or names, plot title, y range or None)`` of the stage's epoch metrics plotted
+        beside the loss; ``extra_plots`` more such plots below it.
     handoff_signal, handoff_to:
         The :data:`~napari_cryolearn.ui.handoff.handoff` signal the finished checkpoint is emitted
         on, and the widget that receives it (for the status line).
@@ -71,8 +72,9 @@ class TrainingWidget(JobWidget):
     def __init__(self, viewer, *, config_class, job: str, stage: str, title: str,
                  sources: dict[str, Sequence[Widget]], form_fields: Sequence[str], expert_fields: Sequence[str] = (),
                  expert_widgets: Sequence[Widget] = (), run_folder: str,
-                 metric: tuple[str, str, tuple[float, float] | None], handoff_signal: str | None = None,
-                 handoff_to: str | None = None) -> None:
+                 metric: tuple[str | Sequence[str], str, tuple[float, float] | None],
+                 extra_plots: Sequence[tuple[str | Sequence[str], str, tuple[float, float] | None]] = (),
+                 handoff_signal: str | None = None, handoff_to: str | None = None) -> None:
         self.fields = config_class.model_fields
         self.config_class = config_class
         self.job_path, self.stage = job, stage
@@ -86,11 +88,12 @@ class TrainingWidget(JobWidget):
         self.metric, metric_title, y_range = metric
         self.loss_plot = MetricsPlot(title="loss")
         self.metric_plot = MetricsPlot(y_range=y_range, title=metric_title)
+        self.extra_plots = [(MetricsPlot(y_range=r, title=t), names) for names, t, r in extra_plots]
         self.device_label = Label(value="device: chosen when training starts")
         self._handoff = (handoff_signal, handoff_to)
         plot_box = Container(labels=False)
-        plot_box.native.layout().addWidget(self.loss_plot)
-        plot_box.native.layout().addWidget(self.metric_plot)
+        for plot in (self.loss_plot, self.metric_plot, *(p for p, _ in self.extra_plots)):
+            plot_box.native.layout().addWidget(plot)
         source_widgets = [w for widgets in self._sources.values() for w in widgets]
         expert = [*expert_widgets, *(self.form[n] for n in expert_fields)]
         heading = [note("Expert settings (most runs leave these)")] if expert else []
@@ -129,8 +132,8 @@ class TrainingWidget(JobWidget):
 
         config, write = self.build(self.values())
         self.config = config
-        self.loss_plot.clear()
-        self.metric_plot.clear()
+        for plot in (self.loss_plot, self.metric_plot, *(p for p, _ in self.extra_plots)):
+            plot.clear()
         self.device_label.value = f"device: {device_name(config.device)}"
         stage, job_path = self.stage, self.job_path
 
@@ -149,6 +152,8 @@ class TrainingWidget(JobWidget):
         if "device" in metrics:
             self.device_label.value = f"device: {metrics['device']}"
         plot_training_progress(metrics, self.loss_plot, self.metric_plot, self.metric)
+        for plot, names in self.extra_plots:
+            plot_epoch_metrics(metrics, plot, names)
 
     def on_result(self, result) -> None:
         self.result = result
