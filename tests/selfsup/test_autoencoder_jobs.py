@@ -179,3 +179,24 @@ def test_h5_scan_trains_and_applies_with_its_step(tmp_path):
     run(ae_apply_job(AEApplyConfig(model=result.best_checkpoint, data=tmp_path / "scan.h5", output_dir=out,
                                    device="cpu")))
     assert read_mrc(out / "latent_maps.mrc").voxel_size[1:] == pytest.approx((30.0, 30.0))
+
+
+def test_cli_trains_and_applies_with_the_scan_step(tmp_path, capsys):
+    from napari_cryolearn.cli import main
+
+    data, _ = tiny(tmp_path)
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    assert main(["-q", "ae", "train", str(data), "--log-dir", str(run_dir), "--latent", "4", "--width", "8",
+                 "--batch-size", "16", "--max-epochs", "1", "--device", "cpu"]) == 0
+    model = run_dir / "model" / "model_best.ckpt"
+    assert model.is_file()
+    assert main(["-q", "ae", "apply", str(model), str(data), "--output-dir", str(out), "--step", "2.5"]) == 0
+    assert np.load(out / "latent.npy").shape == (8, 8, 4)
+    maps = read_mrc(out / "latent_maps.mrc")
+    assert maps.data.shape == (4, 8, 8)
+    assert maps.voxel_size[-1] == pytest.approx(25.0)  # 2.5 nm per step, in Å
+    # a second apply into the same folder is refused, and leaves the first outputs
+    before = (out / "metrics.json").read_bytes()
+    assert main(["-q", "ae", "apply", str(model), str(data), "--output-dir", str(out)]) != 0
+    assert "overwrite" in capsys.readouterr().err
+    assert (out / "metrics.json").read_bytes() == before
