@@ -278,6 +278,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo_command)
     listing = commands.add_parser("stages", help="list the stages")
     listing.set_defaults(handler=_stages_command)
+    _add_batch_parser(commands)
 
     groups: dict[str, argparse._SubParsersAction] = {}
     for stage in stages():
@@ -297,6 +298,101 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 _LAZY_PARSERS: dict[int, tuple[argparse.ArgumentParser, Stage]] = {}
+_BATCH_PARSER: list[argparse.ArgumentParser] = []
+
+BATCH_USAGE = ("%(prog)s STAGE --input DIR --output DIR [--pattern GLOB ...] [--pair FIELD=DIR ...] "
+               "[--also FIELD ...] [--config YAML] [--workers N] [--shard K/N] [--dask ADDRESS | local:N] "
+               "[--force] [the stage's options]")
+
+
+def _add_batch_parser(commands) -> None:
+    """``cryolearn batch STAGE …``: its own options here; the stage's are added once the command
+    line names the stage (:func:`_complete_batch_parser`)."""
+    from napari_cryolearn.cli_flags import HelpFormatter
+
+    batch = commands.add_parser(
+        "batch", help="run a file-level stage on every file of a folder (resumable; workers, Slurm shards, Dask)",
+        usage=BATCH_USAGE, formatter_class=HelpFormatter,
+        description="Run STAGE once per file of --input, outputs named after each file in --output, with a "
+                    "run log (batch_log.csv); a second run skips the files that are up to date. STAGE is "
+                    "one of the file-level stages (cryolearn stages; e.g. prep.scale, segment.predict); "
+                    "`cryolearn batch STAGE --help` lists its options too.")
+    batch.add_argument("batch_stage", metavar="STAGE", help="the stage, e.g. prep.scale")
+    batch.add_argument("--input", dest="batch_input", type=Path, required=True, metavar="DIR",
+                       help="folder of the input files (the stage's main input)")
+    batch.add_argument("--output", dest="batch_output", type=Path, required=True, metavar="DIR",
+                       help="folder for the outputs and the run log")
+    batch.add_argument("--pattern", dest="batch_pattern", nargs="+", metavar="GLOB",
+                       help="glob(s) of the input files (default: the usual suffixes of the stage's input)")
+    batch.add_argument("--pair", dest="batch_pair", action="append", default=[], metavar="FIELD=DIR",
+                       help="another per-file input of the stage from a folder, matched by file stem "
+                            "(e.g. --pair labels=labels/); repeat for more")
+    batch.add_argument("--also", dest="batch_also", action="append", default=[], metavar="FIELD",
+                       help="also write this optional output of the stage (<stem>_<field><suffix>)")
+    batch.add_argument("--workers", dest="batch_workers", type=int, default=1, metavar="N",
+                       help="files processed at once, each in its own process (a GPU stage: at most one per GPU)")
+    batch.add_argument("--shard", dest="batch_shard", metavar="K/N",
+                       help="only the K-th of N shares of the files, e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
+    batch.add_argument("--dask", dest="batch_dask", metavar="ADDRESS",
+                       help="run the files on a Dask cluster: its scheduler address, or local:N (N local workers)")
+    batch.add_argument("--force", dest="batch_force", action="store_true",
+                       help="redo files that are up to date (and replace outputs no batch here wrote)")
+    batch.set_defaults(handler=_batch_command, _stage_parser=batch)
+    _BATCH_PARSER[:] = [batch]
+
+
+def _batch_stage(name: str) -> Stage:
+    from napari_cryolearn.batch.plan import batch_stage_names
+    from napari_cryolearn.stages import get
+
+    names = batch_stage_names()
+    if name not in names:
+        raise InputError(f"batch runs a file-level stage: {', '.join(names)}; not {name!r}", field="STAGE")
+    return get(name)
+
+
+def _complete_batch_parser(argv: Sequence[str]) -> None:
+    """Add the named stage's flags (less those a batch sets per file) to ``cryolearn batch``."""
+    from napari_cryolearn.batch.plan import batch_stage_names
+
+    words = [a for a in argv if not a.startswith("-")]
+    if not words or words[0] != "batch" or not _BATCH_PARSER:
+        return
+    named = [w for w in words[1:] if w in batch_stage_names()]
+    if not named:
+        return  # the handler says what is wrong
+    stage = _batch_stage(named[0])
+    from napari_cryolearn.batch.plan import SHARED_KINDS
+
+    per_file = {p.field for p in stage.inputs if p.kind not in SHARED_KINDS} | {p.field for p in stage.outputs}
+    add_config_arguments(_BATCH_PARSER[0], stage.config_class(), exclude=per_file | {"overwrite"})
+
+
+def _batch_command(args: argparse.Namespace) -> int:
+    from napari_cryolearn.batch.job import BatchConfig, batch_job
+    from napari_cryolearn.cli_flags import _given
+
+    stage = _batch_stage(args.batch_stage)
+    pairs = {}
+    for item in args.batch_pair:
+        field, sep, folder = item.partition("=")
+        if not sep or not field or not folder:
+            raise FlagError(f"--pair {item!r}: expected FIELD=DIR, e.g. labels=labels/")
+        pairs[field.strip()] = Path(folder)
+    config = BatchConfig(stage=stage.name, input=args.batch_input, output=args.batch_output,
+                         pattern=args.batch_pattern, pairs=pairs, also=args.batch_also,
+                         stage_config=getattr(args, "config", None), settings=_given(args, stage.config_class()),
+                         workers=args.batch_workers, shard=args.batch_shard, dask=args.batch_dask,
+                         force=args.batch_force)
+    result = _drive(batch_job, config, desc=f"batch {stage.name}", quiet=args.quiet)
+    width = max([len(r.file) for r in result.rows] + [4])
+    print(f"{'file':{width}s}  {'status':8s} {'seconds':>8s}  error")
+    for row in result.rows:
+        print(f"{row.file:{width}s}  {row.status:8s} {row.seconds:8.1f}  {row.error}")
+    m = result.metrics
+    print(f"{m['done']} done, {m['skipped']} up to date, {m['failed']} failed"
+          + (f", {m['stopped']} stopped" if m["stopped"] else "") + f"; log: {result['log']}")
+    return 0 if result.ok and not result.stopped else 1
 
 
 def _complete_stage_parsers(argv: Sequence[str]) -> None:
@@ -319,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _LAZY_PARSERS.clear()
     parser = _build_parser()
     _complete_stage_parsers(argv)
+    _complete_batch_parser(argv)
     args = parser.parse_args(argv)
     try:
         with terminal_warnings(verbose=args.verbose):

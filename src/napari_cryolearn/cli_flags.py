@@ -337,8 +337,10 @@ def epilog(config_cls: type[Config], positionals: Sequence[str] = ()) -> str:
     return " ".join(sentences)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Config], positionals=()) -> None:
-    """Add ``--config`` and one flag (or positional) per field of ``config_cls``.
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Config], positionals=(),
+                         exclude=()) -> None:
+    """Add ``--config`` and one flag (or positional) per field of ``config_cls`` (except the
+    top-level fields named in ``exclude``: a batch sets those per file).
 
     Fields of nested configs get prefixed flags: ``network.out_channels`` is
     ``--network-out-channels``. Positionals are added in the order of ``positionals``, the
@@ -356,7 +358,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls: type[Confi
         metavar="YAML",
         help="read the settings from a YAML file (ours, or a CryoSiam config); options given with it override it",
     )
-    fields = [(path, field) for path, field in config_fields(config_cls) if _flag_spec(field.annotation) is not None]
+    fields = [(path, field) for path, field in config_fields(config_cls)
+              if _flag_spec(field.annotation) is not None and path[0] not in exclude]
     by_dest = {dest_name(path): (path, field) for path, field in fields}
     for name in positionals:
         path, field = by_dest[name]

@@ -1,0 +1,95 @@
+"""Speed-up of ``cryolearn batch --workers 2`` over ``--workers 1`` on a folder of CPU-stage jobs.
+
+    .venv/bin/python benchmarks/bench_batch.py [--files 8] [--shape 64 192 192] [--stages prep.scale prep.distances]
+        [--rounds 2] [--dask]
+
+Writes ``--files`` random tomograms (float32) and label volumes (three classes of smoothed-noise
+blobs) into a temporary folder, then runs each stage over the folder with one worker and with
+two (interleaved, ``--rounds`` times, fresh output folders, medians), and with ``--dask`` on a
+local Dask cluster of two workers too. Prints seconds per batch and the speed-up over one
+worker, and checks that the outputs are byte-identical. ``prep.scale`` reads, takes
+percentiles and writes (light on CPU); ``prep.distances`` computes signed distance maps (heavier).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from napari_cryolearn.cli import main
+from napari_cryolearn.io import write_mrc
+
+
+def make_inputs(folder: Path, n: int, shape: tuple[int, int, int]) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    tomos, labels = folder / "tomos", folder / "labels"
+    tomos.mkdir()
+    labels.mkdir()
+    for i in range(n):
+        v = rng.normal(size=shape).astype(np.float32)
+        write_mrc(tomos / f"TS_{i:03d}.mrc", v, voxel_size=10.0)
+        smooth = ndimage.gaussian_filter(v, 3)
+        cut = np.quantile(smooth, [0.8, 0.93])
+        write_mrc(labels / f"TS_{i:03d}.mrc", np.digitize(smooth, cut).astype(np.uint8), voxel_size=10.0)
+    return tomos, labels
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.startswith("batch_log")}
+
+
+def run(stage: str, source: Path, out: Path, extra: list[str]) -> float:
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # each batch's table
+        code = main(["-q", "batch", stage, "--input", str(source), "--output", str(out), *extra])
+    seconds = time.perf_counter() - start
+    if code != 0:
+        sys.exit(f"batch {stage} {' '.join(extra)} failed (exit {code})")
+    return seconds
+
+
+def main_bench() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--shape", type=int, nargs=3, default=(64, 192, 192))
+    parser.add_argument("--stages", nargs="+", default=["prep.scale", "prep.distances"])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--dask", action="store_true", help="also time --dask local:2")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tomos, labels = make_inputs(tmp, args.files, tuple(args.shape))
+        print(f"{args.files} files of {tuple(args.shape)}")
+        for stage in args.stages:
+            source = labels if stage in ("prep.distances", "prep.filter") else tomos
+            settings = {"one worker": ["--workers", "1"], "two workers": ["--workers", "2"]}
+            if args.dask:
+                settings["dask local:2"] = ["--dask", "local:2"]
+            times: dict[str, list[float]] = {k: [] for k in settings}
+            outputs: dict[str, dict[str, str]] = {}
+            for r in range(args.rounds):
+                for name, extra in settings.items():
+                    out = tmp / f"{stage}_{name.replace(' ', '_').replace(':', '')}_{r}"
+                    times[name].append(run(stage, source, out, extra))
+                    outputs[name] = digest(out)
+            same = all(o == outputs["one worker"] for o in outputs.values())
+            base = statistics.median(times["one worker"])
+            for name, ts in times.items():
+                t = statistics.median(ts)
+                print(f"{stage:16s} {name:13s} {t:7.2f} s  speed-up {base / t:4.2f}x")
+            print(f"{stage:16s} outputs identical across settings: {same}")
+
+
+if __name__ == "__main__":
+    main_bench()
