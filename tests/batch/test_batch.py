@@ -184,3 +184,33 @@ def test_shards_workers_and_dask_give_the_plain_run(tmp_path, capsys):
     assert digests(shards) == digests(pool) == digests(dask) == expected
     assert log_rows(dask)["TS_01.mrc"]["status"] == "failed"
     assert "truncated" in log_rows(pool)["TS_01.mrc"]["error"]
+
+
+def test_stop_ends_after_the_current_file_and_the_next_run_finishes(tmp_path):
+    from napari_cryolearn.batch.job import BatchConfig, batch_job
+    from napari_cryolearn.engine.stop import StopFlag
+
+    tomos, _ = make_folder(tmp_path)
+    (tomos / "TS_01.mrc").unlink()
+    out = tmp_path / "out"
+    config = BatchConfig(stage="prep.scale", input=tomos, output=out)
+    stop = StopFlag()
+    job = batch_job(config, stop)
+    try:
+        while True:
+            event = next(job)
+            if event.metrics.get("status") == "done":
+                stop.set()  # after the first file
+    except StopIteration as end:
+        result = end.value
+    assert result.stopped and [r.status for r in result.rows] == ["done"]
+    assert sorted(p.name for p in out.iterdir()) == ["TS_00.mrc", "batch_log.csv"]
+    again = batch_job(config)
+    try:
+        while True:
+            next(again)
+    except StopIteration as end:
+        result = end.value
+    assert [r.status for r in result.rows] == ["skipped", "done", "done"] and result.ok
+    with pytest.raises(InputError, match="set per file by the batch"):
+        next(batch_job(config.model_copy(update={"settings": {"output": "x.mrc"}})))
