@@ -206,8 +206,9 @@ def test_editable_install_manifest_is_the_repository_manifest():
 
 
 def test_manifest_widgets_are_the_registry_widgets():
-    """napari.yaml lists exactly the widgets the stages declare, under their titles; a stage
-    added to the registry without its manifest entry (or the reverse) fails here."""
+    """napari.yaml lists exactly the widgets the stages declare (and the tool widgets, Batch),
+    under their titles; a stage added to the registry without its manifest entry (or the
+    reverse) fails here."""
     import napari_cryolearn.stages as suite
 
     manifest = yaml.safe_load(ROOT_MANIFEST.read_text())["contributions"]
@@ -217,4 +218,5 @@ def test_manifest_widgets_are_the_registry_widgets():
         command = commands[entry["command"]]
         listed[command["python_name"]] = (entry["display_name"], command["title"])
     declared = {s.widget: (s.title, s.title) for s in suite.all_stages() if s.widget}
+    declared.update({path: (title, title) for path, title in suite.TOOL_WIDGETS.items()})
     assert listed == declared

@@ -18,6 +18,11 @@ def get(name: str) -> Stage:
     return get_stage(name)
 
 
+#: Dock widgets that are not one stage's (import path → title): the batch runner over any
+#: file-level stage (``cryolearn batch``).
+TOOL_WIDGETS = {"napari_cryolearn.ui.batch_widget:BatchWidget": "Batch"}
+
+
 register_stage(
     Stage(
         name="sample",
