@@ -15,7 +15,7 @@ import pytest
 from napari_cryolearn.batch.plan import file_stem, match_partner, output_paths, plan_batch, shard
 from napari_cryolearn.cli import main
 from napari_cryolearn.engine.errors import InputError
-from napari_cryolearn.io import write_mrc
+from napari_cryolearn.io import read_mrc, write_mrc
 from napari_cryolearn.stages import get
 
 
@@ -214,3 +214,39 @@ def test_stop_ends_after_the_current_file_and_the_next_run_finishes(tmp_path):
     assert [r.status for r in result.rows] == ["skipped", "done", "done"] and result.ok
     with pytest.raises(InputError, match="set per file by the batch"):
         next(batch_job(config.model_copy(update={"settings": {"output": "x.mrc"}})))
+
+
+def test_segment_predict_over_a_folder_with_one_model(tmp_path, capsys):
+    """The main batch of a cluster: one model, a folder of tomograms, an optional output too; a
+    newer model redoes every file."""
+    from napari_cryolearn.engine.jobs import run_job
+    from napari_cryolearn.segmentation.config import BackboneConfig, NetworkConfig, SegmentationTrainConfig
+    from napari_cryolearn.segmentation.train_job import train_arrays_job
+
+    rng = np.random.default_rng(0)
+    tomos = tmp_path / "tomos"
+    tomos.mkdir()
+    for i in range(2):
+        write_mrc(tomos / f"TS_{i}.mrc", rng.normal(size=(16, 16, 16)).astype(np.float32), voxel_size=12.0)
+    image = rng.normal(size=(16, 16, 16)).astype(np.float32)
+    network = NetworkConfig(architecture="cryosiam", out_channels=2, filters=(4, 4),
+                            backbone=BackboneConfig(num_filters=(4, 4, 4, 4), fpn_channels=4, dense_dim=4))
+    config = SegmentationTrainConfig(log_dir=tmp_path / "run", network=network, max_epochs=1, batch_size=1,
+                                     device="cpu", validation_ratio=0.0)
+    model = run_job(train_arrays_job([image], [(image > 0.5).astype(np.uint8)], config,
+                                     patch_size=(16, 16, 16))).last_checkpoint
+    out = tmp_path / "pred"
+    args = ["-q", "batch", "segment.predict", "--input", str(tomos), "--output", str(out), "--model", str(model),
+            "--also", "probabilities", "--device", "cpu"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["TS_0.mrc", "TS_0.mrc.json", "TS_0_probabilities.npy",
+                                                     "TS_1.mrc", "TS_1.mrc.json", "TS_1_probabilities.npy",
+                                                     "batch_log.csv"]  # .json: the class names
+    assert read_mrc(out / "TS_1.mrc").voxel_size[0] == 12.0
+    alone = tmp_path / "alone.mrc"
+    assert main(["-q", "segment", "predict", str(model), str(tomos / "TS_1.mrc"), str(alone), "--device", "cpu"]) == 0
+    assert alone.read_bytes() == (out / "TS_1.mrc").read_bytes()
+    assert main(args) == 0 and "0 done, 2 up to date" in capsys.readouterr().out
+    later = (out / "TS_0.mrc").stat().st_mtime_ns + 10**10
+    os.utime(model, ns=(later, later))
+    assert main(args) == 0 and "2 done, 0 up to date" in capsys.readouterr().out
