@@ -302,7 +302,7 @@ _BATCH_PARSER: list[argparse.ArgumentParser] = []
 
 BATCH_USAGE = ("%(prog)s STAGE --input DIR --output DIR [--pattern GLOB ...] [--pair FIELD=DIR ...] "
                "[--also FIELD ...] [--config YAML] [--workers N] [--shard K/N] [--dask ADDRESS | local:N] "
-               "[--force] [the stage's options]")
+               "[--force] [--dry-run] [the stage's options]")
 
 
 def _add_batch_parser(commands) -> None:
@@ -337,6 +337,8 @@ def _add_batch_parser(commands) -> None:
                        help="run the files on a Dask cluster: its scheduler address, or local:N (N local workers)")
     batch.add_argument("--force", dest="batch_force", action="store_true",
                        help="redo files that are up to date (and replace outputs no batch here wrote)")
+    batch.add_argument("--dry-run", dest="batch_dry_run", action="store_true",
+                       help="list what would run, be skipped or fail, with the partners and outputs; run nothing")
     batch.set_defaults(handler=_batch_command, _stage_parser=batch)
     _BATCH_PARSER[:] = [batch]
 
@@ -383,13 +385,19 @@ def _batch_command(args: argparse.Namespace) -> int:
                          pattern=args.batch_pattern, pairs=pairs, also=args.batch_also,
                          stage_config=getattr(args, "config", None), settings=_given(args, stage.config_class()),
                          workers=args.batch_workers, shard=args.batch_shard, dask=args.batch_dask,
-                         force=args.batch_force)
+                         force=args.batch_force, dry_run=args.batch_dry_run)
     result = _drive(batch_job, config, desc=f"batch {stage.name}", quiet=args.quiet)
     width = max([len(r.file) for r in result.rows] + [4])
+    m = result.metrics
+    if config.dry_run:
+        print(f"{'file':{width}s}  {'would be':8s}  inputs paired → outputs, or why it would fail")
+        for row in result.rows:
+            print(f"{row.file:{width}s}  {row.status:8s}  {row.error or row.outputs.replace(';', ' ')}")
+        print(f"{m['to run']} to run, {m['skipped']} up to date, {m['failed']} would fail; nothing was run")
+        return 0
     print(f"{'file':{width}s}  {'status':8s} {'seconds':>8s}  error")
     for row in result.rows:
         print(f"{row.file:{width}s}  {row.status:8s} {row.seconds:8.1f}  {row.error}")
-    m = result.metrics
     print(f"{m['done']} done, {m['skipped']} up to date, {m['failed']} failed"
           + (f", {m['stopped']} stopped" if m["stopped"] else "") + f"; log: {result['log']}")
     return 0 if result.ok and not result.stopped else 1

@@ -250,3 +250,15 @@ def test_segment_predict_over_a_folder_with_one_model(tmp_path, capsys):
     later = (out / "TS_0.mrc").stat().st_mtime_ns + 10**10
     os.utime(model, ns=(later, later))
     assert main(args) == 0 and "2 done, 0 up to date" in capsys.readouterr().out
+
+
+def test_dry_run_lists_partners_outputs_and_problems_and_writes_nothing(tmp_path, capsys):
+    tomos, labels = make_folder(tmp_path)
+    (labels / "TS_03_labels.mrc").unlink()
+    out = tmp_path / "out"
+    assert main(["-q", "batch", "prep.patches", "--input", str(tomos), "--output", str(out),
+                 "--pair", f"labels={labels}", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert f"labels={labels / 'TS_00_labels.mrc'} → {out / 'TS_00.zarr'}" in text
+    assert "no file matches TS_03" in text and "3 to run, 0 up to date, 1 would fail" in text
+    assert not out.exists()

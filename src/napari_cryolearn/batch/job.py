@@ -60,6 +60,8 @@ class BatchConfig(Config):
                              json_schema_extra=EXPERT)
     force: bool = Field(False, description="redo files whose outputs are up to date (and replace outputs this "
                         "batch did not write)")
+    dry_run: bool = Field(False, description="list what would run, be skipped or fail (partners, outputs), and "
+                          "run nothing")
 
     @field_validator("shard")
     @classmethod
@@ -180,7 +182,8 @@ def batch_job(config: BatchConfig, stop: StopFlag | None = None) -> Generator[Pr
     first = {**base, **tasks[0].inputs, **tasks[0].outputs}
     stage_cfg = build_stage_config(stage, first)
     shared = _shared_inputs(stage, stage_cfg.to_dict())
-    config.output.mkdir(parents=True, exist_ok=True)
+    if not config.dry_run:
+        config.output.mkdir(parents=True, exist_ok=True)
     log_path = config.output / log_name(shard_of)
     previous = read_logs(config.output)
     has_overwrite = "overwrite" in stage.config_class().model_fields
@@ -211,6 +214,16 @@ def batch_job(config: BatchConfig, stop: StopFlag | None = None) -> Generator[Pr
                 continue
         row = rows[task.name]
         yield Progress(len(rows) * ITEM_STEPS, n * ITEM_STEPS, f"{task.name}: {row.status}", STAGE, _event(row))
+    if config.dry_run:  # nothing run, nothing written
+        by_name = {t.name: t for t in tasks}
+        for name, _ in to_run:
+            task = by_name[name]
+            partners = [f"{k}={v}" for k, v in task.inputs.items() if k in config.pairs]
+            what = " ".join([*partners, "→", *map(str, task.outputs.values())])
+            rows[name] = LogRow(name, "to run", 0.0, "", what, digests[name])
+        counts = {s: sum(r.status == s for r in rows.values()) for s in ("to run", "skipped", "failed")}
+        return BatchResult({"log": log_path}, {**counts, "done": 0, "stopped": 0}, False,
+                           rows=tuple(_ordered(rows, tasks)))
     if rows:
         write_log(log_path, _ordered(rows, tasks))
 
