@@ -15,6 +15,7 @@ gets at most one worker per GPU, each worker seeing one device.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Generator, Iterator, Sequence
@@ -97,8 +98,9 @@ def _own(caught: Sequence[warnings.WarningMessage]) -> tuple[str, ...]:
 
 
 def run_file(stage_name: str, settings: dict[str, Any], stop: Any = None) -> Outcome:
-    """:func:`run_one` to its end, without progress (for a worker process)."""
-    return run_job(run_one(stage_name, settings, stop))
+    """:func:`run_one` to its end, without progress (for a worker process: ``stop`` defaults to
+    the stop event of the pool's batch)."""
+    return run_job(run_one(stage_name, settings, stop if stop is not None else _WORKER_STOP))
 
 
 # --- several files ------------------------------------------------------------------------------
@@ -116,18 +118,22 @@ def gpu_count(settings: dict[str, Any], config_cls: type) -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _init_worker(threads: int, devices) -> None:
-    """A worker's start: its share of the cores, and its GPU when the stage uses one."""
+#: The stop event of the batch a worker process serves (set by :func:`_init_worker`).
+_WORKER_STOP: Any = None
+
+
+def _init_worker(threads: int, devices, stop) -> None:
+    """A worker's start: its share of the cores, its GPU when the stage uses one, and the
+    batch's stop event."""
+    global _WORKER_STOP
+    _WORKER_STOP = stop
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get())
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # torch reads OMP_NUM_THREADS when a stage imports it; not before
+    if torch is not None:
         torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
 
 
 def run_pool(stage_name: str, items: Sequence[tuple[str, dict[str, Any]]], *, workers: int, gpus: int = 0,
@@ -141,35 +147,31 @@ def run_pool(stage_name: str, items: Sequence[tuple[str, dict[str, Any]]], *, wo
 
     ctx = mp.get_context("spawn")  # torch and threads: never fork a process that may hold them
     workers = max(1, min(workers, len(items), gpus or workers))
-    manager = ctx.Manager()
-    try:
-        devices = None
-        if gpus:
-            devices = manager.Queue()
-            for i in range(workers):
-                devices.put(i)
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        remote_stop = manager.Event()
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(threads, devices)) as pool:
-            pending = list(items)
-            running: dict[Any, str] = {}
-            while pending or running:
-                while pending and len(running) < workers and not (stop is not None and stop.is_set()):
-                    key, settings = pending.pop(0)
-                    running[pool.submit(run_file, stage_name, settings, remote_stop)] = key
-                    yield key, None
-                if stop is not None and stop.is_set():
-                    remote_stop.set()
-                    pending.clear()
-                if not running:
-                    break
-                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in done:
-                    key = running.pop(future)
-                    yield key, _result(future)
-    finally:
-        manager.shutdown()
+    devices = None
+    if gpus:
+        devices = ctx.Queue()
+        for i in range(workers):
+            devices.put(i)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    remote_stop = ctx.Event()  # handed to the workers as they start (initargs), not per task
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(threads, devices, remote_stop)) as pool:
+        pending = list(items)
+        running: dict[Any, str] = {}
+        while pending or running:
+            while pending and len(running) < workers and not (stop is not None and stop.is_set()):
+                key, settings = pending.pop(0)
+                running[pool.submit(run_file, stage_name, settings)] = key
+                yield key, None
+            if stop is not None and stop.is_set():
+                remote_stop.set()
+                pending.clear()
+            if not running:
+                break
+            done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                key = running.pop(future)
+                yield key, _result(future)
 
 
 def _result(future) -> Outcome:
