@@ -76,8 +76,8 @@ def _check_finite_slabs(data: np.ndarray, path: Path, field: str) -> None:
     for z in range(0, data.shape[0], step):
         slab = np.asarray(data[z:z + step])
         if slab.dtype.kind == "f" and not np.isfinite(slab).all():
-            raise InputError(f"holds NaN or infinite values (first in slices {z}-{min(z + step, data.shape[0]) - 1})",
-                             path=path, field=field)
+            first = z + int(np.flatnonzero(~np.isfinite(slab).reshape(len(slab), -1).all(axis=1))[0])
+            raise InputError(f"holds NaN or infinite values (first in slice {first})", path=path, field=field)
 
 
 def open_volumes(paths: Sequence[str | Path], patch_size: Sequence[int], *, field: str = "data") -> list[VolumeSource]:
