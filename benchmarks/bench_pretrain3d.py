@@ -67,14 +67,14 @@ def labelled_patches(volume: np.ndarray, labels: np.ndarray, n: int, size: int =
     return images, masks
 
 
-def pretrain(data: Path, run: Path, epochs: int, *, samples: int = 32, seed: int = 0, quiet: bool = True):
+def pretrain(data: Path, run: Path, epochs: int, *, samples: int = 32, seed: int = 0, quiet: bool = True, **options):
     from napari_cryolearn.engine.jobs import run_job
     from napari_cryolearn.selfsup.pretrain3d_config import Pretrain3DConfig
     from napari_cryolearn.selfsup.pretrain3d_job import pretrain3d_job
 
     cfg = Pretrain3DConfig(data=[data], log_dir=run, max_epochs=epochs, samples_per_epoch=samples, batch_size=4,
                            patch_size=(40, 40, 40), view_size=(32, 32, 32), backbone=BACKBONE, dim=64, pred_dim=16,
-                           dense_pred_dim=16, device="cpu", seed=seed, overwrite=True)
+                           dense_pred_dim=16, device="cpu", seed=seed, overwrite=True, **options)
     t0 = time.perf_counter()
     result = run_job(pretrain3d_job(cfg), None if quiet else (lambda e: print("  ", e.message)))
     return result, (time.perf_counter() - t0) / epochs
@@ -118,20 +118,22 @@ def embedding_ari(model: Path, tomogram: Path, labels: np.ndarray, out: Path) ->
 
 
 def compare(root: Path, *, shape=(64, 96, 96), pretrain_epochs=20, labelled=2, finetune_epochs=20, seed=0,
-            quiet=True) -> dict:
+            quiet=True, samples=32, finetune_lr=3e-3, **options) -> dict:
     """One run of the benchmark (see the module docstring); returns its figures."""
     train_mrc, held_mrc, train, held = make_data(shape, root)
     from napari_cryolearn.io.mrc import read_mrc
 
     train_v = np.asarray(read_mrc(train_mrc).data)
     held_v = np.asarray(read_mrc(held_mrc).data)
-    pre, pre_epoch = pretrain(train_mrc, root / "pretrain", pretrain_epochs, seed=seed, quiet=quiet)
+    pre, pre_epoch = pretrain(train_mrc, root / "pretrain", pretrain_epochs, seed=seed, quiet=quiet,
+                              samples=samples, **options)
     ckpt = pre.outputs["last"]
     images, masks = labelled_patches(train_v, train.labels, labelled, seed=seed)
     out = {"labelled_patches": len(images), "pretrain_s_per_epoch": pre_epoch,
            "collapse_level": pre.metrics.get("collapse_level")}
     for name, start in (("pretrained", ckpt), ("scratch", None)):
-        result, per_epoch = finetune(images, masks, root / f"seg_{name}", finetune_epochs, start, seed=seed)
+        result, per_epoch = finetune(images, masks, root / f"seg_{name}", finetune_epochs, start, seed=seed,
+                                      lr=finetune_lr)
         out[f"dice_{name}"] = membrane_dice(result.outputs["last"], held_v, held.labels)
         out[f"finetune_s_per_epoch_{name}"] = per_epoch
     out["ratio"] = out["dice_pretrained"] / max(out["dice_scratch"], 1e-9)
@@ -146,15 +148,23 @@ def main() -> None:
     ap.add_argument("--labelled", type=int, default=2)
     ap.add_argument("--finetune-epochs", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--samples", type=int, default=32, help="pretraining patches per epoch")
+    ap.add_argument("--pretrain-lr", type=float, default=None)
+    ap.add_argument("--finetune-lr", type=float, default=3e-3)
+    ap.add_argument("--dense-only", action="store_true", help="no global loss term")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
+    options = {"include_global_loss": False} if args.dense_only else {}
+    if args.pretrain_lr is not None:
+        options["lr"] = args.pretrain_lr
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     root = args.workdir or Path(tempfile.mkdtemp(prefix="bench_pretrain3d_"))
     for seed in args.seeds:
         r = compare(root / f"seed{seed}", shape=args.shape, pretrain_epochs=args.pretrain_epochs,
-                    labelled=args.labelled, finetune_epochs=args.finetune_epochs, seed=seed, quiet=False)
+                    labelled=args.labelled, finetune_epochs=args.finetune_epochs, seed=seed, quiet=False,
+                    samples=args.samples, finetune_lr=args.finetune_lr, **options)
         print(f"seed {seed}: {r['labelled_patches']} labelled 32³ patches, {args.finetune_epochs} epochs: membrane "
               f"Dice on the held-out tomogram pretrained {r['dice_pretrained']:.3f} vs scratch "
               f"{r['dice_scratch']:.3f} (ratio {r['ratio']:.2f}); embed3d k=2 ARI {r['ari']:.3f}; pretraining "
