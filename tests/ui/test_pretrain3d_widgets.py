@@ -1,7 +1,8 @@
 """Pretrain (3D, no labels) → Embedding volume in a real viewer, on the small synthetic sample: the
 pretraining widget trains on an Image layer (written into the run folder) with the live loss and
 collapse plots, Stop leaves a checkpoint that "continue training" resumes, and Embedding volume is
-handed the model and adds the RGB and Labels layers at the image's scale."""
+handed the model and adds the RGB and Labels layers at the image's scale (one test: each training
+starts a child process)."""
 
 from __future__ import annotations
 
@@ -45,19 +46,31 @@ def _tiny(widget, run_dir, epochs="2"):
         widget.backbone_form[name].value = value
 
 
-def test_pretrain_on_a_layer_then_embedding_volume(sample_viewer, qtbot, tmp_path):
+def test_pretrain_on_a_layer_stop_continue_then_embedding_volume(sample_viewer, qtbot, tmp_path):
     viewer = sample_viewer((24, 32, 32))
     image = next(layer for layer in viewer.layers if layer._type_string == "image")
     train = _dock(viewer, "Pretrain (3D, no labels)")
     train.source.value = "Image layer"
     train.image.value = image
-    _tiny(train, tmp_path / "run")
-    _run(train, qtbot)
-    result = train.result
-    assert result.epochs == 2 and not result.stopped
+    _tiny(train, tmp_path / "run", epochs="30")
+    # Stop after the first epoch's checkpoint: it stays, and "continue training" resumes from it
+    running = train.run()
+    assert running is not None, train.status.value
+    last = tmp_path / "run" / "model" / "last.ckpt"
+    qtbot.waitUntil(lambda: last.is_file() or running.done, timeout=300000)
+    train.stop()
+    qtbot.waitUntil(lambda: running.done, timeout=300000)
+    assert running.error is None, running.error
+    assert train.result.stopped and 1 <= train.result.epochs < 30 and last.is_file()
     written = tmp_path / "run" / "training_data"
     assert json.loads((written / "SOURCE.json").read_text())["image_layer"] == image.name
-    assert [x for x, _ in train.metric_plot.series["collapse_level"]] == [1, 2]
+    stopped_at = train.result.epochs
+    train.form["continue_training"].value = True
+    _run(train, qtbot)
+    result = train.result
+    assert result.epochs == 30 and not result.stopped
+    epochs = [x for x, _ in train.metric_plot.series["collapse_level"]]
+    assert epochs == list(range(stopped_at + 1, 31))  # the collapse level of each epoch, live
     assert train.loss_plot.series  # the loss, per batch
     best = result.best_checkpoint
     assert handoff.last_dense == best and "handed to Embedding volume" in train.status.value
@@ -76,20 +89,3 @@ def test_pretrain_on_a_layer_then_embedding_volume(sample_viewer, qtbot, tmp_pat
     np.testing.assert_allclose(rgb.scale, image.scale)
     np.testing.assert_allclose(labels.scale, image.scale)
     assert "clusters" in embed.status.value
-
-
-def test_stop_keeps_a_checkpoint_that_continue_resumes(sample_viewer, qtbot, tmp_path):
-    viewer = sample_viewer((24, 32, 32))
-    image = next(layer for layer in viewer.layers if layer._type_string == "image")
-    train = _dock(viewer, "Pretrain (3D, no labels)")
-    train.source.value = "Image layer"
-    train.image.value = image
-    _tiny(train, tmp_path / "run", epochs="40")
-    running = train.run()
-    qtbot.waitUntil(lambda: (tmp_path / "run" / "model" / "last.ckpt").is_file() or running.done, timeout=300000)
-    train.stop()
-    qtbot.waitUntil(lambda: running.done, timeout=300000)
-    assert train.result is not None and train.result.stopped and train.result.epochs < 40
-    train.form["continue_training"].value = True
-    _run(train, qtbot)
-    assert not train.result.stopped and train.result.epochs == 40
