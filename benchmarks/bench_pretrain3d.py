@@ -67,25 +67,27 @@ def labelled_patches(volume: np.ndarray, labels: np.ndarray, n: int, size: int =
     return images, masks
 
 
-def pretrain(data: Path, run: Path, epochs: int, *, samples: int = 32, seed: int = 0, quiet: bool = True, **options):
+def pretrain(data: Path, run: Path, epochs: int, *, samples: int = 32, seed: int = 0, quiet: bool = True,
+             backbone=BACKBONE, patch: int = 40, view: int = 32, dim: int = 64, **options):
     from napari_cryolearn.engine.jobs import run_job
     from napari_cryolearn.selfsup.pretrain3d_config import Pretrain3DConfig
     from napari_cryolearn.selfsup.pretrain3d_job import pretrain3d_job
 
     cfg = Pretrain3DConfig(data=[data], log_dir=run, max_epochs=epochs, samples_per_epoch=samples, batch_size=4,
-                           patch_size=(40, 40, 40), view_size=(32, 32, 32), backbone=BACKBONE, dim=64, pred_dim=16,
+                           patch_size=(patch,) * 3, view_size=(view,) * 3, backbone=backbone, dim=dim, pred_dim=16,
                            dense_pred_dim=16, device="cpu", seed=seed, overwrite=True, **options)
     t0 = time.perf_counter()
     result = run_job(pretrain3d_job(cfg), None if quiet else (lambda e: print("  ", e.message)))
     return result, (time.perf_counter() - t0) / epochs
 
 
-def finetune(images, masks, run: Path, epochs: int, pretrained: Path | None, *, seed: int = 0, lr: float = 3e-3):
+def finetune(images, masks, run: Path, epochs: int, pretrained: Path | None, *, seed: int = 0, lr: float = 3e-3,
+             backbone=BACKBONE):
     from napari_cryolearn.engine.jobs import run_job
     from napari_cryolearn.segmentation.config import CPU_TRANSFORMS, NetworkConfig, SegmentationTrainConfig
     from napari_cryolearn.segmentation.train_job import train_arrays_job
 
-    net = NetworkConfig(out_channels=2, architecture="cryosiam", backbone=BACKBONE, class_names=["background", "membrane"])
+    net = NetworkConfig(out_channels=2, architecture="cryosiam", backbone=backbone, class_names=["background", "membrane"])
     cfg = SegmentationTrainConfig(log_dir=run, network=net, pretrained_model=pretrained, max_epochs=epochs,
                                   batch_size=2, lr=lr, preset="none", transforms=CPU_TRANSFORMS, validation_ratio=0,
                                   device="cpu", seed=seed, overwrite=True, scheduler="onecycle")
@@ -118,7 +120,8 @@ def embedding_ari(model: Path, tomogram: Path, labels: np.ndarray, out: Path) ->
 
 
 def compare(root: Path, *, shape=(64, 96, 96), pretrain_epochs=20, labelled=2, finetune_epochs=20, seed=0,
-            quiet=True, samples=32, finetune_lr=3e-3, **options) -> dict:
+            quiet=True, samples=32, finetune_lr=3e-3, backbone=BACKBONE, patch=40, view=32, dim=64,
+            **options) -> dict:
     """One run of the benchmark (see the module docstring); returns its figures."""
     train_mrc, held_mrc, train, held = make_data(shape, root)
     from napari_cryolearn.io.mrc import read_mrc
@@ -126,14 +129,14 @@ def compare(root: Path, *, shape=(64, 96, 96), pretrain_epochs=20, labelled=2, f
     train_v = np.asarray(read_mrc(train_mrc).data)
     held_v = np.asarray(read_mrc(held_mrc).data)
     pre, pre_epoch = pretrain(train_mrc, root / "pretrain", pretrain_epochs, seed=seed, quiet=quiet,
-                              samples=samples, **options)
+                              samples=samples, backbone=backbone, patch=patch, view=view, dim=dim, **options)
     ckpt = pre.outputs["last"]
     images, masks = labelled_patches(train_v, train.labels, labelled, seed=seed)
     out = {"labelled_patches": len(images), "pretrain_s_per_epoch": pre_epoch,
            "collapse_level": pre.metrics.get("collapse_level")}
     for name, start in (("pretrained", ckpt), ("scratch", None)):
         result, per_epoch = finetune(images, masks, root / f"seg_{name}", finetune_epochs, start, seed=seed,
-                                      lr=finetune_lr)
+                                      lr=finetune_lr, backbone=backbone)
         out[f"dice_{name}"] = membrane_dice(result.outputs["last"], held_v, held.labels)
         out[f"finetune_s_per_epoch_{name}"] = per_epoch
     out["ratio"] = out["dice_pretrained"] / max(out["dice_scratch"], 1e-9)

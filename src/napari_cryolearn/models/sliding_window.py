@@ -93,14 +93,14 @@ def fit_window(window: Sequence[int], shape: Sequence[int], *, divisor: int = 1)
     return tuple(min(int(w), -(-int(s) // d) * d) for w, s in zip(window, shape))
 
 
-def _run(model: nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]], sigmoid: bool, raw: bool = False):
+def _run(model: nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]], sigmoid: bool, as_is: bool = False):
     probs = None
     dist = None
     for f in flips:
         xin = torch.flip(x, f) if f else x
         out = model(xin)
         logits, raw = (out if isinstance(out, (tuple, list)) else (out, None))
-        p = logits.float() if raw else torch.sigmoid(logits) if sigmoid else torch.softmax(logits.float(), 1)
+        p = logits.float() if as_is else torch.sigmoid(logits) if sigmoid else torch.softmax(logits.float(), 1)
         if f:
             p = torch.flip(p, f)
         probs = p if probs is None else probs + p

@@ -177,16 +177,12 @@ class DenseViewDataset:
 
 
 def _check_resumable(ckpt: dict, module, path: Path) -> None:
-    from napari_cryolearn.models.checkpoints import _describe
+    from napari_cryolearn.selfsup.pretrain3d_module import state_problems
 
-    state, own = ckpt["state_dict"], module.state_dict()
-    problems = [f"missing {k}" for k in own if k not in state] + [f"unexpected {k}" for k in state if k not in own]
-    problems += [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
-                 if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = state_problems(module.state_dict(), ckpt["state_dict"])
     if problems or "optimizer_states" not in ckpt:
-        raise InputError(f"cannot be continued with this config: {_describe(problems) or 'no training state'}; "
-                         "continue with the settings of the stopped run (its config.yaml)", path=path,
-                         field="continue_training")
+        raise InputError(f"cannot be continued with this config: {problems or 'no training state'}; continue with "
+                         "the settings of the stopped run (its config.yaml)", path=path, field="continue_training")
 
 
 def pretrain3d_job(config: Pretrain3DConfig, stop: StopFlag | None = None) -> Generator[Progress, None, TrainResult]:

@@ -117,18 +117,23 @@ def read_dense_checkpoint(path: str | Path, *, field: str = "model") -> tuple[di
     return ckpt, network
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path, *, field: str = "model") -> None:
-    """Load ``_model.``-stripped ``state`` into ``model`` strictly; :class:`InputError` naming ``path``
-    and the first missing, unexpected or mismatched tensors when it does not fit."""
+def state_problems(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
+    """The first missing, unexpected and mismatched tensors of ``state`` against ``own`` ("" when it fits)."""
     from napari_cryolearn.models.checkpoints import _describe
 
-    own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in state]
     problems += [f"unexpected {k}" for k in state if k not in own]
     problems += [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    return _describe(problems) if problems else ""
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], path, *, field: str = "model") -> None:
+    """Load ``_model.``-stripped ``state`` into ``model`` strictly; :class:`InputError` naming ``path``
+    and the first missing, unexpected or mismatched tensors when it does not fit."""
+    problems = state_problems(model.state_dict(), state)
     if problems:
-        raise InputError(f"does not fit this DenseSimSiam network: {_describe(problems)}", path=path, field=field)
+        raise InputError(f"does not fit this DenseSimSiam network: {problems}", path=path, field=field)
     model.load_state_dict(state, strict=True)
 
 
