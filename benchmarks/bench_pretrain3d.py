@@ -1,7 +1,7 @@
 """Dense 3D SimSiam pretraining → segmentation with few labels, and the embedding volume's clusters.
 
-    .venv/bin/python benchmarks/bench_pretrain3d.py [--pretrain-epochs 20] [--labelled 2] [--finetune-epochs 20]
-        [--shape 64 96 96] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/bench_pretrain3d.py [--pretrain-epochs 10] [--samples 48] [--labelled 4]
+        [--finetune-epochs 30] [--shape 64 96 96] [--seeds 0 1 2 3] [--pretrain-lr 5e-3] [--dense-only]
 
 A synthetic tomogram (seed 0) is pretrained on without labels (``ssl pretrain3d``); a held-out
 one is made with another generator setting and seed (seed 17: 4 vesicles, 2 open membranes,
@@ -159,12 +159,12 @@ def compare(root: Path, *, shape=(64, 96, 96), pretrain_epochs=20, labelled=2, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", type=int, nargs=3, default=(64, 96, 96))
-    ap.add_argument("--pretrain-epochs", type=int, default=20)
-    ap.add_argument("--labelled", type=int, default=2)
-    ap.add_argument("--finetune-epochs", type=int, default=20)
+    ap.add_argument("--pretrain-epochs", type=int, default=10)
+    ap.add_argument("--labelled", type=int, default=4)
+    ap.add_argument("--finetune-epochs", type=int, default=30)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--samples", type=int, default=32, help="pretraining patches per epoch")
-    ap.add_argument("--pretrain-lr", type=float, default=None)
+    ap.add_argument("--samples", type=int, default=48, help="pretraining patches per epoch")
+    ap.add_argument("--pretrain-lr", type=float, default=None, help="default: the stage's (5e-3)")
     ap.add_argument("--finetune-lr", type=float, default=3e-3)
     ap.add_argument("--dense-only", action="store_true", help="no global loss term")
     ap.add_argument("--workdir", type=Path, default=None)

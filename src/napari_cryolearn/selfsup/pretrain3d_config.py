@@ -74,7 +74,7 @@ class Pretrain3DConfig(TrainerConfig):
     batch_size: int = Field(4, ge=2, description="patches per batch (two views each; BatchNorm needs 2)")
     optimizer: Literal["adamw", "adam", "sgd"] = Field("adamw", description="optimiser (CryoSiam: sgd with lr "
                                                        "0.5 x batch / 256)", json_schema_extra=EXPERT)
-    lr: float = Field(2e-3, gt=0, description="learning rate (the peak of the one-cycle schedule)")
+    lr: float = Field(5e-3, gt=0, description="learning rate (the peak of the one-cycle schedule)")
     max_epochs: int | None = Field(10, ge=1, description="epochs to train (CryoSiam fork: 200)")
 
     @model_validator(mode="after")
