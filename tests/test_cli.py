@@ -72,7 +72,8 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     out = capsys.readouterr().out
     demo = tmp_path / "demo"
     for stage in ["sample", "prep.filter", "prep.masks", "prep.scale", "prep.threshold", "prep.distances",
-                  "prep.patches", "ssl.pretrain3d", "ssl.embed3d", "segment.train", "segment.predict", "pick.meshes", "pick.train", "pick.predict",
+                  "prep.patches", "ssl.pretrain3d", "ssl.embed3d",
+                  "segment.train", "segment.predict", "pick.meshes", "pick.train", "pick.predict",
                   "pick.eval"]:
         assert f"== {stage}:" in out
     tomo = read_mrc(demo / "sample" / "tomogram.mrc")

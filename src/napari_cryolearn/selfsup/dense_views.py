@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ViewGeometry", "correspondence", "geometry_options", "intensity_transform", "random_geometry", "rotation_matrix", "sample_view", "source_coords",
-           "to_grid", "view_pair"]
+__all__ = ["ViewGeometry", "correspondence", "geometry_options", "intensity_transform", "random_geometry",
+           "rotation_matrix", "sample_view", "source_coords", "to_grid", "view_pair"]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.engine.progress import Progress
 from napari_cryolearn.ui.handoff import handoff
 from napari_cryolearn.ui.job_widget import JobWidget
+from napari_cryolearn.ui.latent_maps import _given
 
 FORM_FIELDS = ("batch_size", "device", "overwrite")
 
@@ -130,8 +131,3 @@ class EmbeddingVolumeWidget(JobWidget):
         variance = 100 * result.metrics.get("explained_variance", 0.0)
         self.status.value = (f"{int(self.clusters.max())} clusters; the 3 components shown explain {variance:.0f} % "
                              f"of the variance; files in {Path(result.outputs['clusters']).parent}")
-
-
-def _given(value) -> Path | None:
-    text = str(value or "").strip()
-    return None if text in ("", ".") else Path(text)
