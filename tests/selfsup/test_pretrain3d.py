@@ -136,6 +136,44 @@ def test_checkpoint_is_in_cryosiams_layout_and_loads_strictly(pretrained):
     torch.testing.assert_close(net.global_projector[6].weight, state["_model.encoder.fc.weight"])
 
 
+class _CryoSiamShaped(torch.nn.Module):
+    """CryoSiam's DenseSimSiam constructor, retyped from its source (``networks/nets/dense_simsiam.py``):
+    MONAI's ResNet with ``num_classes=dim`` (its default first convolution), an FPN decoder, the
+    global projector around ``encoder.fc``, the predictors and the dense projector."""
+
+    def __init__(self, n):
+        from monai.networks.nets import ResNet
+        from torch import nn
+
+        from napari_cryolearn.models.backbones import FPNDecoder
+
+        super().__init__()
+        self.encoder = ResNet(n["block_type"], list(n["num_layers"]), list(n["num_filters"]), n_input_channels=1,
+                              no_max_pool=n["no_max_pool"], num_classes=n["dim"], spatial_dims=3,
+                              act=("relu", {"inplace": False}))
+        fpn, dim, dense = n["fpn_channels"], n["dim"], n["dense_dim"]
+        self.decoder = FPNDecoder(list(n["num_filters"]), fpn)
+        prev = self.encoder.fc.weight.shape[1]
+        self.global_projector = nn.Sequential(nn.Linear(prev, prev, bias=False), nn.BatchNorm1d(prev), nn.ReLU(),
+                                              nn.Linear(prev, prev, bias=False), nn.BatchNorm1d(prev), nn.ReLU(),
+                                              self.encoder.fc, nn.BatchNorm1d(dim, affine=False))
+        self.global_predictor = nn.Sequential(nn.Linear(dim, n["pred_dim"], bias=False),
+                                              nn.BatchNorm1d(n["pred_dim"]), nn.ReLU(), nn.Linear(n["pred_dim"], dim))
+        c, b = nn.Conv3d, nn.BatchNorm3d
+        self.projector = nn.Sequential(c(fpn, fpn, 1, bias=False), b(fpn), nn.ReLU(), c(fpn, fpn, 1, bias=False), b(fpn),
+                                       nn.ReLU(), c(fpn, dense, 1), b(dense, affine=False))
+        self.predictor = nn.Sequential(c(dense, n["dense_pred_dim"], 1, bias=False), b(n["dense_pred_dim"]), nn.ReLU(),
+                                       c(n["dense_pred_dim"], dense, 1))
+
+
+def test_checkpoint_loads_strictly_into_cryosiams_constructor(pretrained):
+    ckpt = torch.load(pretrained.outputs["last"], map_location="cpu", weights_only=False)
+    network = ckpt["hyper_parameters"]["config"]["parameters"]["network"]
+    theirs = _CryoSiamShaped(network)
+    theirs.load_state_dict({k[len("_model."):]: v for k, v in ckpt["state_dict"].items()}, strict=True)
+    assert theirs.encoder.conv1.weight.shape[2:] == (7, 7, 7)
+
+
 def test_segmentation_loads_the_encoder_and_decoder(pretrained, tmp_path):
     from napari_cryolearn.models.checkpoints import backbone_config_from_checkpoint, load_weights, read_checkpoint
     from napari_cryolearn.segmentation.config import NetworkConfig
