@@ -209,8 +209,8 @@ class Embed3DConfig(Config):
     """Per-voxel embeddings of a tomogram by a pretrained DenseSimSiam: 3 PCA components (RGB)
     and k-means clusters, window by window.
 
-    Written into ``output_dir``: ``<name>_pca.mrc`` (the 3 components as a (3, Z, Y, X) stack,
-    each scaled to [0, 1] between its 1st and 99th percentile: red, green, blue),
+    Written into ``output_dir``: ``<name>_pca_r.mrc``, ``<name>_pca_g.mrc``, ``<name>_pca_b.mrc``
+    (the 3 components, each scaled to [0, 1] between its 1st and 99th percentile; float32),
     ``<name>_clusters.mrc`` (uint8 labels 1..k) and ``<name>_embed3d.json`` (the fit), with the
     tomogram's voxel size and origin. PCA and k-means are fitted on ``fit_voxels`` voxels drawn
     from a first pass; a second pass writes the outputs slab by slab.
@@ -219,7 +219,8 @@ class Embed3DConfig(Config):
     model: Path = Field(description="checkpoint of ssl pretrain3d (or any DenseSimSiam checkpoint in CryoSiam's "
                         "layout)")
     tomogram: Path = Field(description="tomogram MRC")
-    output_dir: Path = Field(description="folder for <name>_pca.mrc, <name>_clusters.mrc and <name>_embed3d.json")
+    output_dir: Path = Field(description="folder for <name>_pca_r.mrc, <name>_pca_g.mrc, <name>_pca_b.mrc, "
+                             "<name>_clusters.mrc and <name>_embed3d.json")
     clusters: int = Field(2, ge=2, le=50, description="k-means clusters")
     window: tuple[int, int, int] | None = Field(None, description="sliding window (z, y, x) voxels (default: the "
                                                 "training view size)")
