@@ -72,7 +72,8 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     out = capsys.readouterr().out
     demo = tmp_path / "demo"
     for stage in ["sample", "prep.filter", "prep.masks", "prep.scale", "prep.threshold", "prep.distances",
-                  "prep.patches", "segment.train", "segment.predict", "pick.meshes", "pick.train", "pick.predict",
+                  "prep.patches", "ssl.pretrain3d", "ssl.embed3d",
+                  "segment.train", "segment.predict", "pick.meshes", "pick.train", "pick.predict",
                   "pick.eval"]:
         assert f"== {stage}:" in out
     tomo = read_mrc(demo / "sample" / "tomogram.mrc")
@@ -80,6 +81,8 @@ def test_demo_runs_every_stage(tmp_path, capsys):
     assert predicted.data.shape == tomo.data.shape == (48, 64, 64)
     assert predicted.voxel_size == tomo.voxel_size
     assert (demo / "segmentation" / "model" / "last.ckpt").exists()
+    assert (demo / "pretrain3d" / "model" / "last.ckpt").is_file()
+    assert read_mrc(demo / "pretrain3d" / "embeddings" / "tomogram_scaled_clusters.mrc").voxel_size == tomo.voxel_size
     # the quick demo ends on a visible segmentation: membrane where the membranes are (#18)
     membrane = np.asarray(predicted.data) == 1
     truth = read_mrc(demo / "sample" / "labels.mrc").data == 1

@@ -137,6 +137,37 @@ register_stage(
 )
 register_stage(
     Stage(
+        name="ssl.pretrain3d",
+        config="napari_cryolearn.selfsup.pretrain3d_config:Pretrain3DConfig",
+        job="napari_cryolearn.selfsup.pretrain3d_job:pretrain3d_job",
+        summary="label-free dense 3D SimSiam pretraining (CryoSiam's DenseSimSiam) of the segmentation backbone on tomograms",
+        order=44,
+        demo="napari_cryolearn.demo:pretrain3d_demo",
+        cli_positionals=("data",),
+        inputs=(Port("data", "tomogram"), Port("pretrained_model", "model", optional=True)),
+        outputs=(Port("log_dir", "run"),),
+        widget="napari_cryolearn.ui.pretrain3d_widget:Pretrain3DWidget",
+        title="Pretrain (3D, no labels)",
+    )
+)
+register_stage(
+    Stage(
+        name="ssl.embed3d",
+        config="napari_cryolearn.selfsup.pretrain3d_config:Embed3DConfig",
+        job="napari_cryolearn.selfsup.embed3d_job:embed3d_job",
+        summary="per-voxel embeddings of a tomogram by a pretrained DenseSimSiam: 3 PCA components (RGB) and k-means clusters",
+        per_file=True,
+        order=46,
+        demo="napari_cryolearn.demo:embed3d_demo",
+        cli_positionals=("model", "tomogram"),
+        inputs=(Port("model", "model"), Port("tomogram", "tomogram")),
+        outputs=(Port("output_dir", "run"),),
+        widget="napari_cryolearn.ui.embedding_volume:EmbeddingVolumeWidget",
+        title="Embedding volume",
+    )
+)
+register_stage(
+    Stage(
         name="segment.train",
         config="napari_cryolearn.segmentation.config:SegmentationTrainConfig",
         job="napari_cryolearn.segmentation.train_job:train_job",

@@ -245,6 +245,27 @@ def _crop_steps(keys: list[str], patch_size: Sequence[int] | None, random: bool)
     return [SpatialPadd(keys, spatial_size=size, mode="constant"), crop]
 
 
+def filter_step(cfg: TransformsConfig, keys: Sequence[str] = ("image",)) -> OneOf | None:
+    """One of {low-pass, band-pass, noise} with probability ``cfg.filter_prob`` (all three in a
+    row when ``combine_transforms``), else nothing; ``None`` when none is configured."""
+    keys = list(keys)
+    filters: list = []
+    if cfg.low_pass_sigma_range:
+        filters.append(RandLowPassd(keys, cfg.low_pass_sigma_range))
+    if cfg.high_pass_sigma_range and cfg.high_pass_sigma2_range:
+        filters.append(RandBandPassd(keys, cfg.high_pass_sigma_range, cfg.high_pass_sigma2_range))
+    if cfg.noise_sigma_range:
+        filters.append(RandNoised(keys, cfg.noise_sigma_range))
+    if not filters or cfg.filter_prob <= 0:
+        return None
+    if cfg.combine_transforms:
+        filters = [Compose(list(filters))]
+    options = [*filters, _Identityd(keys)]
+    # nothing with probability 1 - filter_prob, the filters sharing the rest
+    p = cfg.filter_prob / len(filters)
+    return OneOf(options, weights=[p] * len(filters) + [1.0 - cfg.filter_prob])
+
+
 def build_train_transform(
     cfg: TransformsConfig,
     ignore_index: int,
@@ -267,20 +288,9 @@ def build_train_transform(
     steps: list = [LabelsToSpatiald()]
     steps += _crop_steps(spatial, patch_size, random=True)
 
-    filters: list = []
-    if cfg.low_pass_sigma_range:
-        filters.append(RandLowPassd(["image"], cfg.low_pass_sigma_range))
-    if cfg.high_pass_sigma_range and cfg.high_pass_sigma2_range:
-        filters.append(RandBandPassd(["image"], cfg.high_pass_sigma_range, cfg.high_pass_sigma2_range))
-    if cfg.noise_sigma_range:
-        filters.append(RandNoised(["image"], cfg.noise_sigma_range))
-    if filters and cfg.filter_prob > 0:
-        if cfg.combine_transforms:
-            filters = [Compose(list(filters))]
-        options = [*filters, _Identityd(["image"])]
-        # nothing with probability 1 - filter_prob, the filters sharing the rest
-        p = cfg.filter_prob / len(filters)
-        steps.append(OneOf(options, weights=[p] * len(filters) + [1.0 - cfg.filter_prob]))
+    filters = filter_step(cfg)
+    if filters is not None:
+        steps.append(filters)
 
     if cfg.zoom and cfg.zoom_prob > 0:
         steps.append(

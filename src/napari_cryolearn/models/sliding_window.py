@@ -93,14 +93,14 @@ def fit_window(window: Sequence[int], shape: Sequence[int], *, divisor: int = 1)
     return tuple(min(int(w), -(-int(s) // d) * d) for w, s in zip(window, shape))
 
 
-def _run(model: nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]], sigmoid: bool):
+def _run(model: nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]], sigmoid: bool, as_is: bool = False):
     probs = None
     dist = None
     for f in flips:
         xin = torch.flip(x, f) if f else x
         out = model(xin)
         logits, raw = (out if isinstance(out, (tuple, list)) else (out, None))
-        p = torch.sigmoid(logits) if sigmoid else torch.softmax(logits.float(), 1)
+        p = logits.float() if as_is else torch.sigmoid(logits) if sigmoid else torch.softmax(logits.float(), 1)
         if f:
             p = torch.flip(p, f)
         probs = p if probs is None else probs + p
@@ -149,6 +149,7 @@ def iter_sliding_window(
     labels_out: np.ndarray | None = None,
     stop: StopFlag | Callable[[], bool] | None = None,
     stage: str = "",
+    raw: bool = False,
 ) -> Generator[Progress, None, Prediction | None]:
     """Predict a (Z, Y, X) volume or a (Y, X) image window by window: a job generator that
     yields a :class:`Progress` (windows done out of all, stage ``stage``) after each batch and
@@ -187,6 +188,10 @@ def iter_sliding_window(
         A writable array of ``volume``'s shape to fill instead of a new uint8 array.
     stop:
         A :class:`StopFlag` or a callable, checked after each batch.
+    raw:
+        Blend the model's outputs as they are (no softmax or sigmoid): ``num_classes`` channels
+        of features, e.g. per-voxel embeddings, into ``probabilities_out`` (labels are then
+        the argmax channel).
     """
     if volume.ndim not in (2, 3):
         raise ValueError(f"expected a (Z, Y, X) volume or a (Y, X) image, got shape {volume.shape}")
@@ -205,7 +210,7 @@ def iter_sliding_window(
     zs, rest = starts[0], starts[1:]
     profiles = _gaussian_weights(window, sigma_scale=sigma_scale) if blend == "gaussian" else [
         np.ones(w, np.float32) for w in window]
-    sigmoid = num_classes == 1
+    sigmoid = num_classes == 1 and not raw
     n_prob = max(num_classes, 1)
     flips: list[tuple[int, ...]] = [()] + ([(a,) for a in range(2, 2 + ndim)] if tta_flips else [])
     device = torch.device(device)
@@ -261,7 +266,7 @@ def iter_sliding_window(
                     win = preprocess(win)
                 batch[(i, 0, *inside)] = win
             with torch.no_grad():
-                probs, dist = _run(model, torch.from_numpy(batch).to(device), flips, sigmoid)
+                probs, dist = _run(model, torch.from_numpy(batch).to(device), flips, sigmoid, raw)
                 probs = probs.float()
                 if with_distances and dist is not None and dacc is None:
                     dacc = torch.zeros((dist.shape[1], wz, *plane), dtype=torch.float32, device=device)

@@ -303,6 +303,10 @@ def _train(
     if preset:
         yield Progress(0, None, f"{config.preset} preset: {preset_words(preset)} (set a field to choose it)",
                        STAGE, {"preset": config.preset})
+    if loaded is not None:
+        yield Progress(0, None, f"pretrained model {Path(pretrained).name} ({loaded.layout} layout): loaded "
+                       f"{len(loaded.loaded)} tensors, skipped {len(loaded.skipped)}", STAGE,
+                       {"pretrained_loaded": len(loaded.loaded), "pretrained_skipped": len(loaded.skipped)})
     if loaded is not None and loaded.skipped:
         yield Progress(0, None, f"pretrained model {Path(pretrained).name}: {len(loaded.skipped)} "
                        f"head tensors of another shape start untrained ({loaded.skipped[0]})", STAGE)

@@ -24,16 +24,20 @@ class _Handoff:
     trained_encoder = Signal(Path)
     #: 4D-STEM autoencoders (Train autoencoder → Latent maps).
     trained_autoencoder = Signal(Path)
+    #: Dense 3D SimSiam models (Pretrain (3D, no labels) → Embedding volume).
+    trained_dense = Signal(Path)
 
     def __init__(self) -> None:
         self.last_model: Path | None = None
         self.last_picker: Path | None = None
         self.last_encoder: Path | None = None
         self.last_autoencoder: Path | None = None
+        self.last_dense: Path | None = None
         self.trained_model.connect(self._remember)
         self.trained_picker.connect(self._remember_picker)
         self.trained_encoder.connect(self._remember_encoder)
         self.trained_autoencoder.connect(self._remember_autoencoder)
+        self.trained_dense.connect(self._remember_dense)
 
     def _remember(self, path: Path) -> None:
         self.last_model = Path(path)
@@ -46,6 +50,9 @@ class _Handoff:
 
     def _remember_autoencoder(self, path: Path) -> None:
         self.last_autoencoder = Path(path)
+
+    def _remember_dense(self, path: Path) -> None:
+        self.last_dense = Path(path)
 
     def channel(self, stage_name: str):
         """``(signal, name of the attribute holding the last model handed)`` for a stage's model
