@@ -69,7 +69,7 @@ def test_a_round_in_the_viewer_reopens_and_continues_headless(viewer, qtbot, tmp
     largest = gaps().max()
     print(f"largest GUI tick gap during the round: {largest:.0f} ms")
     assert largest < 1000  # loose (a shared CI machine); benchmarks/bench_annotate_gui.py: < 200 ms
-    assert widget.result.epochs == 2 and not widget.result.stopped
+    assert widget.result.metrics["epochs"] == 2 and not widget.result.stopped
     assert [x for x, _ in widget.loss_plot.series["train_loss"]] == [1, 2]
     prediction = viewer.layers["synthetic tomogram prediction"]
     assert set(np.unique(prediction.data)) <= {0, 2} and tuple(prediction.scale) == (10.0, 10.0, 10.0)
@@ -140,5 +140,5 @@ def test_removing_the_image_layer_stops_training_cleanly(viewer, qtbot, tmp_path
     assert "was removed: stopping" in widget.status.value
     qtbot.waitUntil(lambda: running.done, timeout=120000)
     assert running.error is None, running.error
-    assert widget.result.stopped and widget.result.last_checkpoint.is_file()
-    assert "synthetic tomogram prediction" not in viewer.layers
+    assert widget.result.stopped and widget.result["model"].is_file()
+    assert "prediction" not in widget.result.outputs and not widget.prediction_layer.data.any()

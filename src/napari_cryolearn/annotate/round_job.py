@@ -29,7 +29,6 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -115,6 +114,7 @@ class AnnotateRoundConfig(Config):
     overlap: float = Field(0.25, ge=0, lt=1, description="fraction of a prediction window shared with its neighbour", json_schema_extra=EXPERT)
     num_workers: int = Field(0, ge=0, description="data-loader worker processes", json_schema_extra=EXPERT)
     seed: int = Field(0, description="seed of the weights and the sampling", json_schema_extra=EXPERT)
+    progress_every_n_batches: int = Field(10, ge=1, description="a progress event every this many batches", json_schema_extra=EXPERT)
 
 
 def annotated_counts(project: Project, annotations: np.ndarray) -> dict[str, int]:
@@ -153,8 +153,7 @@ def warm_start(project: Project, config: AnnotateRoundConfig) -> Path | None:
     return previous if previous is not None else config.pretrained_model
 
 
-def training_config(project: Project, config: AnnotateRoundConfig, round_dir: Path, intensity: dict,
-                    progress_every: int = 10):
+def training_config(project: Project, config: AnnotateRoundConfig, round_dir: Path, intensity: dict):
     """The :class:`~napari_cryolearn.segmentation.config.SegmentationTrainConfig` of one round."""
     from napari_cryolearn.segmentation.config import SegmentationTrainConfig
 
@@ -165,7 +164,7 @@ def training_config(project: Project, config: AnnotateRoundConfig, round_dir: Pa
         "max_epochs": config.epochs, "max_time": config.max_time, "device": config.device,
         "batch_size": config.batch_size, "lr": config.lr, "patch_size": config.patch_size,
         "foreground_probability": config.foreground_probability, "validation_ratio": 0.0,
-        "num_workers": config.num_workers, "seed": config.seed, "progress_every_n_batches": progress_every,
+        "num_workers": config.num_workers, "seed": config.seed, "progress_every_n_batches": config.progress_every_n_batches,
         "intensity": intensity,
         "network": {"out_channels": len(names), "class_names": names, "ignore_index": IGNORE,
                     "unet_channels": config.channels, "class_weights": "auto"},
@@ -177,8 +176,7 @@ def stored_patch(config: AnnotateRoundConfig, shape: Sequence[int]) -> tuple[int
     return tuple(min(int(s), int(round(p * 1.5))) for p, s in zip(config.patch_size, shape))
 
 
-def train_round_job(config: AnnotateRoundConfig, stop: StopFlag | None = None, progress_every: int = 10
-                    ) -> Generator[Progress, None, JobResult]:
+def train_round_job(config: AnnotateRoundConfig, stop: StopFlag | None = None) -> Generator[Progress, None, JobResult]:
     """Step 2 of a round (train, warm-started) from the project's files; a
     :class:`~napari_cryolearn.engine.training.TrainResult` with ``round`` in its metrics."""
     from napari_cryolearn.segmentation.train_job import train_arrays_job
@@ -191,7 +189,7 @@ def train_round_job(config: AnnotateRoundConfig, stop: StopFlag | None = None, p
         raise InputError(f"patch size {config.patch_size} exceeds the tomogram {volume.shape}", field="patch_size")
     round_dir = project.next_round()
     start = warm_start(project, config)
-    train_cfg = training_config(project, config, round_dir, intensity_of(volume), progress_every)
+    train_cfg = training_config(project, config, round_dir, intensity_of(volume))
     yield Progress(0, None, f"{round_dir.name}: training from {start.parent.parent.name if start and start.parent.name == 'model' else start or 'scratch'}",
                    STAGE, {"round": round_dir.name})
     image = np.asarray(volume, np.float32)
@@ -217,8 +215,10 @@ def predict_volume(model, volume: np.ndarray, project: Project, *, window: Seque
     ``model`` (a checkpoint or a loaded model); ``None`` when stopped."""
     from napari_cryolearn.segmentation.predict_array import predict_array
 
+    # a callable: a child process's stop is a multiprocessing Event, not a StopFlag
     got = yield from predict_array(model, np.asarray(volume, np.float32), window=window, overlap=overlap,
-                                   probabilities=probabilities, device=device, stop=stop)
+                                   probabilities=probabilities, device=device,
+                                   stop=None if stop is None else stop.is_set)
     if got is None:
         return None
     prediction, _ = got
@@ -249,28 +249,59 @@ def save_prediction(project: Project, round_dir: Path, values: np.ndarray, proba
     return path
 
 
-def predict_round_job(config: AnnotateRoundConfig, round_dir: Path | None = None, stop: StopFlag | None = None
-                      ) -> Generator[Progress, None, Path | None]:
+def predict_round_job(config: AnnotateRoundConfig, round_dir: Path | None = None, stop: StopFlag | None = None,
+                      slab_at: int | None = None) -> Generator[Progress, None, Path | None]:
     """Step 3 of a round: the whole tomogram with the round's model (default: the last
-    round's) into its ``prediction.mrc``; returns its path (``None`` when stopped)."""
+    round's) into its ``prediction.mrc``; returns its path (``None`` when stopped).
+
+    ``slab_at`` (the slice in view, for the widget): first the slab of one window's depth
+    around that slice; each finished part is yielded as a progress event whose metrics hold
+    ``prediction``: ``(values, probabilities or None, first slice)``.
+    """
     project = open_project(config.project)
     round_dir = Path(round_dir) if round_dir is not None else (project.rounds() or [None])[-1]
     model = model_of(round_dir) if round_dir is not None else None
     if model is None:
         raise InputError("no trained round to predict with: train a round first", path=project.path, field="project")
+    from napari_cryolearn.engine.lightning import torch_device
+    from napari_cryolearn.segmentation.predict_job import load_model
+
     volume = project.read_tomogram().data
+    loaded = load_model(model, torch_device(config.device))
+    kwargs = {"window": config.window, "overlap": config.overlap, "device": config.device, "stop": stop}
     t0 = time.monotonic()
-    got = yield from predict_volume(model, volume, project, window=config.window, overlap=config.overlap,
-                                    device=config.device, probabilities=config.probabilities, stop=stop)
+    if slab_at is not None:
+        z0, z1 = view_slab(int(slab_at), config.window[0], volume.shape[0])
+        got = yield from predict_volume(loaded, volume[z0:z1], project, **kwargs)
+        if got is None:
+            return None
+        yield Progress(0, None, f"slices {z0}-{z1 - 1} predicted; predicting the whole tomogram", STAGE,
+                       {"prediction": (got[0], None, z0)})
+    got = yield from predict_volume(loaded, volume, project, probabilities=config.probabilities, **kwargs)
     if got is None:
         return None
+    if slab_at is not None:
+        yield Progress(0, None, "whole tomogram predicted", STAGE, {"prediction": (got[0], got[1], 0)})
     yield Progress(0, None, f"writing {round_dir.name}/{PREDICTION_FILE}", STAGE)
     return save_prediction(project, round_dir, *got, seconds=time.monotonic() - t0)
 
 
-def round_job(config: AnnotateRoundConfig, stop: StopFlag | None = None) -> Generator[Progress, None, JobResult]:
+def view_slab(z: int, depth: int, n: int) -> tuple[int, int]:
+    """The slab of ``depth`` slices (at most ``n``) centred on slice ``z``.
+
+    >>> view_slab(0, 32, 100), view_slab(50, 32, 100), view_slab(99, 32, 100), view_slab(5, 32, 20)
+    ((0, 32), (34, 66), (68, 100), (0, 20))
+    """
+    depth = min(depth, n)
+    z0 = min(max(z - depth // 2, 0), n - depth)
+    return z0, z0 + depth
+
+
+def round_job(config: AnnotateRoundConfig, stop: StopFlag | None = None, slab_at: int | None = None
+              ) -> Generator[Progress, None, JobResult]:
     """One round (see the module docstring): outputs ``project``, ``round`` (its folder),
-    ``model`` and ``prediction``; metrics those of ``metrics.json``."""
+    ``model`` and ``prediction``; metrics those of ``metrics.json``. ``slab_at``: see
+    :func:`predict_round_job`."""
     from napari_cryolearn.annotate.project import read_metrics
 
     result = yield from train_round_job(config, stop)
@@ -281,7 +312,8 @@ def round_job(config: AnnotateRoundConfig, stop: StopFlag | None = None) -> Gene
         outputs["model"] = model
     if result.stopped or model is None or not config.predict:
         return JobResult(outputs, metrics=_shown(read_metrics(round_dir)), stopped=result.stopped)
-    prediction = yield from predict_round_job(config, round_dir, stop)
+    yield Progress(0, None, "trained: predicting" + (" the slab in view" if slab_at is not None else ""), STAGE)
+    prediction = yield from predict_round_job(config, round_dir, stop, slab_at=slab_at)
     if prediction is not None:
         outputs["prediction"] = prediction
     return JobResult(outputs, metrics=_shown(read_metrics(round_dir)), stopped=prediction is None)
@@ -291,6 +323,3 @@ def _shown(metrics: dict) -> dict:
     keys = ("epochs", "train_loss", "train_seconds", "predict_seconds", "annotated_fraction", "agreement")
     return {k: metrics[k] for k in keys if metrics.get(k) is not None}
 
-
-#: The widget's choice of first-round start, beside a checkpoint path.
-StartFrom = Literal["previous round", "scratch", "checkpoint"]

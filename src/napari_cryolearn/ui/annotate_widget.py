@@ -5,13 +5,14 @@ the chosen Image layer (its MRC file, or the layer's data written into the folde
 the annotation Labels layer, or adopts the chosen Labels layer as the first annotations;
 "Open project" reopens one with its layers, classes and model. The classes are an editable,
 comma-separated list (annotation value k is the k-th class, 0 is "not annotated"), one of them
-the background. Train saves the annotations and runs
-:func:`~napari_cryolearn.annotate.round_job.train_round_job` in a child process (training in
-napari's process stalls its event loop: ``benchmarks/bench_gui_responsiveness.py``), the loss
-plotted live; Stop keeps the weights. Then, and on Predict, the sliding window runs in a worker
-thread on the slab in view first (shown within seconds), then on the whole tomogram, into the
-prediction Labels layer (background 0, another class its annotation value) and, when asked, one
-probability Image layer per class; the round's folder gets the prediction and its metrics.
+the background. Train saves the annotations and runs the headless round,
+:func:`~napari_cryolearn.annotate.round_job.round_job`, in a child process supervised by a
+worker thread (training in napari's process, and even torch's first import in a worker thread,
+hold its event loop: ``benchmarks/bench_annotate_gui.py``), the loss plotted live; Stop keeps
+the weights. After training, and on Predict, the sliding window runs on the slab in view first
+(shown within seconds), then on the whole tomogram, into the prediction Labels layer
+(background 0, another class its annotation value) and, when asked, one probability Image layer
+per class; the round's folder gets the prediction and its metrics.
 "Accept prediction in view" copies the prediction of the slices in view (of one class, or all)
 into the voxels not yet annotated, for the brush to correct.
 """
@@ -32,8 +33,10 @@ from napari_cryolearn.ui.layers import units_of, volume_of
 from napari_cryolearn.ui.metrics_plot import MetricsPlot, plot_training_progress
 from napari_cryolearn.ui.worker import start_job
 
-#: The training job, run in a child process.
-TRAIN_ROUND_JOB = "napari_cryolearn.annotate.round_job:train_round_job"
+#: The jobs, run in a child process: training, and even torch's first import in a worker thread,
+#: hold napari's event loop (``benchmarks/bench_annotate_gui.py``).
+ROUND_JOB = "napari_cryolearn.annotate.round_job:round_job"
+PREDICT_JOB = "napari_cryolearn.annotate.round_job:predict_round_job"
 START_CHOICES = ("previous round", "scratch", "checkpoint")
 
 
@@ -42,17 +45,6 @@ def label_colormap(colors: dict[int, str]):
     from napari.utils.colormaps import DirectLabelColormap
 
     return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", **colors})
-
-
-def view_slab(z: int, depth: int, n: int) -> tuple[int, int]:
-    """The slab of ``depth`` slices (at most ``n``) centred on slice ``z``.
-
-    >>> view_slab(0, 32, 100), view_slab(50, 32, 100), view_slab(99, 32, 100), view_slab(5, 32, 20)
-    ((0, 32), (34, 66), (68, 100), (0, 20))
-    """
-    depth = min(depth, n)
-    z0 = min(max(z - depth // 2, 0), n - depth)
-    return z0, z0 + depth
 
 
 class AnnotateWidget(JobWidget):
@@ -211,6 +203,7 @@ class AnnotateWidget(JobWidget):
             layer.data = annotations
         self.annotation_layer = layer
         self._style(layer)
+        self._prediction_layer(image)
         self._round_text()
 
     def _style(self, layer) -> None:
@@ -252,7 +245,8 @@ class AnnotateWidget(JobWidget):
         return AnnotateRoundConfig(
             project=self.project.path, epochs=int(self.epochs.value), device=self.device.value,
             pretrained_model=None if self.start.value == "scratch" else checkpoint,
-            from_scratch=self.start.value != "previous round", probabilities=bool(self.probabilities.value))
+            from_scratch=self.start.value != "previous round", probabilities=bool(self.probabilities.value),
+            progress_every_n_batches=1)
 
     def _checked_layers(self) -> tuple[np.ndarray, np.ndarray]:
         """The image and annotations to work on, checked; InputError says what is wrong."""
@@ -274,26 +268,14 @@ class AnnotateWidget(JobWidget):
         from napari_cryolearn.annotate.round_job import check_round_annotations
         from napari_cryolearn.engine.child import run_in_child
 
-        image, annotations = self._checked_layers()
+        _, annotations = self._checked_layers()
         check_round_annotations(self.project, annotations, self.annotation_layer.name)
         self.project.save_classes(self._names(), self.background.value)
         self.project.save_annotations(annotations)
-        config = self.round_config()
-        volume, z = np.asarray(image, np.float32), self._z_in_view()
+        config, z = self.round_config(), self._z_in_view()
         self.loss_plot.clear()
         self._bound = self.image.value
-        project = self.project
-
-        def job(stop):
-            result = yield from run_in_child(TRAIN_ROUND_JOB, config, stop=stop, progress_every=1)
-            if result.stopped or result.last_checkpoint is None:
-                return result
-            yield Progress(0, None, "trained: predicting the slab in view", "annotate.round")
-            yield from self._predict_steps(project, result.last_checkpoint, Path(result.log_dir), volume, z,
-                                           config, stop)
-            return result
-
-        return job
+        return lambda stop: run_in_child(ROUND_JOB, config, stop=stop, slab_at=z)
 
     def on_progress(self, event: Progress) -> None:
         metrics = event.metrics or {}
@@ -309,7 +291,8 @@ class AnnotateWidget(JobWidget):
             return
         self._round_text()
         word = "stopped" if result.stopped else "done"
-        self.status.value = f"{word} after {result.epochs} epochs; model: {result.last_checkpoint}"
+        self.status.value = (f"{word} after {result.metrics.get('epochs', 0)} epochs; model: {result.get('model')}"
+                             + ("" if result.get("prediction") else " (Predict to see it)"))
 
     def _layer_removed(self, event) -> None:
         gone = event.value
@@ -332,35 +315,10 @@ class AnnotateWidget(JobWidget):
         z = layer.world_to_data(self.viewer.dims.point)[-3]
         return int(np.clip(round(float(z)), 0, layer.data.shape[-3] - 1))
 
-    def _predict_steps(self, project, model, round_dir: Path, volume: np.ndarray, z: int, config, stop):
-        """Worker thread: the slab in view, then the whole volume, then the round's files."""
-        import time
-
-        from napari_cryolearn.annotate.round_job import predict_volume, save_prediction
-        from napari_cryolearn.engine.lightning import torch_device
-        from napari_cryolearn.segmentation.predict_job import load_model
-
-        loaded = load_model(model, torch_device(config.device))
-        t0 = time.monotonic()
-        z0, z1 = view_slab(z, config.window[0], volume.shape[0])
-        kwargs = {"window": config.window, "overlap": config.overlap, "device": config.device}
-        got = yield from predict_volume(loaded, volume[z0:z1], project, stop=stop, **kwargs)
-        if got is None:
-            return None
-        yield Progress(0, None, f"slices {z0}-{z1 - 1} predicted; predicting the whole tomogram", "annotate.round",
-                       {"prediction": (got[0], None, z0)})
-        got = yield from predict_volume(loaded, volume, project, probabilities=config.probabilities, stop=stop,
-                                        **kwargs)
-        if got is None:
-            return None
-        yield Progress(0, None, "whole tomogram predicted", "annotate.round", {"prediction": (got[0], got[1], 0)})
-        save_prediction(project, round_dir, got[0], got[1], seconds=time.monotonic() - t0)
-        return round_dir
-
     def predict(self):
         """Predict with the project's last model (slab in view, then all); the running job or ``None``."""
         try:
-            image, _ = self._checked_layers()
+            self._checked_layers()
             model = self.project.latest_model()
             if model is None:
                 raise InputError("no trained round yet: press Train first")
@@ -370,7 +328,9 @@ class AnnotateWidget(JobWidget):
             return None
         if self.predicting is not None and self.predicting.is_running:
             return self.predicting
-        volume, z, project, round_dir = np.asarray(image, np.float32), self._z_in_view(), self.project, model.parent.parent
+        from napari_cryolearn.engine.child import run_in_child
+
+        z, round_dir = self._z_in_view(), model.parent.parent
         self._bound = self.image.value
         self.predict_button.enabled = False
 
@@ -378,24 +338,30 @@ class AnnotateWidget(JobWidget):
             self.predict_button.enabled = True
             self._bound = None
 
-        self.predicting = start_job(lambda stop: self._predict_steps(project, model, round_dir, volume, z, config, stop),
+        self.predicting = start_job(lambda stop: run_in_child(PREDICT_JOB, config, round_dir, stop=stop, slab_at=z),
                                     title="Annotate & train: predict", on_progress=self._progress,
                                     on_result=lambda r: setattr(self.status, "value", f"prediction saved in {r}")
                                     if r is not None else None,
                                     on_error=self._error, on_finished=finished)
         return self.predicting
 
+    def _prediction_layer(self, image):
+        """The prediction Labels layer (made empty with the project, so that a prediction arriving
+        during a round only fills it)."""
+        layer = self.prediction_layer
+        if layer is None or layer not in self.viewer.layers or layer.data.shape != tuple(self.project.meta.shape):
+            layer = self.viewer.add_labels(np.zeros(self.project.meta.shape, np.uint8), name=f"{image.name} prediction",
+                                           scale=image.scale, opacity=0.5)
+            self.prediction_layer = layer
+            self._style(layer)
+        return layer
+
     def _show_prediction(self, values: np.ndarray, probabilities=None, z0: int = 0) -> None:
         """Put predicted values (a slab from ``z0``, or all) into the prediction layer."""
         image = self.image.value
         if image is None or image not in self.viewer.layers:
             return
-        if self.prediction_layer is None or self.prediction_layer.data.shape != tuple(self.project.meta.shape):
-            data = np.zeros(self.project.meta.shape, np.uint8)
-            self.prediction_layer = self.viewer.add_labels(data, name=f"{image.name} prediction", scale=image.scale,
-                                                           opacity=0.5)
-            self._style(self.prediction_layer)
-        layer = self.prediction_layer
+        layer = self._prediction_layer(image)
         layer.data[z0:z0 + values.shape[0]] = values
         layer.refresh()
         if probabilities is not None:
