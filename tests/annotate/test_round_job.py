@@ -79,3 +79,22 @@ def test_the_command_line_makes_a_project_and_runs_a_round(tmp_path, capsys):
     assert main(["-q", "annotate", "init", str(tmp_path / "t.mrc"), str(tmp_path / "q"), "--classes",
                  "membrane"]) == 2
     assert "at least two classes" in capsys.readouterr().err
+
+
+def test_the_first_round_starts_from_a_cryosiam_checkpoint_and_the_next_from_it(project, tmp_path):
+    from tests.models.test_checkpoints import _cryosiam_semantic, _net, _randomised
+
+    path, _ = project
+    ckpt = _cryosiam_semantic(tmp_path / "cryosiam.ckpt", _randomised(_net(out_channels=2, distance=False)),
+                              out_channels=2, distance=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = run_job(round_job(tiny_round(path, epochs=1, pretrained_model=ckpt, predict=False)))
+        second = run_job(round_job(tiny_round(path, epochs=1, pretrained_model=ckpt, predict=False)))
+    m1 = json.loads((first["round"] / METRICS_FILE).read_text())
+    m2 = json.loads((second["round"] / METRICS_FILE).read_text())
+    assert m1["warm_start"] == str(ckpt) and m2["warm_start"] == str(first["model"])
+    from napari_cryolearn.segmentation.predict_job import load_model
+
+    assert load_model(second["model"]).network.architecture == "cryosiam"
+    assert "prediction" not in second.outputs
