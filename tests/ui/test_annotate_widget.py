@@ -94,6 +94,13 @@ def test_a_round_in_the_viewer_reopens_and_continues_headless(viewer, qtbot, tmp
     assert np.array_equal(again.prediction_layer.data, prediction.data)
     assert again.project.latest_model() == round_dir / "model" / "last.ckpt"
     assert tuple(other.layers[0].scale) == (10.0, 10.0, 10.0)
+    again.prediction_layer.data[:] = 0
+    predicting = again.predict()  # the reopened model predicts again: the slab in view, then all
+    assert predicting is not None, again.status.value
+    qtbot.waitUntil(lambda: predicting.done, timeout=120000)
+    assert predicting.error is None, predicting.error
+    assert np.array_equal(again.prediction_layer.data, prediction.data)
+    assert sum("prediction" in e.metrics for e in predicting.progress_events) == 2
 
     # the headless round continues the project the GUI made
     from napari_cryolearn.annotate.round_job import round_job

@@ -8,3 +8,17 @@
 The dock widget "Annotate & train" (:mod:`napari_cryolearn.ui.annotate_widget`) runs the same
 functions. Nothing here imports Qt or napari; importing the package imports none of its modules.
 """
+
+from napari_cryolearn._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "AnnotateInitConfig": "round_job",
+        "AnnotateRoundConfig": "round_job",
+        "Project": "project",
+        "create_project": "project",
+        "open_project": "project",
+    },
+)
+del attach

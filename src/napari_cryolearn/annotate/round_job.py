@@ -190,8 +190,7 @@ def train_round_job(config: AnnotateRoundConfig, stop: StopFlag | None = None) -
     round_dir = project.next_round()
     start = warm_start(project, config)
     train_cfg = training_config(project, config, round_dir, intensity_of(volume))
-    yield Progress(0, None, f"{round_dir.name}: training from {start.parent.parent.name if start and start.parent.name == 'model' else start or 'scratch'}",
-                   STAGE, {"round": round_dir.name})
+    yield Progress(0, None, f"{round_dir.name}: training from {start or 'scratch'}", STAGE, {"round": round_dir.name})
     image = np.asarray(volume, np.float32)
     labels = project.training_labels(annotations)
     t0 = time.monotonic()

@@ -160,7 +160,7 @@ class AnnotateWidget(JobWidget):
             write_mrc(source, np.asarray(data, np.float32), voxel_size=tuple(float(s) for s in layer.scale[-3:]))
         self.project = create_project(path, source, names, background=self.background.value,
                                       annotations=None if start is None else np.asarray(start, np.uint8))
-        self._show_project(image=layer)
+        self._show_project(image=layer, adopt=self.adopt.value)
         self.status.value = f"project {path}: paint each class (value k = class k), then Train"
 
     def open_project(self, path=None) -> None:
@@ -187,16 +187,18 @@ class AnnotateWidget(JobWidget):
             self._show_prediction(np.asarray(read_mrc(project.latest_prediction(), mmap=False).data))
         self.status.value = f"opened {path}"
 
-    def _show_project(self, image) -> None:
-        """The project's classes in the form and its annotations as the annotation layer."""
+    def _show_project(self, image, adopt=None) -> None:
+        """The project's classes in the form and its annotations as the annotation layer (``adopt``,
+        a Labels layer of the tomogram's shape, or a new one)."""
         project = self.project
         self.classes.value = ", ".join(project.class_names)
         self._class_choices()
         self.background.value = project.meta.background
+        self.reset_choices()
         self.image.value = image
         annotations = project.read_annotations()
         name = f"{image.name} annotations"
-        layer = self.adopt.value
+        layer = adopt
         if layer is None or layer.data.shape != annotations.shape:
             layer = self.viewer.add_labels(annotations, name=name, scale=image.scale, opacity=0.7)
         else:
@@ -294,6 +296,13 @@ class AnnotateWidget(JobWidget):
         self.status.value = (f"{word} after {result.metrics.get('epochs', 0)} epochs; model: {result.get('model')}"
                              + ("" if result.get("prediction") else " (Predict to see it)"))
 
+    def stop(self) -> None:
+        """Stop the round (training keeps its weights) and a running prediction."""
+        super().stop()
+        if self.predicting is not None and self.predicting.is_running:
+            self.predicting.stop()
+            self.status.value = "stopping…"
+
     def _layer_removed(self, event) -> None:
         gone = event.value
         if gone is self._bound or gone is self.annotation_layer:
@@ -333,9 +342,11 @@ class AnnotateWidget(JobWidget):
         z, round_dir = self._z_in_view(), model.parent.parent
         self._bound = self.image.value
         self.predict_button.enabled = False
+        self.stop_button.enabled = True
 
         def finished():
             self.predict_button.enabled = True
+            self.stop_button.enabled = self.running is not None and self.running.is_running
             self._bound = None
 
         self.predicting = start_job(lambda stop: run_in_child(PREDICT_JOB, config, round_dir, stop=stop, slab_at=z),
