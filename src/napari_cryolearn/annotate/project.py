@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from napari_cryolearn.engine.atomic import atomic_path
 from napari_cryolearn.engine.config import Config
