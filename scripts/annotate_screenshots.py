@@ -3,10 +3,11 @@ real viewer, on the synthetic sample (48×128×128), written to ``docs/images/an
 
     xvfb-run -a .venv/bin/python scripts/annotate_screenshots.py [--out FOLDER] [--epochs N]
 
-1. ``annotate_1_strokes.png``: the tomogram with sparse strokes (background grey, membrane orange)
-   and the docked widget;
-2. ``annotate_2_prediction.png``: the prediction after one round;
-3. ``annotate_3_accepted.png``: the prediction of the slice in view accepted into the annotations.
+1. ``annotate_1_strokes.png``: the window: sparse strokes (background grey, membrane orange) on
+   the tomogram and the docked widget;
+2. ``annotate_2_prediction.png``: the canvas: the prediction after one round;
+3. ``annotate_3_accepted.png``: the canvas: the prediction of the slice in view accepted into the
+   annotations, ready for the brush.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--size", type=int, nargs=2, default=(1100, 700))
+    parser.add_argument("--size", type=int, nargs=2, default=(1500, 850))
     args = parser.parse_args()
 
     import napari
@@ -55,14 +56,14 @@ def main() -> int:
     viewer.dims.set_point(0, 10.0 * int(np.linspace(0, 47, 6).round()[1]))  # a slice with strokes
     args.out.mkdir(parents=True, exist_ok=True)
 
-    def shot(name):
+    def shot(name, canvas_only=True):
         for _ in range(10):
             app.processEvents()
-        viewer.screenshot(str(args.out / name), canvas_only=False)
+        viewer.screenshot(str(args.out / name), canvas_only=canvas_only)
         print("wrote", args.out / name)
 
     widget.prediction_layer.visible = False
-    shot("annotate_1_strokes.png")
+    shot("annotate_1_strokes.png", canvas_only=False)
     running = widget.run()
     while not running.done:
         app.processEvents()

@@ -73,9 +73,12 @@ def test_the_command_line_makes_a_project_and_runs_a_round(tmp_path, capsys):
     assert main(["-q", "annotate", "init", str(tmp_path / "t.mrc"), str(tmp_path / "p"), "--classes",
                  "background,membrane", "--annotations", str(tmp_path / "a.mrc")]) == 0
     assert main(["-q", "annotate", "round", str(tmp_path / "p"), "--epochs", "1", "--device", "cpu",
-                 "--patch-size", "16", "--channels", "8", "16", "--window", "16"]) == 0
+                 "--patch-size", "16", "--channels", "8", "16", "--window", "16", "--probabilities"]) == 0
     out = capsys.readouterr().out
-    assert "round_001" in out and (tmp_path / "p" / "rounds" / "round_001" / "prediction.mrc").is_file()
+    round_dir = tmp_path / "p" / "rounds" / "round_001"
+    assert "round_001" in out and (round_dir / "prediction.mrc").is_file()
+    probabilities = np.load(round_dir / "probabilities.npy")
+    assert probabilities.shape == (2, 16, 32, 32) and np.allclose(probabilities.sum(0), 1, atol=1e-4)
     assert main(["-q", "annotate", "init", str(tmp_path / "t.mrc"), str(tmp_path / "q"), "--classes",
                  "membrane"]) == 2
     assert "at least two classes" in capsys.readouterr().err
