@@ -98,7 +98,7 @@ class AnnotateRoundConfig(Config):
     """One annotate → train → predict round of a project (see the module docstring)."""
 
     project: Path = Field(description="annotation project folder (cryolearn annotate init)")
-    epochs: int = Field(20, ge=1, description="training epochs of this round")
+    epochs: int = Field(15, ge=1, description="training epochs of this round")
     max_time: str | None = Field(None, description="stop training after this long, e.g. 90s, 5m (default: the epochs)")
     device: Device = Field("auto", description="auto (CUDA, else MPS, else CPU), cpu, cuda or mps")
     pretrained_model: Path | None = Field(None, description="checkpoint to start the first round from (ours or CryoSiam's; default: from scratch); later rounds start from the previous round")
