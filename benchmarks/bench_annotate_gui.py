@@ -60,6 +60,18 @@ def main() -> None:
         shown(event)
 
     widget.on_progress = on_progress
+    import gc
+
+    collections: list[tuple[int, float]] = []  # (generation, ms) of the GUI process's garbage collections
+    started: dict[str, float] = {}
+
+    def timed(phase, info):
+        if phase == "start":
+            started["t"] = time.perf_counter()
+        elif "t" in started:
+            collections.append((info["generation"], (time.perf_counter() - started.pop("t")) * 1000.0))
+
+    gc.callbacks.append(timed)
     idle = measure(app, 3.0)
     t0 = time.perf_counter()
     running = widget.run()
@@ -85,6 +97,9 @@ def main() -> None:
     print(row("training", training))
     print(row("round", busy))
     print(f"largest gap {busy.max():.0f} ms at {at - t0:.1f} s, after: {before[-1] if before else 'the start'!r}")
+    gen2 = [ms for g, ms in collections if g == 2]
+    print(f"garbage collections in the GUI process: {len(collections)}, longest {max((ms for _, ms in collections), default=0):.0f} ms"
+          f" (generation 2: {len(gen2)}, longest {max(gen2, default=0):.0f} ms)")
     print(f"goal largest < 200 ms while training: {'PASS' if training.max() < 200 else 'MISS'} "
           f"({training.max():.0f} ms); over the whole round: {'PASS' if busy.max() < 200 else 'MISS'} ({busy.max():.0f} ms)")
     viewer.close()

@@ -8,8 +8,9 @@ comma-separated list (annotation value k is the k-th class, 0 is "not annotated"
 the background. Train saves the annotations and runs the headless round,
 :func:`~napari_cryolearn.annotate.round_job.round_job`, in a child process supervised by a
 worker thread (training in napari's process, and even torch's first import in a worker thread,
-hold its event loop: ``benchmarks/bench_annotate_gui.py``), the loss plotted live; Stop keeps
-the weights. After training, and on Predict, the sliding window runs on the slab in view first
+hold its event loop: ``benchmarks/bench_annotate_gui.py``; so did a full garbage collection of
+napari's large heap, hence ``gc.freeze()`` of the objects alive at Train), the loss plotted live;
+Stop keeps the weights. After training, and on Predict, the sliding window runs on the slab in view first
 (shown within seconds), then on the whole tomogram, into the prediction Labels layer
 (background 0, another class its annotation value) and, when asked, one probability Image layer
 per class; the round's folder gets the prediction and its metrics.
@@ -19,6 +20,7 @@ into the voxels not yet annotated, for the brush to correct.
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Optional
 
@@ -277,6 +279,9 @@ class AnnotateWidget(JobWidget):
         config, z = self.round_config(), self._z_in_view()
         self.loss_plot.clear()
         self._bound = self.image.value
+        # napari's heap is large: one full garbage collection during a round held the GUI ~200 ms
+        # (bench_annotate_gui.py); what lives now is moved out of the collector's sight (cheap)
+        gc.freeze()
         return lambda stop: run_in_child(ROUND_JOB, config, stop=stop, slab_at=z)
 
     def on_progress(self, event: Progress) -> None:
