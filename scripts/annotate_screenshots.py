@@ -3,7 +3,7 @@ real viewer, on the synthetic sample (48×128×128), written to ``docs/images/an
 
     xvfb-run -a .venv/bin/python scripts/annotate_screenshots.py [--out FOLDER] [--epochs N]
 
-1. ``annotate_1_strokes.png``: the window: sparse strokes (background grey, membrane orange) on
+1. ``annotate_1_strokes.png``: the window: sparse strokes (background blue, membrane orange) on
    the tomogram and the docked widget;
 2. ``annotate_2_prediction.png``: the canvas: the prediction after one round;
 3. ``annotate_3_accepted.png``: the canvas: the prediction of the slice in view accepted into the

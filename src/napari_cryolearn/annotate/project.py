@@ -47,7 +47,7 @@ METRICS_FILE = "metrics.json"
 #: The label value of unannotated voxels in the training labels (annotation value 0).
 IGNORE = 255
 #: Colours given to classes in list order when none is chosen.
-DEFAULT_COLORS = ("#808080", "#ff7f0e", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+DEFAULT_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#808080",
                   "#bcbd22", "#17becf")
 
 
