@@ -177,8 +177,9 @@ def stored_patch(config: AnnotateRoundConfig, shape: Sequence[int]) -> tuple[int
 
 
 def train_round_job(config: AnnotateRoundConfig, stop: StopFlag | None = None) -> Generator[Progress, None, JobResult]:
-    """Step 2 of a round (train, warm-started) from the project's files; a
-    :class:`~napari_cryolearn.engine.training.TrainResult` with ``round`` in its metrics."""
+    """Step 2 of a round (train, warm-started) from the project's files, in the next round's
+    folder; returns the :class:`~napari_cryolearn.engine.training.TrainResult` (its ``log_dir`` is
+    the round's folder) and writes the round's ``round.yaml`` and first metrics."""
     from napari_cryolearn.segmentation.train_job import train_arrays_job
 
     project = open_project(config.project)
