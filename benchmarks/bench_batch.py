@@ -52,6 +52,28 @@ def make_inputs(folder: Path, n: int, shape: tuple[int, int, int]) -> tuple[Path
     return tomos, labels
 
 
+def _burn(n: int) -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - start
+
+
+def parallel_ceiling(n: int = 20_000_000) -> float:
+    """How much faster two processes finish two pure-CPU tasks than one process does: the
+    machine's own limit for any ``--workers 2`` speed-up (2.0 on two free cores)."""
+    import multiprocessing as mp
+
+    one = _burn(n) * 2
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_burn, [1000, 1000])  # the workers started
+        start = time.perf_counter()
+        pool.map(_burn, [n, n])
+        two = time.perf_counter() - start
+    return one / two
+
+
 def digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
             if p.is_file() and not p.name.startswith("batch_log")}
@@ -79,7 +101,9 @@ def main_bench() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tomos, labels = make_inputs(tmp, args.files, tuple(args.shape))
-        print(f"{args.files} files of {tuple(args.shape)}")
+        ceiling = parallel_ceiling()
+        print(f"{args.files} files of {tuple(args.shape)}; this machine's ceiling for two processes "
+              f"(two pure-CPU tasks, 1 vs 2 processes): {ceiling:.2f}x")
         for stage in args.stages:
             source = labels if stage in ("prep.distances", "prep.filter") else tomos
             own = STAGE_FLAGS.get(stage, [])
@@ -97,7 +121,8 @@ def main_bench() -> None:
             base = statistics.median(times["one worker"])
             for name, ts in times.items():
                 t = statistics.median(ts)
-                print(f"{stage:16s} {name:13s} {t:7.2f} s  speed-up {base / t:4.2f}x")
+                print(f"{stage:16s} {name:13s} {t:7.2f} s  speed-up {base / t:4.2f}x "
+                      f"({base / t / ceiling:4.2f} of the ceiling)")
             print(f"{stage:16s} outputs identical across settings: {same}")
 
 

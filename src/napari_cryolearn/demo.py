@@ -234,3 +234,32 @@ def ae_apply_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
     if "ae_model" not in outputs:
         return None
     return AEApplyConfig(model=outputs["ae_model"], data=outputs["scan4d"], output_dir=Path(workdir) / "ae" / "apply")
+
+
+def annotate_init_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """An annotation project of the scaled tomogram (background, membrane) whose annotations are
+    a few strokes per class on four slices, taken from the sample's labels (0.5 % of the voxels)."""
+    import numpy as np
+
+    from napari_cryolearn.annotate.round_job import AnnotateInitConfig
+    from napari_cryolearn.annotate.sparse import simulated_annotations
+    from napari_cryolearn.io.mrc import read_mrc, write_mrc
+
+    folder = Path(workdir) / "annotate"
+    labels = read_mrc(outputs["labels"])
+    truth = np.where(np.asarray(labels.data) == 1, 2, 1).astype(np.uint8)
+    strokes = write_mrc(folder / "strokes.mrc", simulated_annotations(truth, fraction=0.005),
+                        voxel_size=labels.voxel_size)
+    outputs["annotation_project"] = folder / "project"
+    return AnnotateInitConfig(tomogram=outputs["scaled"], project=outputs["annotation_project"],
+                              classes=["background", "membrane"], annotations=strokes)
+
+
+def annotate_round_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
+    """One headless round on that project with a tiny network (seconds): 3 epochs of 16³ patches
+    when quick, else 10 of 32³."""
+    from napari_cryolearn.annotate.round_job import AnnotateRoundConfig
+
+    size = {"epochs": 3, "patch_size": (16, 16, 16), "channels": (8, 16)} if quick else \
+        {"epochs": 10, "patch_size": (32, 32, 32), "channels": (8, 16, 32)}
+    return AnnotateRoundConfig(project=outputs["annotation_project"], window=(32, 32, 32), **size)

@@ -332,3 +332,31 @@ register_stage(
         title="Latent maps",
     )
 )
+register_stage(
+    Stage(
+        name="annotate.init",
+        config="napari_cryolearn.annotate.round_job:AnnotateInitConfig",
+        job="napari_cryolearn.annotate.round_job:init_job",
+        summary="an annotation project folder for a tomogram: classes and colours, annotations (0: not annotated), rounds",
+        order=160,
+        demo="napari_cryolearn.demo:annotate_init_demo",
+        cli_positionals=("tomogram", "project"),
+        inputs=(Port("tomogram", "tomogram"), Port("annotations", "labels", optional=True)),
+        outputs=(Port("project", "run"),),
+    )
+)
+register_stage(
+    Stage(
+        name="annotate.round",
+        config="napari_cryolearn.annotate.round_job:AnnotateRoundConfig",
+        job="napari_cryolearn.annotate.round_job:round_job",
+        summary="one annotate → train → predict round of a project: train on its sparse annotations (warm-started), predict the whole tomogram",
+        order=170,
+        demo="napari_cryolearn.demo:annotate_round_demo",
+        cli_positionals=("project",),
+        inputs=(Port("project", "run"), Port("pretrained_model", "model", optional=True)),
+        outputs=(Port("project", "run"),),
+        widget="napari_cryolearn.ui.annotate_widget:AnnotateWidget",
+        title="Annotate & train",
+    )
+)
