@@ -189,7 +189,7 @@ class LatentMapsWidget(JobWidget):
         self.status.value = f"{self.summary}; click a scan position to see its pattern"
 
     def _set_layer(self, name: str, kind: str, data, **kwargs):
-        if name in self._viewer.layers and self._viewer.layers[name]._type_string == kind:
+        if name in self._viewer.layers and type(self._viewer.layers[name]).__name__.lower() == kind:
             layer = self._viewer.layers[name]
             layer.data = data
             layer.scale = kwargs["scale"]
