@@ -190,11 +190,22 @@ def test_cli_trains_and_applies_with_the_scan_step(tmp_path, capsys):
                  "--batch-size", "16", "--max-epochs", "1", "--device", "cpu"]) == 0
     model = run_dir / "model" / "model_best.ckpt"
     assert model.is_file()
-    assert main(["-q", "ae", "apply", str(model), str(data), "--output-dir", str(out), "--step", "2.5"]) == 0
-    assert np.load(out / "latent.npy").shape == (8, 8, 4)
+    assert main(["-q", "ae", "apply", str(model), str(data), "--output-dir", str(out), "--step", "2.5",
+                 "--clusters", "3"]) == 0
+    latent = np.load(out / "latent.npy")
+    assert latent.shape == (8, 8, 4)
     maps = read_mrc(out / "latent_maps.mrc")
     assert maps.data.shape == (4, 8, 8)
     assert maps.voxel_size[-1] == pytest.approx(25.0)  # 2.5 nm per step, in Å
+    clusters = read_mrc(out / "cluster_labels.mrc")
+    labels = np.asarray(clusters.data[0])
+    assert labels.shape == (8, 8) and labels[0, 0] == 1 and set(np.unique(labels)) <= {1, 2, 3}
+    assert clusters.voxel_size[-1] == pytest.approx(25.0)
+    assert json.loads((out / "metrics.json").read_text())["k"] == 3
+    # positions with the same unit-length latent share a cluster
+    unit = latent / np.maximum(np.linalg.norm(latent, axis=-1, keepdims=True), 1e-12)
+    same = np.all(np.isclose(unit[:, :, None, None], unit[None, None]), axis=-1)
+    assert (labels[:, :, None, None] == labels[None, None])[same].all()
     # a second apply into the same folder is refused, and leaves the first outputs
     before = (out / "metrics.json").read_bytes()
     assert main(["-q", "ae", "apply", str(model), str(data), "--output-dir", str(out)]) != 0

@@ -12,7 +12,10 @@ maps:
 - ``metrics.json``: ``mse``, ``psnr``, ``ssim`` (means over the patterns, on the normalised
   scale with the training normalisation, data range 1), ``n_patterns``;
 - ``latent_maps.mrc``: the latent channels as a stack (latent, Sy, Sx), voxel size the scan
-  step (``step``, else the file's, else 1 nm) in Å.
+  step (``step``, else the file's, else 1 nm) in Å;
+- with ``clusters``: ``cluster_labels.mrc``, (1, Sy, Sx) labels numbered from 1, a k-means of
+  the unit-length latents (spherical, as the *Latent maps* widget shows them), and ``k`` and
+  ``silhouette`` in the metrics.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from napari_cryolearn.selfsup.ae_config import AEApplyConfig
 
 STAGE = "ae.apply"
 OUTPUT_FILES = ("latent.npy", "reconstruction.npy", "metrics.json", "latent_maps.mrc")
+CLUSTERS_FILE = "cluster_labels.mrc"
 
 __all__ = ["OUTPUT_FILES", "ae_apply_job"]
 
@@ -60,6 +64,8 @@ def ae_apply_job(config: AEApplyConfig, stop: StopFlag | None = None) -> Generat
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("is a file; expected a folder", path=out_dir, field="output_dir")
     targets = {name: out_dir / name for name in OUTPUT_FILES}
+    if config.clusters is not None:
+        targets[CLUSTERS_FILE] = out_dir / CLUSTERS_FILE
     for target in targets.values():
         check_output([config.data, config.model], target, config.overwrite, field="output_dir")
     device = torch_device(config.device)
@@ -110,11 +116,46 @@ def ae_apply_job(config: AEApplyConfig, stop: StopFlag | None = None) -> Generat
             maps = np.ascontiguousarray(np.moveaxis(np.asarray(latent), -1, 0))
             del latent, recon, flat_latent, flat_recon
             write_mrc(tmp["latent_maps.mrc"], maps, voxel_size=(1.0, step * 10.0, step * 10.0))
+            if config.clusters is not None:
+                yield Progress(n, n, "clustering the latents", STAGE)
+                labels, k, silhouette = cluster_latents(maps, config.clusters or None)
+                metrics.update(k=k, silhouette=silhouette)
+                write_mrc(tmp[CLUSTERS_FILE], labels[None], voxel_size=(1.0, step * 10.0, step * 10.0))
             tmp["metrics.json"].write_text(json.dumps(metrics, indent=2))
     except _Stopped:
         return JobResult(stopped=True)
     yield Progress(n, n, f"PSNR {metrics['psnr']:.2f} dB, SSIM "
                    f"{'n/a' if metrics['ssim'] is None else format(metrics['ssim'], '.3f')}", STAGE, metrics)
-    return JobResult({"latent": targets["latent.npy"], "reconstruction": targets["reconstruction.npy"],
-                      "metrics": targets["metrics.json"], "latent_maps": targets["latent_maps.mrc"]},
-                     metrics=metrics)
+    outputs = {"latent": targets["latent.npy"], "reconstruction": targets["reconstruction.npy"],
+               "metrics": targets["metrics.json"], "latent_maps": targets["latent_maps.mrc"]}
+    if config.clusters is not None:
+        outputs["clusters"] = targets[CLUSTERS_FILE]
+    return JobResult(outputs, metrics=metrics)
+
+
+def cluster_latents(maps: np.ndarray, k: int | None = None) -> tuple[np.ndarray, int, float | None]:
+    """Labels (Sy, Sx) of a spherical k-means of latent maps (C, Sy, Sx), numbered from 1 in
+    scan order (the first position's cluster is 1), with the ``k`` used and its cosine silhouette (``None`` when undefined); ``k`` ``None``: the
+    best of 2–10. Patterns whose latent is all zero cannot be normalised: every pattern's zero
+    latent makes one cluster.
+
+    >>> maps = np.zeros((2, 2, 4), np.float32)
+    >>> maps[0, :, :2], maps[1, :, 2:] = 1.0, 1.0
+    >>> cluster_latents(maps, 2)[0]
+    array([[1, 1, 2, 2],
+           [1, 1, 2, 2]], dtype=uint8)
+    """
+    from napari_cryolearn.selfsup.embedding import cluster_embeddings
+
+    c, sy, sx = maps.shape
+    flat = np.moveaxis(maps, 0, -1).reshape(-1, c)
+    if not np.any(flat):
+        return np.ones((sy, sx), np.uint8), 1, None
+    clusters = cluster_embeddings(flat, k=k, seed=0)
+    raw = np.asarray(clusters.labels)
+    values, first = np.unique(raw, return_index=True)
+    rank = np.empty(int(values.max()) + 1, np.int64)
+    rank[values[np.argsort(first)]] = np.arange(1, len(values) + 1)  # in scan order: the first position is 1
+    labels = rank[raw].reshape(sy, sx)
+    silhouette = None if np.isnan(clusters.silhouette) else float(clusters.silhouette)
+    return labels.astype(np.uint8 if clusters.k < 255 else np.uint16), int(clusters.k), silhouette

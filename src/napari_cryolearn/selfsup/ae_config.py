@@ -74,6 +74,9 @@ class AEApplyConfig(Config):
                              "latent_maps.mrc")
     step: float | None = Field(None, gt=0, description="nm per scan step, when the file does not say (the voxel "
                                "size of latent_maps.mrc)")
+    clusters: int | None = Field(None, ge=0, description="also write cluster_labels.mrc: a k-means of the "
+                                 "unit-length latents into this many clusters, numbered from 1 (0: the number of "
+                                 "2-10 with the best silhouette score)")
     batch_size: int = Field(256, ge=1, description="patterns per forward pass")
     device: Device = Field("auto", description="auto (CUDA, else MPS, else CPU), cpu, cuda or mps")
     overwrite: bool = Field(False, description="replace the outputs of an earlier run in output_dir")

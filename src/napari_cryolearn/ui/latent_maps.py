@@ -64,7 +64,8 @@ class LatentMapsWidget(JobWidget):
                              tooltip=self.fields["data"].description)
         self.output = FileEdit(mode="d", value="", label="output folder",
                                tooltip=self.fields["output_dir"].description)
-        self.n_clusters = SpinBox(value=0, min=0, max=50, label="clusters (0: best silhouette)")
+        self.n_clusters = SpinBox(value=0, min=0, max=50, label="clusters (0: best silhouette)",
+                                  tooltip=self.fields["clusters"].description)
         from napari_cryolearn.ui.forms import field_widget
 
         self.form = {name: field_widget(name, self.fields[name]) for name in ("step", "batch_size", "device",
@@ -132,8 +133,8 @@ class LatentMapsWidget(JobWidget):
                     with atomic_path(data, overwrite=True) as tmp, open(tmp, "wb") as f:
                         np.save(f, array)
         values = form_values(self.form, self.fields)
-        config = AEApplyConfig.from_dict({**values, "model": model, "data": data, "output_dir": output})
-        k = int(self.n_clusters.value) or None
+        config = AEApplyConfig.from_dict({**values, "model": model, "data": data, "output_dir": output,
+                                          "clusters": int(self.n_clusters.value)})
 
         def job(stop):
             if write is not None:
@@ -142,15 +143,9 @@ class LatentMapsWidget(JobWidget):
             result = yield from ae_apply_job(config, stop=stop)
             if result.stopped:
                 return result, None
-            from napari_cryolearn.selfsup.embedding import cluster_embeddings
+            from napari_cryolearn.io.mrc import read_mrc
 
-            latent = np.load(result.outputs["latent"])
-            yield Progress(0, None, "clustering the latents", stage="ae.apply")
-            flat = latent.reshape(-1, latent.shape[-1])
-            if not np.any(flat):
-                return result, np.ones(latent.shape[:2], np.int32)
-            clusters = cluster_embeddings(flat, k=k, seed=0)
-            return result, (np.asarray(clusters.labels).reshape(latent.shape[:2]) + 1).astype(np.int32)
+            return result, np.asarray(read_mrc(result.outputs["clusters"]).data[0]).astype(np.int32)
 
         self._config = config
         return job
