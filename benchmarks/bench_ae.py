@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_ae.py [--scan 32] [--detector 32] [--grains 40] [--epochs 10]
         [--width 16] [--batch-size 32] [--lr 3e-3] [--settings default no-div plain]
 
-Two scans of ``make_4dstem_scan`` (seed 0 to train, seed 1 held out: other grains,
+Two scans of ``make_4dstem_scan`` (seed 2S to train, 2S + 1 held out, ``--seed S``: other grains,
 orientations and noise). For each setting of the loss weights (``default``: λ_act 1e-4, λ_sim
 5e-5, λ_div 2e-4 as documented; ``no-div``: λ_div 0; ``plain``: all three 0, a plain
 autoencoder) ``ae train`` runs for ``--epochs`` and ``ae apply`` encodes the held-out scan.
@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="scans of seeds 2S (train) and 2S+1 (held out), training "
+                    "seed S")
     args = ap.parse_args()
 
     from sklearn.decomposition import PCA
@@ -76,19 +78,20 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     shape = dict(scan_shape=(args.scan, args.scan), detector_shape=(args.detector, args.detector),
                  n_grains=args.grains)
-    train, held = make_4dstem_scan(**shape, seed=0), make_4dstem_scan(**shape, seed=1)
+    train, held = make_4dstem_scan(**shape, seed=2 * args.seed), make_4dstem_scan(**shape, seed=2 * args.seed + 1)
     np.save(work / "train.npy", train.data)
     np.save(work / "held_out.npy", held.data)
     labels = held.phase.ravel()
     k = held.n_phases
     print(f"scan {args.scan}², detector {args.detector}², {args.grains} grains, {k} phases "
           f"(counts {np.bincount(labels).tolist()}), {args.epochs} epochs, width {args.width}, latent "
-          f"{args.latent}, batch {args.batch_size}, lr {args.lr}; work folder {work}")
+          f"{args.latent}, batch {args.batch_size}, lr {args.lr}, seed {args.seed}; work folder {work}")
     raw_norm = None
     for name in args.settings:
         cfg = AETrainConfig(data=work / "train.npy", log_dir=work / f"run-{name}", overwrite=True,
                             max_epochs=args.epochs, width=args.width, latent=args.latent,
-                            batch_size=args.batch_size, lr=args.lr, device=args.device, **SETTINGS[name])
+                            batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
+                            **SETTINGS[name])
         t0 = time.perf_counter()
         result = _run(ae_train_job(cfg))
         per_epoch = (time.perf_counter() - t0) / max(1, result.epochs)
