@@ -364,10 +364,9 @@ def _complete_batch_parser(argv: Sequence[str]) -> None:
     if not named:
         return  # the handler says what is wrong
     stage = _batch_stage(named[0])
-    from napari_cryolearn.batch.plan import SHARED_KINDS
+    from napari_cryolearn.batch.plan import per_file_ports
 
-    per_file = {p.field for p in stage.inputs if p.kind not in SHARED_KINDS} | {p.field for p in stage.outputs}
-    add_config_arguments(_BATCH_PARSER[0], stage.config_class(), exclude=per_file | {"overwrite"})
+    add_config_arguments(_BATCH_PARSER[0], stage.config_class(), exclude=per_file_ports(stage) | {"overwrite"})
 
 
 def _batch_command(args: argparse.Namespace) -> int:

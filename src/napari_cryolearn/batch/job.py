@@ -154,7 +154,7 @@ def base_settings(config: BatchConfig, stage) -> dict[str, Any]:
             raise InputError("stage config not found", path=config.stage_config, field="stage_config")
         data = dict(read_yaml(config.stage_config))
     data.update(config.settings)
-    per_file = per_file_fields(stage, config.pairs, config.also) & set(data)
+    per_file = per_file_fields(stage, config.pairs) & set(data)
     given = sorted(k for k in per_file if k in config.settings)
     if given:
         raise InputError(f"{', '.join(given)}: set per file by the batch (from --input, --pair and --output); "

@@ -104,12 +104,16 @@ def batch_stage_names() -> list[str]:
     return [s.name for s in all_stages() if s.per_file]
 
 
-def per_file_fields(stage: Stage, pairs: Mapping[str, object] = (), also: Sequence[str] = ()) -> set[str]:
+def per_file_fields(stage: Stage, pairs: Mapping[str, object] = ()) -> set[str]:
     """The config fields a batch sets per file (the main input, the paired inputs, the
-    outputs): the flags a user may not give for them."""
-    fields = {main_input(stage).field, *dict(pairs)}
-    fields |= {p.field for p in stage.outputs}
-    return fields
+    outputs): the settings a user may not give for them."""
+    return {main_input(stage).field, *dict(pairs)} | {p.field for p in stage.outputs}
+
+
+def per_file_ports(stage: Stage) -> set[str]:
+    """The fields a batch may set per file, whatever is paired: every input that is not shared
+    (a model) and every output. The command and the widget offer no option for them."""
+    return {p.field for p in stage.inputs if p.kind not in SHARED_KINDS} | {p.field for p in stage.outputs}
 
 
 def list_inputs(folder: str | os.PathLike, patterns: Sequence[str]) -> list[Path]:

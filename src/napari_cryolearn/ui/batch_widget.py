@@ -17,7 +17,14 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, SpinBox, Table
 from pydantic_core import PydanticUndefined
 
-from napari_cryolearn.batch.plan import SHARED_KINDS, batch_stage_names, list_inputs, main_input, DEFAULT_PATTERNS
+from napari_cryolearn.batch.plan import (
+    DEFAULT_PATTERNS,
+    SHARED_KINDS,
+    batch_stage_names,
+    list_inputs,
+    main_input,
+    per_file_ports,
+)
 from napari_cryolearn.engine.config import is_expert
 from napari_cryolearn.engine.errors import InputError
 from napari_cryolearn.stages import get
@@ -70,7 +77,7 @@ class BatchWidget(JobWidget):
             self.pairs.append(FileEdit(mode="d", name=port.field, label=f"{port.field} folder",
                                        tooltip=f"folder of the {port.kind} files matched to each input by file "
                                        "stem" + (" (optional)" if port.optional else "")))
-        per_file = {p.field for p in stage.inputs if p.kind not in SHARED_KINDS} | {p.field for p in stage.outputs}
+        per_file = per_file_ports(stage)
         self.settings.clear()
         self._fields = {}
         cls = stage.config_class()
