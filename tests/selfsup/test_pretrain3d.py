@@ -117,6 +117,65 @@ def test_view_two_sampled_at_the_correspondence_reproduces_view_one():
         assert err.mean() < 0.05 * np.abs(v1.numpy()).mean() + 0.02
 
 
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_the_level_correspondence_is_the_full_one_at_the_coarse_voxels(factor):
+    """Voxel j of a map at 1/f shows full-resolution voxel f·j: its place in view 2's coarse map
+    is the full-resolution correspondence of f·j divided by f, and a marked coarse voxel lands there."""
+    from napari_cryolearn.selfsup.dense_simsiam import level_grid, warp
+
+    shape = (32, 32, 32)
+    g1 = ViewGeometry.identity((19.5, 19.5, 19.5))
+    g2 = ViewGeometry(rotation_matrix(0, np.pi / 2) @ np.diag([1.0, -1.0, 1.0]), np.array([19.5, 19.5, 27.5]))
+    coords, inside = correspondence(g1, g2, shape)
+    grid, level_inside = level_grid(to_grid(coords, shape)[None], factor)
+    direct = coords[::factor, ::factor, ::factor] / factor
+    n = 32 // factor
+    torch.testing.assert_close(grid[0], to_grid(direct, (n, n, n)), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(level_inside[0].numpy(), np.all((direct > -1e-6) & (direct < n - 1 + 1e-6), -1))
+    assert level_inside.any() and not level_inside.all()
+    # view 2's coarse map holding its own coordinates (trilinear sampling is exact on them) is read
+    # back at view 1's coarse voxels as the places the correspondence gives
+    own = torch.stack(torch.meshgrid(*[torch.arange(float(n))] * 3, indexing="ij"))[None]
+    back = warp(own, grid)[0].movedim(0, -1).numpy()
+    np.testing.assert_allclose(back[level_inside[0].numpy()], direct[level_inside[0].numpy()], atol=1e-4)
+
+
+def test_level_losses_and_coarse_dropout_train_and_load_in_cryosiams_layout(tmp_path, tomogram):
+    from napari_cryolearn.models.checkpoints import load_weights, read_checkpoint
+    from napari_cryolearn.segmentation.config import NetworkConfig
+    from napari_cryolearn.segmentation.network import build_network
+
+    result = run_job(pretrain3d_job(_cfg(tmp_path, [tomogram], include_levels_loss=3, dropout_prob=1.0,
+                                         include_global_loss=True)))
+    assert {"train_dense", "train_global", "train_level_2", "train_level_4", "train_level_8"} <= set(result.metrics)
+    total = result.metrics["train_loss"]
+    parts = sum(result.metrics[k] for k in ("train_dense", "train_global", "train_level_2", "train_level_4",
+                                            "train_level_8"))
+    assert total == pytest.approx(parts, abs=1e-4)
+    ckpt = torch.load(result.outputs["last"], map_location="cpu", weights_only=False)
+    network = ckpt["hyper_parameters"]["config"]["parameters"]["network"]
+    assert network["include_levels_loss"] == 3
+    assert ckpt["hyper_parameters"]["config"]["parameters"]["transforms"]["drop_out_prob"] == 1.0
+    theirs = _CryoSiamShaped(network)
+    theirs.load_state_dict({k[len("_model."):]: v for k, v in ckpt["state_dict"].items()}, strict=True)
+    net = build_network(NetworkConfig(out_channels=2, architecture="cryosiam",
+                                      backbone={"num_filters": (4, 4, 8, 8), "fpn_channels": 4, "dense_dim": 4}))
+    report = load_weights(net, result.outputs["last"], ckpt=read_checkpoint(result.outputs["last"]))
+    assert {k.split(".")[1] for k in report.loaded} == {"encoder", "decoder", "projector"} and not report.skipped
+
+
+def test_coarse_dropout_fills_small_holes_with_zero():
+    from napari_cryolearn.selfsup.dense_views import coarse_dropout
+
+    t = coarse_dropout((16, 16, 16), 1.0, 0.5)
+    t.set_random_state(seed=3)
+    view = t({"image": torch.full((1, 16, 16, 16), 0.5)})["image"]
+    holes = float((torch.as_tensor(view) == 0).float().mean())
+    # 6 to 32 holes of 1-4 voxels a side among 4096 voxels
+    assert 6 / 4096 <= holes <= 32 * 64 / 4096
+    assert coarse_dropout((16, 16, 16), 0.0, 0.5) is None
+
+
 # -- checkpoints: CryoSiam's layout and the hand-over ---------------------------------------------------
 
 
@@ -164,6 +223,14 @@ class _CryoSiamShaped(torch.nn.Module):
                                        nn.ReLU(), c(fpn, dense, 1), b(dense, affine=False))
         self.predictor = nn.Sequential(c(dense, n["dense_pred_dim"], 1, bias=False), b(n["dense_pred_dim"]), nn.ReLU(),
                                        c(n["dense_pred_dim"], dense, 1))
+        if n["include_levels_loss"]:  # CryoSiam builds the heads of all three levels
+            for f in (2, 4, 8):
+                setattr(self, f"level_projector_{f}", nn.Sequential(
+                    c(fpn, fpn, 1, bias=False), b(fpn), nn.ReLU(), c(fpn, fpn, 1, bias=False), b(fpn), nn.ReLU(),
+                    c(fpn, dense, 1), b(dense, affine=False)))
+                setattr(self, f"level_predictor_{f}", nn.Sequential(
+                    c(dense, n["dense_pred_dim"], 1, bias=False), b(n["dense_pred_dim"]), nn.ReLU(),
+                    c(n["dense_pred_dim"], dense, 1)))
 
 
 def test_checkpoint_loads_strictly_into_cryosiams_constructor(pretrained):
@@ -314,10 +381,10 @@ def test_cryosiam_fork_yaml(tmp_path):
     fork = {"data_folder": str(tmp_path / "data"), "val_files": ["c.mrc"], "log_dir": str(tmp_path / "run"),
             "parameters": {"gpu_devices": 2, "data": {"patch_size": [96, 96, 96], "view_size": [48, 48, 48],
                                                       "view_overlap": 0.4, "min": 0, "max": 1},
-                           "transforms": {"noise_sigma_range": [0.1, 0.2], "drop_out_prob": 0.5},
+                           "transforms": {"noise_sigma_range": [0.1, 0.2], "drop_out_prob": 0.5, "drop_out": 0.3},
                            "network": {"block_type": "basic", "num_filters": [16, 32, 64, 128], "fpn_channels": 32,
                                        "dim": 256, "pred_dim": 64, "dense_dim": 64, "dense_pred_dim": 16,
-                                       "include_levels_loss": False, "weight_dense_loss": 0.7}},
+                                       "include_levels_loss": True, "weight_dense_loss": 0.7}},
             "hyper_parameters": {"batch_size": 10, "lr": 0.5, "max_epochs": 200, "lr_warmup_epochs": 5}}
     path = tmp_path / "fork.yaml"
     path.write_text(yaml.safe_dump(fork))
@@ -329,6 +396,9 @@ def test_cryosiam_fork_yaml(tmp_path):
     assert [p.name for p in cfg.data] == ["a.mrc", "b.mrc"] and [p.name for p in cfg.val_data] == ["c.mrc"]
     assert cfg.view_size == (48, 48, 48) and cfg.view_overlap == 0.4 and cfg.gpu_devices == 2
     assert cfg.backbone.num_filters == (16, 32, 64, 128) and cfg.backbone.dense_dim == 64 and cfg.dense_pred_dim == 16
-    assert cfg.optimizer == "sgd" and cfg.lr == 0.5 and cfg.batch_size == 10 and cfg.weight_dense_loss == 0.7
+    # the fork's SGD rate: lr * batch / 256
+    assert cfg.optimizer == "sgd" and cfg.lr == pytest.approx(0.5 * 10 / 256) and cfg.batch_size == 10
+    assert cfg.weight_dense_loss == 0.7 and cfg.include_global_loss  # the fork's default, not ours
+    assert cfg.include_levels_loss == 3 and cfg.dropout_prob == 0.5 and cfg.dropout == 0.3
     assert cfg.transforms.noise_sigma_range == (0.1, 0.2) and cfg.intensity.max == 1
     assert cfg.cryosiam_dict()["parameters"]["network"]["dense_dim"] == 64

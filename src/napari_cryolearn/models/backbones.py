@@ -68,8 +68,9 @@ class FPNDecoder(nn.Module):
     def _up_add(self, coarse: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
         return F.interpolate(coarse, size=lateral.shape[2:], mode=self.mode, align_corners=False) + lateral
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """``feats``: encoder levels finest first. Returns the full-resolution map."""
+    def levels(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``feats``: encoder levels finest first. Returns the decoder's maps finest first: full
+        resolution (what :meth:`forward` returns), 1/2, 1/4 and 1/8 (CryoSiam's level outputs)."""
         f1, f2, f3, f4 = feats
         o1 = self.layer1(f4)
         o2 = self._up_add(o1, self.layer2(f3))
@@ -77,7 +78,11 @@ class FPNDecoder(nn.Module):
         o4 = self._up_add(o3, self.layer4(f1))
         if self.add_later_conv:
             o4 = self.later_conv4(o4)
-        return o4
+        return [o4, o3, o2, o1]
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``feats``: encoder levels finest first. Returns the full-resolution map."""
+        return self.levels(feats)[0]
 
 
 class DenseBackbone(nn.Module):

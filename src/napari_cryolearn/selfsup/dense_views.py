@@ -19,7 +19,8 @@ output at the corresponding coordinates the same way (:func:`to_grid`).
 
 The intensity augmentations (one of low-pass, band-pass, Gaussian noise or nothing, then a
 random intensity scaling) are MONAI transforms from :mod:`napari_cryolearn.models.augment`
-applied to each view separately; they do not move voxels.
+applied to each view separately, and so is CryoSiam's coarse dropout (:func:`coarse_dropout`);
+they do not move voxels.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ViewGeometry", "correspondence", "geometry_options", "intensity_transform", "random_geometry",
+__all__ = ["ViewGeometry", "coarse_dropout", "correspondence", "geometry_options", "intensity_transform",
+           "random_geometry",
            "rotation_matrix", "sample_view", "source_coords", "to_grid", "view_pair"]
 
 
@@ -162,6 +164,28 @@ def intensity_transform(cfg):
         steps.append(RandScaleIntensityd(["image"], factors=cfg.scale_intensity_factors,
                                          prob=cfg.scale_intensity_prob))
     return Compose(steps, lazy=False) if steps else None
+
+
+def coarse_dropout(view_shape: Sequence[int], prob: float, fraction: float):
+    """CryoSiam's coarse dropout of a view (MONAI ``RandCoarseDropoutd`` on ``{"image": (1, Z, Y, X)}``):
+    with probability ``prob``, between 10 % and ``fraction`` of one hole per 4³ voxels, each
+    hole 1-4 voxels a side, filled with 0; ``None`` when ``prob`` is 0.
+
+    >>> t = coarse_dropout((16, 16, 16), 1.0, 0.5)
+    >>> t.set_random_state(seed=0) is t
+    True
+    >>> view = t({"image": torch.ones(1, 16, 16, 16)})["image"]
+    >>> 0.0 < float((view == 0).float().mean()) < 0.5
+    True
+    """
+    if prob <= 0:
+        return None
+    from monai.transforms import RandCoarseDropoutd
+
+    cells = float(np.prod(view_shape)) / 4 ** len(view_shape)
+    holes = max(1, int(cells * 0.1))
+    return RandCoarseDropoutd(["image"], prob=float(prob), holes=holes, max_holes=max(holes, int(cells * fraction)),
+                              spatial_size=[1] * len(view_shape), max_spatial_size=[4] * len(view_shape), fill_value=0)
 
 
 def view_pair(

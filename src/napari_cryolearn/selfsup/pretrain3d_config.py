@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from napari_cryolearn.engine.config import EXPERT, Config
 from napari_cryolearn.engine.errors import InputError
@@ -52,10 +52,19 @@ class Pretrain3DConfig(TrainerConfig):
                           json_schema_extra=EXPERT)
     dense_pred_dim: int = Field(16, ge=2, description="hidden width of the dense predictor (CryoSiam fork: 16)",
                                 json_schema_extra=EXPERT)
-    include_global_loss: bool = Field(True, description="add the loss on the pooled (global) vectors",
+    include_global_loss: bool = Field(False, description="add SimSiam's loss on the pooled (global) vectors "
+                                      "(CryoSiam fork: true; off by default: with the few patches a batch holds on a "
+                                      "CPU it keeps the dense features from learning membranes, see the docs)",
                                       json_schema_extra=EXPERT)
     weight_dense_loss: float = Field(0.5, ge=0, le=1, description="loss = w * dense + (1 - w) * global (with the "
-                                     "global loss)", json_schema_extra=EXPERT)
+                                     "global loss and no level losses)", json_schema_extra=EXPERT)
+    include_levels_loss: int = Field(0, ge=0, le=3, description="CryoSiam's level losses: the dense loss also on the "
+                                     "decoder's maps at 1/2, 1/4 and 1/8 resolution, each with its own projector and "
+                                     "predictor; 0 none, n the first n levels (true: all 3)", json_schema_extra=EXPERT)
+    dropout_prob: float = Field(0.0, ge=0, le=1, description="probability of CryoSiam's coarse dropout on each view "
+                                "(holes of 1-4 voxels filled with 0; CryoSiam fork: 0.5)", json_schema_extra=EXPERT)
+    dropout: float = Field(0.5, ge=0.1, le=1, description="coarse dropout: at most this many holes per 4^3 voxels "
+                           "of a view (at least 0.1; CryoSiam fork: 0.5)", json_schema_extra=EXPERT)
     patch_size: tuple[int, int, int] = Field((48, 48, 48), description="patch (z, y, x) voxels read from a "
                                              "tomogram; both views are sampled inside it (CryoSiam: 128)")
     view_size: tuple[int, int, int] = Field((32, 32, 32), description="each view (z, y, x) voxels, a multiple of "
@@ -77,6 +86,11 @@ class Pretrain3DConfig(TrainerConfig):
     lr: float = Field(5e-3, gt=0, description="learning rate (the peak of the one-cycle schedule)")
     max_epochs: int | None = Field(10, ge=1, description="epochs to train (CryoSiam fork: 200)")
 
+    @field_validator("include_levels_loss", mode="before")
+    @classmethod
+    def _levels_flag(cls, value):
+        return (3 if value else 0) if isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _check_views(self) -> Pretrain3DConfig:
         if any(v > p for v, p in zip(self.view_size, self.patch_size)):
@@ -92,7 +106,7 @@ class Pretrain3DConfig(TrainerConfig):
                 "num_layers": list(b.num_layers), "num_filters": list(b.num_filters), "no_max_pool": b.no_max_pool,
                 "fpn_channels": b.fpn_channels, "add_fpn_later_conv": b.add_later_conv, "decoder_type": "fpn",
                 "dim": self.dim, "pred_dim": self.pred_dim, "dense_dim": b.dense_dim,
-                "dense_pred_dim": self.dense_pred_dim, "include_levels_loss": False,
+                "dense_pred_dim": self.dense_pred_dim, "include_levels_loss": self.include_levels_loss,
                 "include_global_loss": self.include_global_loss, "weight_dense_loss": self.weight_dense_loss}
 
     def cryosiam_dict(self) -> dict[str, Any]:
@@ -110,7 +124,8 @@ class Pretrain3DConfig(TrainerConfig):
                                "high_pass_sigma_range": _list(t.high_pass_sigma_range),
                                "high_pass_sigma2_range": _list(t.high_pass_sigma2_range),
                                "noise_sigma_range": _list(t.noise_sigma_range),
-                               "combine_transforms": t.combine_transforms},
+                               "combine_transforms": t.combine_transforms, "drop_out_prob": self.dropout_prob,
+                               "drop_out": self.dropout},
                 "network": self.network_dict(),
             },
             "hyper_parameters": {"batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
@@ -127,13 +142,17 @@ class Pretrain3DConfig(TrainerConfig):
         there), or ``patches_folder`` (a patch store of ours), ``val_files``, ``log_dir``,
         ``continue_training``, ``parameters.{nodes, gpu_devices}``, ``parameters.data.{patch_size,
         view_size, view_overlap, min, max, mean, std}``, ``parameters.transforms.{low_pass_sigma_range,
-        high_pass_sigma_range, high_pass_sigma2_range, noise_sigma_range, combine_transforms}``,
-        ``parameters.network.{block_type, in_channels, num_layers, num_filters, no_max_pool,
-        fpn_channels, add_fpn_later_conv, dim, pred_dim, dense_dim, dense_pred_dim,
-        include_global_loss, weight_dense_loss}`` and ``hyper_parameters.{batch_size, lr, momentum,
-        weight_decay, max_epochs, val_interval}`` (SGD, as the fork). Not used:
-        ``include_levels_loss`` (refused when true), ``lr_warmup_epochs`` (the one-cycle schedule
-        warms up over its first 30 %), ``drop_out``, ``drop_out_prob``, ``validation_ratio``.
+        high_pass_sigma_range, high_pass_sigma2_range, noise_sigma_range, combine_transforms,
+        drop_out_prob, drop_out}``, ``parameters.network.{block_type, in_channels, num_layers,
+        num_filters, no_max_pool, fpn_channels, add_fpn_later_conv, dim, pred_dim, dense_dim,
+        dense_pred_dim, include_levels_loss, include_global_loss, weight_dense_loss}`` and
+        ``hyper_parameters.{batch_size, lr, momentum, weight_decay, max_epochs, val_interval}``.
+        As the fork: SGD at ``lr · batch_size / 256``; the global loss on unless
+        ``include_global_loss`` is false. ``include_levels_loss: true`` is all three levels (the
+        fork's loss reads ``True`` as the number 1 and uses only the 1/2 level: write 1 for that);
+        ``weight_dense_loss: null`` (the fork adds the two terms) is 0.5 here (the same
+        minimum, half the scale). Not used: ``lr_warmup_epochs`` (the one-cycle schedule warms up
+        over its first 30 %), ``validation_ratio``.
         """
         params = data.get("parameters") or {}
         net = params.get("network") or {}
@@ -142,9 +161,6 @@ class Pretrain3DConfig(TrainerConfig):
         hp = data.get("hyper_parameters") or {}
         if net.get("spatial_dims", 3) != 3:
             raise InputError("only spatial_dims 3 is supported", path=source, field="parameters.network.spatial_dims")
-        if net.get("include_levels_loss"):
-            raise InputError("the level losses are not supported; set it to false", path=source,
-                             field="parameters.network.include_levels_loss")
         if net.get("decoder_type", "fpn") != "fpn":
             raise InputError(f"decoder_type {net['decoder_type']!r} is not supported (only 'fpn')", path=source,
                              field="parameters.network.decoder_type")
@@ -159,7 +175,10 @@ class Pretrain3DConfig(TrainerConfig):
         out: dict[str, Any] = {"data": files, "backbone": backbone, "optimizer": "sgd",
                                "log_dir": data.get("log_dir") or "."}
         out.update({k: net[k] for k in ("dim", "pred_dim", "dense_pred_dim", "include_global_loss",
-                                        "weight_dense_loss") if net.get(k) is not None})
+                                        "weight_dense_loss", "include_levels_loss") if net.get(k) is not None})
+        out.setdefault("include_global_loss", True)
+        if tr.get("drop_out"):  # the fork: no coarse dropout when drop_out is 0 or missing
+            out["dropout"], out["dropout_prob"] = tr["drop_out"], tr.get("drop_out_prob") or 0.0
         val = _cryosiam_files(data, "val_files", source) if data.get("val_files") else None
         if val:
             out["val_data"] = val
@@ -179,6 +198,8 @@ class Pretrain3DConfig(TrainerConfig):
         for key in ("batch_size", "lr", "momentum", "weight_decay", "max_epochs", "val_interval"):
             if hp.get(key) is not None:
                 out[key] = hp[key]
+        if "lr" in out:
+            out["lr"] = float(out["lr"]) * float(out.get("batch_size", cls.model_fields["batch_size"].default)) / 256
         if data.get("continue_training") is not None:
             out["continue_training"] = bool(data["continue_training"])
         return cls.from_dict(out, source=source)

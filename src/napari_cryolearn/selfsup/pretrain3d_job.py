@@ -141,6 +141,7 @@ class DenseViewDataset:
         import torch
 
         from napari_cryolearn.selfsup.dense_views import (
+            coarse_dropout,
             correspondence,
             geometry_options,
             intensity_transform,
@@ -162,13 +163,14 @@ class DenseViewDataset:
                            **geometry_options(cfg.transforms))
         t = torch.from_numpy(np.ascontiguousarray(patch, np.float32))[None]
         if self._intensity is None:
-            self._intensity = intensity_transform(cfg.transforms) or False
+            self._intensity = [x for x in (intensity_transform(cfg.transforms),
+                                           coarse_dropout(cfg.view_size, cfg.dropout_prob, cfg.dropout)) if x]
         views = []
         for g in (g1, g2):
             v = sample_view(t, g, cfg.view_size)
-            if self._intensity is not False:
-                self._intensity.set_random_state(seed=int(rng.integers(2**31)))
-                v = torch.as_tensor(self._intensity({"image": v})["image"]).float()
+            for transform in self._intensity:
+                transform.set_random_state(seed=int(rng.integers(2**31)))
+                v = torch.as_tensor(transform({"image": v})["image"]).float()
             views.append(v.contiguous())
         c12, m12 = correspondence(g1, g2, cfg.view_size)
         c21, m21 = correspondence(g2, g1, cfg.view_size)

@@ -6,7 +6,8 @@ The network is the module's ``_model`` attribute, so the checkpoint's ``state_di
 is a plain dict in CryoSiam's key names (what CryoSiam's and our segmentation loaders read),
 ``config.cryolearn`` our config.
 
-Logged per epoch: ``train_loss`` (and ``train_dense``, ``train_global``), ``val_loss`` with
+Logged per epoch: ``train_loss`` (and ``train_dense``, ``train_global``, ``train_level_{2,4,8}``
+with those terms), ``val_loss`` with
 validation data, ``collapse_level`` (prismpyp's measure, :class:`~napari_cryolearn.selfsup.simsiam.
 CollapseMonitor`, on a sample of voxels of the dense predictions: 0 healthy, 1 collapsed) and ``lr``.
 """
@@ -36,7 +37,13 @@ def build_dense_simsiam(network: dict[str, Any]) -> DenseSimSiam:
         num_layers=tuple(n.get("num_layers", (1, 1, 1, 1))), num_filters=tuple(n.get("num_filters", (64, 128, 256, 512))),
         fpn_channels=int(n.get("fpn_channels", 128)), dense_dim=int(n.get("dense_dim", 32)),
         no_max_pool=bool(n.get("no_max_pool", True)), add_later_conv=bool(n.get("add_fpn_later_conv", False)),
-        dim=int(n.get("dim", 2048)), pred_dim=int(n.get("pred_dim", 512)), dense_pred_dim=int(n.get("dense_pred_dim", 64)))
+        dim=int(n.get("dim", 2048)), pred_dim=int(n.get("pred_dim", 512)), dense_pred_dim=int(n.get("dense_pred_dim", 64)),
+        include_levels=_levels(n.get("include_levels_loss", 0)))
+
+
+def _levels(value) -> int:
+    """CryoSiam's ``include_levels_loss`` (a bool, or the number of levels) as a number of levels."""
+    return (3 if value else 0) if isinstance(value, bool) else int(value or 0)
 
 
 class Pretrain3DModule(L.LightningModule):
@@ -63,7 +70,7 @@ class Pretrain3DModule(L.LightningModule):
         terms, p1 = self._losses(batch)
         n = batch["view1"].shape[0]
         self.log("train_loss", terms["total"], on_step=False, on_epoch=True, batch_size=n)
-        for key in ("dense", "global"):
+        for key in ("dense", "global", "level_2", "level_4", "level_8"):
             if key in terms:
                 self.log(f"train_{key}", terms[key].detach(), on_step=False, on_epoch=True, batch_size=n)
         self.collapse.update(dense_samples(p1, 512, self._voxels))
