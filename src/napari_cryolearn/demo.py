@@ -91,13 +91,13 @@ def patches_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
 
 def pretrain3d_demo(outputs: dict[str, Path], workdir: Path, quick: bool = False):
     """Dense 3D SimSiam on the scaled tomogram, a few seconds: 1 epoch of 8 patches (24³ views of
-    32³ patches) of a small network when quick, else 3 epochs of 16."""
+    48³ patches) of a small network when quick, else 3 epochs of 16."""
     from napari_cryolearn.selfsup.pretrain3d_config import Pretrain3DConfig
 
     run = Path(workdir) / "pretrain3d"
     outputs["pretrained_3d"] = run / "model" / "last.ckpt"
     size = {"max_epochs": 1, "samples_per_epoch": 8} if quick else {"max_epochs": 3, "samples_per_epoch": 16}
-    return Pretrain3DConfig(data=[outputs["scaled"]], log_dir=run, patch_size=(32, 32, 32), view_size=(24, 24, 24),
+    return Pretrain3DConfig(data=[outputs["scaled"]], log_dir=run, patch_size=(48, 48, 48), view_size=(24, 24, 24),
                             backbone={"num_filters": (4, 8, 8, 16), "fpn_channels": 8, "dense_dim": 8}, dim=32,
                             pred_dim=16, dense_pred_dim=8, batch_size=4, **size)
 

@@ -194,19 +194,33 @@ def view_pair(
     view_shape: Sequence[int],
     *,
     view_overlap: float = 0.5,
+    min_shift: float = 0.0,
     **geometry,
 ) -> tuple[ViewGeometry, ViewGeometry]:
     """Two random geometries of views of ``view_shape`` in a patch of ``patch_shape``.
 
     View 1's centre is drawn so that an unrotated view would fit in the patch; view 2's is
-    moved from it by at most ``(1 − view_overlap) · view`` voxels per axis (kept in the same
-    range), so the views share at least ``view_overlap`` of each axis before rotation and zoom
-    (CryoSiam's rule). ``geometry``: :func:`random_geometry`'s options.
+    moved from it by ``min_shift · view`` to ``(1 − view_overlap) · view`` voxels per axis, in a
+    random direction that keeps it in the same range where it can (else as far as the patch
+    allows), so the views share at least ``view_overlap`` of each axis before rotation and zoom
+    (CryoSiam's rule). A shift matters: a code of the distance to the view's centre or border
+    (which zero-padded convolutions can learn) is the same in two views turned or flipped about
+    one centre, and matching it would solve the task without looking at the tomogram.
+    ``geometry``: :func:`random_geometry`'s options.
+
+    >>> g1, g2 = view_pair(np.random.default_rng(0), (64, 64, 64), (32, 32, 32), min_shift=0.25)
+    >>> bool(np.all(np.abs(g2.centre - g1.centre) >= 8))
+    True
     """
     patch, view = np.asarray(patch_shape, np.float64), np.asarray(view_shape, np.float64)
     lo = np.minimum((view - 1) / 2, (patch - 1) / 2)
     hi = np.maximum(patch - 1 - lo, lo)
     c1 = rng.uniform(lo, hi)
-    shift = (1.0 - float(view_overlap)) * view
-    c2 = np.clip(c1 + rng.uniform(-shift, shift), lo, hi)
+    most = (1.0 - float(view_overlap)) * view
+    least = np.minimum(float(min_shift) * view, most)
+    size = rng.uniform(least, most)
+    sign = np.where(rng.random(len(view)) < 0.5, -1.0, 1.0)
+    fits = (c1 + sign * size >= lo) & (c1 + sign * size <= hi)
+    sign = np.where(fits, sign, -sign)
+    c2 = np.clip(c1 + sign * size, lo, hi)
     return random_geometry(rng, c1, **geometry), random_geometry(rng, c2, **geometry)

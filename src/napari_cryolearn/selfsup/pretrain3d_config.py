@@ -65,12 +65,16 @@ class Pretrain3DConfig(TrainerConfig):
                                 "(holes of 1-4 voxels filled with 0; CryoSiam fork: 0.5)", json_schema_extra=EXPERT)
     dropout: float = Field(0.5, ge=0.1, le=1, description="coarse dropout: at most this many holes per 4^3 voxels "
                            "of a view (at least 0.1; CryoSiam fork: 0.5)", json_schema_extra=EXPERT)
-    patch_size: tuple[int, int, int] = Field((48, 48, 48), description="patch (z, y, x) voxels read from a "
-                                             "tomogram; both views are sampled inside it (CryoSiam: 128)")
+    patch_size: tuple[int, int, int] = Field((64, 64, 64), description="patch (z, y, x) voxels read from a "
+                                             "tomogram; both views are sampled inside it (CryoSiam: 128; twice the "
+                                             "view leaves room to shift the views)")
     view_size: tuple[int, int, int] = Field((32, 32, 32), description="each view (z, y, x) voxels, a multiple of "
                                             "8 (CryoSiam: 64)")
     view_overlap: float = Field(0.5, ge=0, le=1, description="least fraction of each axis the two views share "
                                 "(before rotation and zoom)", json_schema_extra=EXPERT)
+    view_min_shift: float = Field(0.25, ge=0, le=0.5, description="least shift between the two views' centres, as "
+                                  "a fraction of the view, per axis (CryoSiam: 0; without a shift the network can "
+                                  "match the views by their borders)", json_schema_extra=EXPERT)
     samples_per_epoch: int = Field(64, ge=1, description="random patches per epoch (over all tomograms)")
     val_samples: int = Field(16, ge=1, description="fixed patches of val_data validated each time",
                              json_schema_extra=EXPERT)

@@ -160,7 +160,7 @@ class DenseViewDataset:
         source = self.sources[int(rng.integers(len(self.sources)))]
         patch = cfg.intensity.apply(source.crop(rng, cfg.patch_size))
         g1, g2 = view_pair(rng, cfg.patch_size, cfg.view_size, view_overlap=cfg.view_overlap,
-                           **geometry_options(cfg.transforms))
+                           min_shift=cfg.view_min_shift, **geometry_options(cfg.transforms))
         t = torch.from_numpy(np.ascontiguousarray(patch, np.float32))[None]
         if self._intensity is None:
             self._intensity = [x for x in (intensity_transform(cfg.transforms),

@@ -29,8 +29,9 @@ from napari_cryolearn.ui.training_widget import TrainingWidget
 TRAIN_JOB = "napari_cryolearn.selfsup.pretrain3d_job:pretrain3d_job"
 FORM_FIELDS = ("max_epochs", "max_time", "samples_per_epoch", "patch_size", "view_size", "batch_size", "lr", "device",
                "log_dir", "pretrained_model", "continue_training", "overwrite")
-EXPERT_FIELDS = ("dim", "pred_dim", "dense_pred_dim", "include_global_loss", "weight_dense_loss", "view_overlap",
-                 "optimizer", "weight_decay", "scheduler", "seed", "num_workers")
+EXPERT_FIELDS = ("dim", "pred_dim", "dense_pred_dim", "include_global_loss", "weight_dense_loss",
+                 "include_levels_loss", "view_overlap", "view_min_shift", "dropout_prob", "dropout", "optimizer",
+                 "weight_decay", "scheduler", "seed", "num_workers")
 BACKBONE_FIELDS = ("num_filters", "fpn_channels", "dense_dim", "block_type", "num_layers")
 LAYER_FILE = "tomogram.mrc"
 WRITTEN_BY = "Pretrain (3D, no labels)"
